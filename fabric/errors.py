@@ -1,0 +1,148 @@
+"""Every error the fabric raises, in one hierarchy.
+
+::
+
+    FabricError
+    ├── ProtocolError            a message that does not follow fabric.protocol
+    ├── SerializationError       a value or function that cannot be (de)serialized
+    ├── ConfigError              a configuration value that cannot work
+    ├── EndpointError            the local endpoint cannot take or finish work
+    │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
+    └── TaskError                a task ended without a result
+        ├── RemoteExecutionError the function raised; carries the remote type, message, traceback
+        ├── TaskTimeout          the task ran past its walltime; its worker was replaced
+        ├── WorkerLost           the worker process died while running the task
+        ├── ManagerLost          the manager (node) running the task disappeared
+        └── TaskCancelled        the task was cancelled before it ran
+
+Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
+as pickles, so the interchange and manager can create them without unpickling anything
+and a client only ever rebuilds classes listed in this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class FabricError(Exception):
+    """Base class of every error raised by the fabric."""
+
+
+class ProtocolError(FabricError):
+    """A message broke the wire protocol: unknown tag, wrong version, bad or missing frames."""
+
+
+class SerializationError(FabricError):
+    """A function, argument or result could not be serialized or deserialized."""
+
+
+class ConfigError(FabricError, ValueError):
+    """A configuration value is invalid."""
+
+
+class EndpointError(FabricError):
+    """The endpoint cannot accept or complete work."""
+
+
+class EndpointShutdown(EndpointError):
+    """The endpoint was shut down before the task could finish."""
+
+
+_TASK_ERRORS: dict[str, type[TaskError]] = {}
+
+
+class TaskError(FabricError):
+    """A task ended without producing a result.
+
+    Subclasses name their fields in ``fields``; those are what crosses the wire.
+    """
+
+    fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _TASK_ERRORS[cls.__name__] = cls
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown fields {sorted(unknown)}")
+        for name in self.fields:
+            setattr(self, name, values.get(name))
+        super().__init__(*(values.get(name) for name in self.fields))
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self.fields)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self).__name__, self.to_wire()["fields"]))
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data (msgpack-able) describing this error."""
+        return {"error": type(self).__name__, "fields": {n: getattr(self, n) for n in self.fields}}
+
+    @staticmethod
+    def from_wire(data: dict[str, Any]) -> TaskError:
+        """Rebuild an error from ``to_wire`` output; unknown names become ``TaskError``."""
+        cls = _TASK_ERRORS.get(str(data.get("error")), TaskError)
+        fields = data.get("fields") or {}
+        return cls(**{k: v for k, v in fields.items() if k in cls.fields})
+
+
+def _rebuild(name: str, fields: dict[str, Any]) -> TaskError:
+    return TaskError.from_wire({"error": name, "fields": fields})
+
+
+class RemoteExecutionError(TaskError):
+    """The function raised an exception on the worker.
+
+    ``remote_type`` is the qualified name of the exception's class, ``message`` its
+    ``str()``, ``traceback`` the formatted remote traceback. ``exception`` holds the
+    original exception object when it could be rebuilt on this side, else None.
+    """
+
+    fields = ("remote_type", "message", "traceback", "task_id")
+    exception: BaseException | None = None
+
+    def __str__(self) -> str:
+        return f"{self.remote_type}: {self.message}\n\nRemote traceback:\n{self.traceback}"
+
+
+class TaskTimeout(TaskError):
+    """The task ran longer than its walltime; the worker running it was replaced."""
+
+    fields = ("task_id", "walltime", "hostname")
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} exceeded its walltime of {self.walltime} s on {self.hostname}"
+
+
+class WorkerLost(TaskError):
+    """The worker process running the task died (signal or exit) before returning a result."""
+
+    fields = ("task_id", "worker_id", "hostname", "exit_code")
+
+    def __str__(self) -> str:
+        return (
+            f"worker {self.worker_id} on {self.hostname} died (exit code {self.exit_code}) "
+            f"while running task {self.task_id}"
+        )
+
+
+class ManagerLost(TaskError):
+    """The manager running the task stopped answering (node lost, process killed)."""
+
+    fields = ("task_id", "manager_id", "hostname")
+
+    def __str__(self) -> str:
+        return f"manager {self.manager_id} on {self.hostname} was lost while running task {self.task_id}"
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled before it ran."""
+
+    fields = ("task_id",)
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} was cancelled"

@@ -1,0 +1,1 @@
+"""The interchange: one per endpoint, dispatches task batches to managers by capacity."""

@@ -1,0 +1,330 @@
+"""The interchange's dispatch logic, as a sans-IO state machine.
+
+``Scheduler.handle(event) -> list[action]`` records what happened; ``flush()`` then
+decides what to send, once per loop turn, so everything that arrived together leaves
+together (opportunistic batching, no timers). Rules:
+
+* Queued tasks leave FIFO within a priority, higher priorities first.
+* A manager has ``capacity`` task slots; each flush fills every manager's free slots
+  with one batch, so dispatch happens the moment results free capacity.
+* A function body goes to each manager once, just before the first task that uses it.
+* Held and draining managers get nothing new.
+* Any message from a manager counts as liveness; ``Tick`` expires managers silent for
+  longer than ``heartbeat_threshold``. A lost manager's tasks that it never handed to a
+  worker go back to the queue; the others are retried while their retry budget lasts,
+  else they fail with ``ManagerLost``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from typing import Any
+
+import msgpack
+
+from fabric.errors import ManagerLost, TaskCancelled
+from fabric.protocol import (RESULT_TASK_ERROR, Drain, FunctionDefinitions, ManagerRegistration, Message,
+                             ResultBatch, Task, TaskBatch)
+
+MAX_BATCH = 4096
+
+
+def _error_result(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
+    return task_id, RESULT_TASK_ERROR, msgpack.packb(error.to_wire(), use_bin_type=True)
+
+
+class TaskQueue:
+    """FIFO per priority; ``pop`` takes from the highest priority first."""
+
+    def __init__(self) -> None:
+        self._queues: dict[int, deque[Task]] = {}
+        self._priorities: list[int] = []
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _queue(self, priority: int) -> deque[Task]:
+        queue = self._queues.get(priority)
+        if queue is None:
+            queue = self._queues[priority] = deque()
+            self._priorities = sorted(self._queues, reverse=True)
+        return queue
+
+    def extend(self, tasks: list[Task]) -> None:
+        if tasks and all(t.priority == tasks[0].priority for t in tasks):
+            self._queue(tasks[0].priority).extend(tasks)
+        else:
+            for task in tasks:
+                self._queue(task.priority).append(task)
+        self._size += len(tasks)
+
+    def push_front(self, tasks: list[Task]) -> None:
+        """Put tasks back at the head of their priority (re-queued after a loss)."""
+        for task in reversed(tasks):
+            self._queue(task.priority).appendleft(task)
+        self._size += len(tasks)
+
+    def pop(self, count: int) -> list[Task]:
+        taken: list[Task] = []
+        for priority in self._priorities:
+            queue = self._queues[priority]
+            while queue and len(taken) < count:
+                taken.append(queue.popleft())
+            if len(taken) >= count:
+                break
+        self._size -= len(taken)
+        return taken
+
+    def remove(self, task_ids: set[Any]) -> list[Task]:
+        removed: list[Task] = []
+        for priority, queue in self._queues.items():
+            kept = deque(t for t in queue if t.task_id not in task_ids)
+            removed += [t for t in queue if t.task_id in task_ids]
+            self._queues[priority] = kept
+        self._size -= len(removed)
+        return removed
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class ManagerState:
+    registration: ManagerRegistration
+    capacity: int
+    last_seen: float
+    outstanding: dict[Any, Task] = dataclasses.field(default_factory=dict)
+    started: set[Any] = dataclasses.field(default_factory=set)
+    functions: set[str] = dataclasses.field(default_factory=set)
+    held: bool = False
+    draining: bool = False
+
+    @property
+    def free(self) -> int:
+        if self.held or self.draining:
+            return 0
+        return self.capacity - len(self.outstanding)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        r = self.registration
+        return {
+            "manager_id": r.manager_id, "hostname": r.hostname, "pid": r.pid, "workers": r.worker_count,
+            "capacity": self.capacity, "outstanding": len(self.outstanding), "cores": r.cores,
+            "memory": r.memory, "accelerators": r.accelerators, "block_id": r.block_id,
+            "held": self.held, "draining": self.draining, "idle_seconds": round(now - self.last_seen, 3),
+        }
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerJoined:
+    registration: ManagerRegistration
+    now: float
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerSeen:
+    manager_id: str
+    now: float
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerResults:
+    manager_id: str
+    batch: ResultBatch
+    now: float
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerLeft:
+    manager_id: str
+    reason: str
+
+
+@dataclasses.dataclass(slots=True)
+class TasksSubmitted:
+    tasks: list[Task]
+
+
+@dataclasses.dataclass(slots=True)
+class FunctionsSubmitted:
+    function_ids: list[str]
+    bodies: list[Any]
+
+
+@dataclasses.dataclass(slots=True)
+class TasksCancelled:
+    task_ids: list[Any]
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerCommanded:
+    action: str  # "drain" | "hold" | "release"
+    manager_id: str
+
+
+@dataclasses.dataclass(slots=True)
+class Tick:
+    now: float
+
+
+# --- actions --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class SendToManager:
+    manager_id: str
+    message: Message
+
+
+@dataclasses.dataclass(slots=True)
+class SendUpstream:
+    message: Message
+
+
+@dataclasses.dataclass(slots=True)
+class ForgetManager:
+    manager_id: str
+    reason: str
+
+
+Action = SendToManager | SendUpstream | ForgetManager
+
+
+class Scheduler:
+    def __init__(self, *, heartbeat_threshold: float) -> None:
+        self.heartbeat_threshold = heartbeat_threshold
+        self.queue = TaskQueue()
+        self.functions: dict[str, Any] = {}
+        self.managers: dict[str, ManagerState] = {}
+        self._results: list[ResultBatch] = []
+
+    @property
+    def outstanding(self) -> int:
+        return sum(len(m.outstanding) for m in self.managers.values())
+
+    def handle(self, event: object) -> list[Action]:
+        match event:
+            case TasksSubmitted(tasks):
+                self.queue.extend(tasks)
+            case ManagerResults(manager_id, batch, now):
+                self._on_results(manager_id, batch, now)
+            case ManagerSeen(manager_id, now):
+                manager = self.managers.get(manager_id)
+                if manager is not None:
+                    manager.last_seen = now
+            case FunctionsSubmitted(function_ids, bodies):
+                self.functions.update(zip(function_ids, bodies))
+            case ManagerJoined(registration, now):
+                self.managers[registration.manager_id] = ManagerState(
+                    registration=registration, capacity=max(1, registration.capacity), last_seen=now)
+            case ManagerLeft(manager_id, reason):
+                return self._lose(manager_id, reason)
+            case Tick(now):
+                return self._expire(now)
+            case TasksCancelled(task_ids):
+                self._cancel(task_ids)
+            case ManagerCommanded(action, manager_id):
+                return self._command(action, manager_id)
+            case _:
+                raise TypeError(f"unknown event {event!r}")
+        return []
+
+    def flush(self) -> list[Action]:
+        """Dispatch queued tasks to free capacity; forward finished results upstream."""
+        actions: list[Action] = []
+        if self.queue:
+            for manager in sorted(self.managers.values(), key=lambda m: -m.free):
+                free = manager.free
+                if free <= 0 or not self.queue:
+                    break
+                actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH)))
+        if self._results:
+            batch = ResultBatch.merge(self._results) if len(self._results) > 1 else self._results[0]
+            actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob)))
+            self._results = []
+        return actions
+
+    def _dispatch(self, manager: ManagerState, tasks: list[Task]) -> list[Action]:
+        manager_id = manager.registration.manager_id
+        actions: list[Action] = []
+        new = {t.function_id for t in tasks} - manager.functions
+        if new:
+            known = sorted(f for f in new if f in self.functions)
+            manager.functions |= set(known)
+            actions.append(SendToManager(manager_id, FunctionDefinitions(known, [self.functions[f] for f in known])))
+        manager.outstanding.update(zip([t.task_id for t in tasks], tasks))
+        actions.append(SendToManager(manager_id, TaskBatch(tasks)))
+        return actions
+
+    def _on_results(self, manager_id: str, batch: ResultBatch, now: float) -> None:
+        manager = self.managers.get(manager_id)
+        if manager is None:  # a manager we already gave up on: its tasks were re-queued
+            return
+        manager.last_seen = now
+        if batch.capacity is not None:
+            manager.capacity = max(1, batch.capacity)
+        started, outstanding = manager.started, manager.outstanding
+        if batch.started:
+            started.update(batch.started)
+        if batch.task_ids:
+            for task_id in batch.task_ids:
+                outstanding.pop(task_id, None)
+            started.difference_update(batch.task_ids)
+            self._results.append(batch)
+
+    def _lose(self, manager_id: str, reason: str) -> list[Action]:
+        manager = self.managers.pop(manager_id, None)
+        if manager is None:
+            return []
+        requeue, failed = [], []
+        for task_id, task in manager.outstanding.items():
+            if task_id not in manager.started:
+                requeue.append(task)
+            elif task.retries > 0:
+                requeue.append(task._replace(retries=task.retries - 1))
+            else:
+                error = ManagerLost(task_id=task_id, manager_id=manager_id, hostname=manager.registration.hostname)
+                failed.append(_error_result(task_id, error))
+        self.queue.push_front(requeue)
+        if failed:
+            self._results.append(ResultBatch.build(failed))
+        return [ForgetManager(manager_id, reason)]
+
+    def _expire(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for manager_id, manager in list(self.managers.items()):
+            silent = now - manager.last_seen
+            if silent > self.heartbeat_threshold:
+                actions += self._lose(manager_id, f"no message for {silent:.1f} s")
+        return actions
+
+    def _cancel(self, task_ids: list[Any]) -> None:
+        removed = self.queue.remove(set(task_ids))
+        if removed:
+            self._results.append(ResultBatch.build(
+                [_error_result(t.task_id, TaskCancelled(task_id=t.task_id)) for t in removed]))
+
+    def _command(self, action: str, manager_id: str) -> list[Action]:
+        manager = self.managers.get(manager_id)
+        if manager is None:
+            raise KeyError(manager_id)
+        if action == "hold":
+            manager.held = True
+        elif action == "release":
+            manager.held = False
+        elif action == "drain":
+            manager.draining = True
+            return [SendToManager(manager_id, Drain())]
+        else:
+            raise ValueError(f"unknown manager action {action!r}")
+        return []
+
+    def status(self, now: float) -> dict[str, Any]:
+        return {
+            "managers": [m.summary(now) for m in self.managers.values()],
+            "queued_tasks": len(self.queue),
+            "outstanding_tasks": self.outstanding,
+            "functions": len(self.functions),
+        }

@@ -1,0 +1,1 @@
+"""Node managers: register with the interchange, run and pin workers, prefetch tasks."""

@@ -1,0 +1,273 @@
+"""The manager process: one per node, between the interchange and the node's workers.
+
+``Manager.start`` discovers accelerators once, plans each worker's pinning
+(``plan_worker_env``), starts the workers and registers with the interchange. Its loop
+is a list of named steps: poll, ``receive_from_interchange``, ``receive_from_workers``,
+``reap_workers``, ``beat``, then ``execute`` what the ``ManagerScheduler`` decided.
+
+The manager never unpickles user payloads. It exits when the interchange has said
+nothing for ``heartbeat_threshold`` seconds, on ``Shutdown``, or once drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import psutil
+import zmq
+
+from fabric import protocol
+from fabric.config import ManagerConfig
+from fabric.errors import ProtocolError
+from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
+from fabric.protocol import (PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
+                             ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
+                             WorkerReady)
+from manager.accelerators import discover_accelerators, plan_worker_env
+from manager.scheduler import (DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
+                               StartWorker, TasksArrived, Tick, WorkerDied, WorkerResults, WorkerStarted)
+
+logger = logging.getLogger(__name__)
+
+DEATH_GRACE = 0.05
+"""Seconds between a worker's exit and its tasks being re-queued, so results it sent
+just before dying are still read."""
+
+MAX_MESSAGES_PER_TURN = 256
+
+
+class Manager:
+    def __init__(self, config: ManagerConfig) -> None:
+        self.config = config
+        self.hostname = socket.gethostname()
+        self.scheduler = ManagerScheduler(workers=config.workers, prefetch=config.prefetch,
+                                          hostname=self.hostname, now=time.monotonic())
+        self.functions: dict[str, Any] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.pidfds: dict[int, str] = {}
+        self.dying: list[tuple[float, str, int | None]] = []
+        self.generation = 0
+        self.heartbeat_period = config.heartbeat_period
+        self.heartbeat_threshold = config.heartbeat_threshold
+        self.last_heard = self.last_sent = time.monotonic()
+        self.registered = False
+        self.exit_reason: str | None = None
+        self.context = zmq.Context.instance()
+        self.interchange = self.context.socket(zmq.DEALER)
+        self.interchange.setsockopt(zmq.IDENTITY, config.manager_id.encode())
+        self.interchange.setsockopt(zmq.LINGER, 2000)
+        self.interchange.connect(config.interchange_address)
+        self.workdir = tempfile.mkdtemp(prefix="fabric-manager-")
+        self.workers = self.context.socket(zmq.ROUTER)
+        self.workers.setsockopt(zmq.LINGER, 0)
+        self.worker_address = f"ipc://{self.workdir}/workers"
+        self.workers.bind(self.worker_address)
+        self.poller = zmq.Poller()
+        self.poller.register(self.interchange, zmq.POLLIN)
+        self.poller.register(self.workers, zmq.POLLIN)
+        devices = config.accelerators
+        if devices is None:
+            devices = discover_accelerators(os.environ)
+        self.accelerators = list(devices)
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        self.plans = plan_worker_env(config.workers, self.accelerators, config.cpu_affinity, available_cpus=cpus)
+
+    # -- start-up --------------------------------------------------------------------
+    def start(self) -> None:
+        for index in range(self.config.workers):
+            self.start_worker(index)
+        self.send(ManagerRegistration(
+            manager_id=self.config.manager_id, hostname=self.hostname, pid=os.getpid(),
+            cores=os.cpu_count() or 1, memory=psutil.virtual_memory().total,
+            accelerators=self.accelerators, python_version=platform.python_version(),
+            protocol_version=PROTOCOL_VERSION, worker_count=self.config.workers,
+            prefetch=self.config.prefetch if self.config.prefetch is not None else -1,
+            capacity=self.scheduler.capacity, block_id=self.config.block_id,
+        ))
+
+    def start_worker(self, index: int) -> None:
+        self.generation += 1
+        worker_id = f"{index}.{self.generation}"
+        plan = self.plans[index]
+        args = ["--id", worker_id, "--address", self.worker_address, "--manager-pid", str(os.getpid())]
+        if plan.cpus:
+            args += ["--cpus", ",".join(map(str, plan.cpus))]
+        process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python)
+        self.processes[worker_id] = process
+        self.scheduler.add_worker(worker_id, index)
+        fd = pidfd(process)
+        if fd is not None:
+            self.pidfds[fd] = worker_id
+            self.poller.register(fd, zmq.POLLIN)
+        logger.debug("started worker %s (pid %d)", worker_id, process.pid)
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self) -> str:
+        while self.exit_reason is None:
+            timeout = self.heartbeat_period / 2 if not self.dying else DEATH_GRACE
+            events = dict(self.poller.poll(timeout * 1000))
+            now = time.monotonic()
+            self.execute(self.scheduler.handle(Tick(now)))
+            if self.interchange in events:
+                self.receive_from_interchange()
+            if self.workers in events:
+                self.receive_from_workers()
+            self.reap_workers(events, now)
+            self.execute(self.scheduler.flush())
+            self.beat(now)
+        return self.exit_reason
+
+    def receive_from_interchange(self) -> None:
+        for _ in range(MAX_MESSAGES_PER_TURN):
+            try:
+                frames = self.interchange.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_heard = time.monotonic()
+            try:
+                message = protocol.decode(frames)
+            except ProtocolError as exc:
+                logger.warning("dropping malformed message from the interchange: %s", exc)
+                continue
+            self.on_interchange_message(message)
+
+    def on_interchange_message(self, message: protocol.Message) -> None:
+        match message:
+            case TaskBatch(tasks):
+                self.scheduler.handle(TasksArrived(tasks))
+            case FunctionDefinitions(function_ids, bodies):
+                self.functions.update(zip(function_ids, bodies))
+            case Heartbeat():
+                pass
+            case RegistrationReply(accepted, reason, period, threshold):
+                if not accepted:
+                    self.exit_reason = f"registration refused: {reason}"
+                self.registered = True
+                self.heartbeat_period, self.heartbeat_threshold = period, threshold
+            case Drain():
+                logger.info("draining")
+                self.scheduler.handle(DrainRequested())
+            case Shutdown(reason):
+                self.exit_reason = f"shutdown: {reason}"
+            case _:
+                logger.warning("ignoring %s from the interchange", type(message).__name__)
+
+    def receive_from_workers(self) -> None:
+        for _ in range(MAX_MESSAGES_PER_TURN):
+            try:
+                identity, *frames = self.workers.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            worker_id = identity.decode()
+            try:
+                message = protocol.decode(frames)
+            except ProtocolError as exc:
+                logger.warning("dropping malformed message from worker %s: %s", worker_id, exc)
+                continue
+            if isinstance(message, ResultBatch):
+                self.scheduler.handle(WorkerResults(worker_id, message))
+            elif isinstance(message, WorkerReady):
+                self.scheduler.handle(WorkerStarted(worker_id))
+
+    def reap_workers(self, events: dict[Any, int], now: float) -> None:
+        """Notice exited workers; tell the scheduler after ``DEATH_GRACE``."""
+        for fd in [fd for fd in events if fd in self.pidfds]:
+            self.poller.unregister(fd)
+            os.close(fd)
+            worker_id = self.pidfds.pop(fd)
+            self.dying.append((now, worker_id, self.processes.pop(worker_id).wait()))
+        if not self.pidfds:  # no pidfd support: poll the processes
+            for worker_id, process in list(self.processes.items()):
+                if process.poll() is not None:
+                    del self.processes[worker_id]
+                    self.dying.append((now, worker_id, process.returncode))
+        while self.dying and now - self.dying[0][0] >= DEATH_GRACE:
+            _, worker_id, code = self.dying.pop(0)
+            logger.warning("worker %s exited with code %s", worker_id, code)
+            self.execute(self.scheduler.handle(WorkerDied(worker_id, code)))
+
+    def beat(self, now: float) -> None:
+        if now - self.last_sent >= self.heartbeat_period:
+            self.send(Heartbeat())
+        if now - self.last_heard > self.heartbeat_threshold:
+            self.exit_reason = f"interchange silent for {now - self.last_heard:.1f} s"
+
+    # -- actions ---------------------------------------------------------------------
+    def execute(self, actions: list[Any]) -> None:
+        for action in actions:
+            match action:
+                case SendTasks(worker_id, tasks, new_functions):
+                    if new_functions:
+                        bodies = [self.functions.get(f, b"") for f in new_functions]
+                        self.send_worker(worker_id, FunctionDefinitions(new_functions, bodies))
+                    self.send_worker(worker_id, TaskBatch(tasks))
+                case ReportResults(batch):
+                    self.send(batch)
+                case StartWorker(index):
+                    self.start_worker(index)
+                case KillWorker(worker_id):
+                    process = self.processes.get(worker_id)
+                    if process is not None:
+                        logger.warning("killing worker %s: task past its walltime", worker_id)
+                        process.kill()
+                case Exit(reason):
+                    self.exit_reason = reason
+
+    def send(self, message: protocol.Message) -> None:
+        self.interchange.send_multipart(message.to_frames(), copy=False)
+        self.last_sent = time.monotonic()
+
+    def send_worker(self, worker_id: str, message: protocol.Message) -> None:
+        self.workers.send_multipart([worker_id.encode(), *message.to_frames()], copy=False)
+
+    # -- shut-down -------------------------------------------------------------------
+    def close(self, reason: str) -> None:
+        for worker_id in self.processes:
+            try:
+                self.send_worker(worker_id, Shutdown(reason=reason))
+            except zmq.ZMQError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                stop(process, timeout=1.0)
+        try:
+            self.interchange.send_multipart(ManagerExiting(reason=reason).to_frames(), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        for fd in self.pidfds:
+            os.close(fd)
+        self.interchange.close()
+        self.workers.close()
+        self.context.term()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def main(config: ManagerConfig) -> str:
+    """Entry point of a manager process; returns why it stopped."""
+    if config.block_id is None:
+        exit_with_parent()
+    manager = Manager(config)
+    reason = "interrupted"
+    try:
+        manager.start()
+        reason = manager.run()
+    finally:
+        manager.close(reason)
+    logger.info("manager %s exiting: %s", config.manager_id, reason)
+    return reason
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run as: python -m manager --config JSON")

@@ -1,0 +1,1 @@
+"""The client side: the local ``Endpoint`` executor (and, later, the service ``Client``)."""

@@ -1,0 +1,348 @@
+"""``Endpoint``: a whole endpoint on this machine, used as a ``concurrent.futures.Executor``.
+
+``Endpoint(workers=4)`` starts an interchange as a child process, which starts its
+managers, which start their workers. ``submit`` returns a real ``Future`` per task.
+
+How tasks move: ``submit`` serializes the arguments (the function only once, by id),
+creates the future and appends the task to a deque; one I/O thread owns the socket,
+sends whatever is queued as one batch whenever it wakes, and resolves futures in bulk
+as result batches arrive. The submitting thread wakes the I/O thread through a pipe only
+when it is not already awake, so a burst of submits costs one system call.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from fabric import protocol
+from fabric.config import InterchangeConfig
+from fabric.errors import EndpointError, EndpointShutdown, FabricError, ProtocolError
+from fabric.process import child_environment, pidfd, spawn, stop
+from fabric.protocol import (CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
+                             ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch)
+from fabric.serialize import serialize_arguments, serialize_function
+from sdk.results import outcome
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 4096
+SHUTDOWN_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """What ``Endpoint.status()`` reports."""
+
+    endpoint_id: str
+    managers: list[dict[str, Any]]
+    workers: int
+    queued_tasks: int
+    outstanding_tasks: int
+    pending_futures: int
+
+
+class Endpoint(concurrent.futures.Executor):
+    """A local endpoint: interchange, managers and workers as child processes.
+
+    ``workers`` per manager (default: this machine's cores), ``managers`` local managers,
+    ``prefetch`` per manager (``None``: adaptive), ``accelerators`` device ids to pin
+    workers to (``None``: discovered), ``cpu_affinity`` (``none``, ``block``,
+    ``alternating``, ``list:...``), ``retries`` default retry budget of each task.
+    """
+
+    def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
+                 accelerators: list[str] | None = None, cpu_affinity: str = "none", retries: int = 0,
+                 heartbeat_period: float = 2.0, heartbeat_threshold: float = 10.0,
+                 log_level: str | None = None) -> None:
+        self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
+        self.retries = retries
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        port = self._socket.bind_to_random_port("tcp://127.0.0.1")
+        config = InterchangeConfig(
+            upstream_address=f"tcp://127.0.0.1:{port}", endpoint_id=self.endpoint_id,
+            local_managers=managers, workers_per_manager=workers or os.cpu_count() or 1,
+            prefetch=prefetch, accelerators=accelerators, cpu_affinity=cpu_affinity,
+            heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
+        )
+        self.config = config
+        self._identity = self.endpoint_id.encode()
+        self._futures: dict[Any, concurrent.futures.Future[Any]] = {}
+        self._outgoing: deque[Task] = deque()
+        self._messages: deque[protocol.Message] = deque()
+        self._function_ids: dict[Callable[..., Any], str] = {}
+        self._new_functions: dict[str, bytes] = {}
+        self._requests: dict[int, concurrent.futures.Future[Any]] = {}
+        self._ids = itertools.count()
+        self._request_ids = itertools.count()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._wake_pending = False
+        self._connected = threading.Event()
+        self._closing = False
+        self._broken: BaseException | None = None
+        args = ["--config", config.to_json()]
+        if log_level:
+            args += ["--log-level", log_level]
+        self._process = spawn("interchange", args, env=child_environment())
+        self._thread = threading.Thread(target=self._serve, name=f"fabric-{self.endpoint_id}", daemon=True)
+        self._thread.start()
+        _live_endpoints.add(self)
+
+    # -- submitting --------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on a worker; returns its future."""
+        return self.submit_task(fn, args, kwargs)
+
+    def submit_task(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+                    *, walltime: float | None = None, retries: int | None = None,
+                    priority: int = 0) -> concurrent.futures.Future[Any]:
+        """``submit`` with task options: ``walltime`` seconds (then ``TaskTimeout``),
+        ``retries`` after a lost worker or manager, ``priority`` (higher goes first)."""
+        if self._closing or self._broken is not None:
+            raise EndpointShutdown(f"endpoint {self.endpoint_id} is shut down") from self._broken
+        function_id = self._function_ids.get(fn)
+        if function_id is None:
+            function_id = self._register(fn)
+        payload = serialize_arguments(args, kwargs or {})
+        task_id = next(self._ids)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._futures[task_id] = future
+        self._outgoing.append(Task(task_id, function_id, payload, walltime,
+                                   self.retries if retries is None else retries, priority))
+        if not self._wake_pending:
+            self._wake()
+        return future
+
+    def _register(self, fn: Callable[..., Any]) -> str:
+        function_id, body = serialize_function(fn)
+        with self._lock:
+            if fn not in self._function_ids:
+                self._new_functions[function_id] = body
+                self._function_ids[fn] = function_id
+        return function_id
+
+    def _wake(self) -> None:
+        self._wake_pending = True
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\0")
+
+    # -- status and control ------------------------------------------------------------
+    def _request(self, make: Callable[[int], protocol.Message], timeout: float) -> Any:
+        if self._broken is not None:
+            raise EndpointError(f"endpoint {self.endpoint_id} is broken: {self._broken}")
+        request_id = next(self._request_ids)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._requests[request_id] = future
+        self._messages.append(make(request_id))
+        self._wake()
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            raise EndpointError(f"endpoint {self.endpoint_id} did not answer within {timeout} s") from exc
+        finally:
+            self._requests.pop(request_id, None)
+
+    def status(self, timeout: float = 30.0) -> EndpointStatus:
+        """Managers (with their workers and outstanding tasks), queued and outstanding tasks."""
+        report: StatusReport = self._request(lambda rid: StatusRequest(request_id=rid), timeout)
+        return EndpointStatus(
+            endpoint_id=self.endpoint_id, managers=report.managers,
+            workers=sum(m["workers"] for m in report.managers), queued_tasks=report.queued_tasks,
+            outstanding_tasks=report.outstanding_tasks, pending_futures=len(self._futures),
+        )
+
+    def wait_for_workers(self, count: int | None = None, timeout: float = 60.0) -> EndpointStatus:
+        """Block until ``count`` workers (default: all configured) are registered."""
+        wanted = count if count is not None else self.config.local_managers * self.config.workers_per_manager
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(timeout=max(0.1, deadline - time.monotonic()))
+            if status.workers >= wanted:
+                return status
+            if time.monotonic() > deadline:
+                raise EndpointError(f"only {status.workers} of {wanted} workers after {timeout} s")
+            time.sleep(0.05)
+
+    def _manager_command(self, action: str, manager_id: str, timeout: float) -> None:
+        reply: CommandReply = self._request(
+            lambda rid: ManagerCommand(request_id=rid, action=action, manager_id=manager_id), timeout)
+        if not reply.ok:
+            raise EndpointError(reply.message)
+
+    def drain_manager(self, manager_id: str, timeout: float = 30.0) -> None:
+        """Let a manager finish what it has, send it nothing more, then let it exit."""
+        self._manager_command("drain", manager_id, timeout)
+
+    def hold_manager(self, manager_id: str, timeout: float = 30.0) -> None:
+        """Send a manager no new tasks until ``release_manager``."""
+        self._manager_command("hold", manager_id, timeout)
+
+    def release_manager(self, manager_id: str, timeout: float = 30.0) -> None:
+        self._manager_command("release", manager_id, timeout)
+
+    def cancel_queued(self) -> None:
+        """Ask the interchange to drop every task it has not dispatched yet (``TaskCancelled``)."""
+        self._messages.append(CancelTasks(task_ids=list(self._futures)))
+        self._wake()
+
+    # -- shutting down -----------------------------------------------------------------
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the endpoint. ``wait``: first let submitted tasks finish. ``cancel_futures``:
+        cancel tasks not yet running. Futures still pending at the end fail with
+        ``EndpointShutdown``. Every child process is gone when this returns."""
+        if self._closing:
+            self._thread.join()
+            return
+        if cancel_futures:
+            self._outgoing.clear()
+            for future in list(self._futures.values()):
+                future.cancel()
+            self.cancel_queued()
+        if wait and self._broken is None:
+            concurrent.futures.wait(list(self._futures.values()))
+        self._closing = True
+        self._messages.append(Shutdown(reason="endpoint shut down"))
+        self._wake()
+        self._thread.join()
+        _live_endpoints.discard(self)
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    # -- the I/O thread ----------------------------------------------------------------
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        process_fd = pidfd(self._process)
+        if process_fd is not None:
+            poller.register(process_fd, zmq.POLLIN)
+        period = self.config.heartbeat_period
+        last_sent = time.monotonic()
+        reason = "shut down"
+        try:
+            while True:
+                events = dict(poller.poll(period * 500))
+                if self._wake_r in events:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 65536)
+                    self._wake_pending = False
+                if self._socket in events:
+                    self._receive()
+                if self._connected.is_set() and (self._outgoing or self._messages or self._new_functions):
+                    self._send_pending()
+                    last_sent = time.monotonic()
+                if self._closing and not self._messages:
+                    break
+                if self._process.poll() is not None:
+                    raise EndpointError(f"the interchange exited with code {self._process.returncode}")
+                if self._connected.is_set() and time.monotonic() - last_sent > period:
+                    self._send(Heartbeat())
+                    last_sent = time.monotonic()
+        except BaseException as exc:  # noqa: BLE001 - every pending future must learn about it
+            reason = f"failed: {exc!r}"
+            self._broken = exc if isinstance(exc, FabricError) else EndpointError(str(exc))
+            logger.error("endpoint %s I/O thread failed: %s", self.endpoint_id, exc)
+        finally:
+            self._finish(process_fd)
+            logger.info("endpoint %s I/O thread ended: %s", self.endpoint_id, reason)
+
+    def _receive(self) -> None:
+        for _ in range(256):
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                message = protocol.decode(frames[1:])
+            except ProtocolError as exc:
+                logger.warning("dropping malformed message from the interchange: %s", exc)
+                continue
+            if isinstance(message, ResultBatch):
+                self._resolve(message)
+            elif isinstance(message, InterchangeRegistration):
+                logger.info("interchange %s connected (managers on %s)", message.endpoint_id,
+                            message.manager_address)
+                self._connected.set()
+            elif isinstance(message, (StatusReport, CommandReply)):
+                future = self._requests.get(message.request_id)
+                if future is not None:
+                    future.set_result(message)
+
+    def _resolve(self, batch: ResultBatch) -> None:
+        futures = self._futures
+        for task_id, kind, payload in batch.results():
+            future = futures.pop(task_id, None)
+            if future is None:
+                continue
+            ok, value = outcome(kind, payload)
+            try:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            except concurrent.futures.InvalidStateError:  # cancelled by the user meanwhile
+                pass
+
+    def _send_pending(self) -> None:
+        if self._new_functions:
+            with self._lock:
+                functions, self._new_functions = self._new_functions, {}
+            self._send(FunctionDefinitions(list(functions), list(functions.values())))
+        outgoing = self._outgoing
+        while outgoing:
+            count = min(len(outgoing), MAX_BATCH)
+            self._send(TaskBatch([outgoing.popleft() for _ in range(count)]))
+        while self._messages:
+            self._send(self._messages.popleft())
+
+    def _send(self, message: protocol.Message) -> None:
+        self._socket.send_multipart([self._identity, *message.to_frames()], copy=False)
+
+    def _finish(self, process_fd: int | None) -> None:
+        """After the loop: stop the interchange, fail what is left, close everything."""
+        try:
+            self._process.wait(SHUTDOWN_TIMEOUT)
+        except Exception:  # noqa: BLE001 - a stuck interchange is killed below
+            pass
+        stop(self._process, timeout=2.0)
+        error = self._broken or EndpointShutdown(f"endpoint {self.endpoint_id} shut down")
+        for future in list(self._futures.values()) + list(self._requests.values()):
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_exception(error)
+        self._futures.clear()
+        self._closing = True
+        if process_fd is not None:
+            os.close(process_fd)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._socket.close()
+        self._context.term()
+
+
+_live_endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_live_endpoints() -> None:
+    for endpoint in list(_live_endpoints):
+        with contextlib.suppress(Exception):
+            endpoint.shutdown(wait=False)

@@ -1,0 +1,1 @@
+"""The cloud service (Flask app, store, forwarder): not built yet."""

@@ -1,0 +1,1 @@
+"""Worker processes: run one task at a time (see ``worker.worker``)."""

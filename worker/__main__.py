@@ -1,0 +1,37 @@
+"""``python -m worker --id ID --address ADDR --manager-pid PID [--cpus 0,1]``: one worker.
+
+CPU pinning is applied here, first, before anything imports user code; accelerator
+pinning already arrived in the environment the manager planned for this worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m worker", description="Run one fabric worker.")
+    parser.add_argument("--id", required=True, help="worker id (also its socket identity)")
+    parser.add_argument("--address", required=True, help="the manager's worker socket address")
+    parser.add_argument("--manager-pid", type=int, required=True, help="exit when this parent is gone")
+    parser.add_argument("--cpus", default="", help="comma list of CPU ids to pin this worker to")
+    parser.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or WARNING)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, [int(cpu) for cpu in args.cpus.split(",")])
+    from fabric.process import configure_logging
+    from worker.worker import main as run
+
+    configure_logging(args.log_level)
+    run(args.id, args.address, args.manager_pid)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The worker: runs tasks one at a time and returns results.
+
+A worker is started by its manager with the pinning already in its environment. It
+connects a DEALER socket to the manager's ipc ROUTER, says ``WorkerReady``, then loops:
+function bodies are kept as they arrive (``FunctionDefinitions``) and deserialized on
+first use, cached by function id; tasks arrive in chunks (``TaskBatch``) and run in
+order; results go back when the chunk is done, or sooner once ``FLUSH_INTERVAL`` has
+passed, so long tasks report one by one and short ones in bulk.
+
+The worker exits on ``Shutdown``, when its manager is gone, or when it is killed (a task
+past its walltime): the manager then starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+from fabric import protocol
+from fabric.errors import SerializationError
+from fabric.process import exit_with_parent, parent_alive
+from fabric.protocol import (RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
+                             Shutdown, TaskBatch, WorkerReady)
+from fabric.serialize import deserialize, serialize
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.002
+"""Seconds after which finished results are sent even if the chunk is not done."""
+
+PARENT_CHECK_INTERVAL_MS = 1000
+
+
+def describe_exception(exc: BaseException, task_id: Any) -> bytes:
+    """The RESULT_REMOTE_ERROR payload for ``exc``: type, message, traceback, the object."""
+    try:
+        pickled: bytes | None = serialize(exc)
+    except SerializationError:
+        pickled = None
+    return msgpack.packb({
+        "remote_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "task_id": task_id,
+        "exception": pickled,
+    }, use_bin_type=True)
+
+
+class Worker:
+    """Executes tasks; all socket work is in ``serve``, all task work in ``run_chunk``."""
+
+    def __init__(self, worker_id: str, address: str, manager_pid: int) -> None:
+        self.worker_id = worker_id
+        self.manager_pid = manager_pid
+        self.bodies: dict[str, Any] = {}
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 2000)
+        self.socket.setsockopt(zmq.IDENTITY, worker_id.encode())
+        self.socket.connect(address)
+
+    def serve(self) -> str:
+        """Run until told to stop; returns why it stopped."""
+        self.socket.send_multipart(protocol.encode(WorkerReady(worker_id=self.worker_id, pid=os.getpid())))
+        while True:
+            if not self.socket.poll(PARENT_CHECK_INTERVAL_MS):
+                if not parent_alive(self.manager_pid):
+                    return "manager gone"
+                continue
+            message = protocol.decode(self.socket.recv_multipart())
+            if isinstance(message, TaskBatch):
+                self.run_chunk(message.tasks)
+            elif isinstance(message, FunctionDefinitions):
+                self.bodies.update(zip(message.function_ids, message.bodies))
+            elif isinstance(message, Shutdown):
+                return f"shutdown: {message.reason}"
+            else:
+                logger.warning("worker %s ignoring %s", self.worker_id, type(message).__name__)
+
+    def function(self, function_id: str) -> Callable[..., Any]:
+        fn = self.functions.get(function_id)
+        if fn is None:
+            body = self.bodies.pop(function_id, None)
+            if body is None:
+                raise SerializationError(f"function {function_id} was never sent to this worker")
+            fn = self.functions[function_id] = deserialize(body)
+        return fn
+
+    def run_chunk(self, tasks: list[protocol.Task]) -> None:
+        results: list[tuple[Any, int, bytes]] = []
+        started = last_flush = time.perf_counter()
+        for task in tasks:
+            results.append(self.run(task))
+            now = time.perf_counter()
+            if now - last_flush > FLUSH_INTERVAL:
+                self.send_results(results, now - started)
+                results, started, last_flush = [], now, now
+        if results:
+            self.send_results(results, time.perf_counter() - started)
+
+    def run(self, task: protocol.Task) -> tuple[Any, int, bytes]:
+        try:
+            fn = self.function(task.function_id)
+            args, kwargs = deserialize(task.payload)
+            return task.task_id, RESULT_OK, serialize(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported to the caller
+            return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id)
+
+    def send_results(self, results: list[tuple[Any, int, bytes]], elapsed: float) -> None:
+        batch = ResultBatch.build(results, elapsed=elapsed)
+        self.socket.send_multipart(batch.to_frames(), copy=False)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def main(worker_id: str, address: str, manager_pid: int) -> str:
+    """Entry point of a worker process: watch the parent, serve, say how it ended."""
+    exit_with_parent()
+    if not parent_alive(manager_pid):
+        return "manager gone before start"
+    worker = Worker(worker_id, address, manager_pid)
+    try:
+        reason = worker.serve()
+    finally:
+        worker.close()
+    logger.info("worker %s exiting: %s", worker_id, reason)
+    return reason
