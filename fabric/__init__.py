@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (EndpointError, EndpointShutdown, FabricError, ManagerLost, ProtocolError,
+from fabric.errors import (EndpointError, EndpointShutdown, FabricError, ManagerLost, PayloadTooLarge, ProtocolError,
                            RemoteExecutionError, SerializationError, TaskCancelled, TaskError, TaskTimeout,
                            WorkerLost)
 
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "FabricError", "ManagerLost",
-    "ProtocolError", "RemoteExecutionError", "SerializationError", "TaskCancelled", "TaskError",
+    "PayloadTooLarge", "ProtocolError", "RemoteExecutionError", "SerializationError", "TaskCancelled", "TaskError",
     "TaskTimeout", "WorkerLost", "__version__",
 ]
 

@@ -78,6 +78,7 @@ class ManagerConfig(_JsonConfig):
     heartbeat_threshold: float = 10.0
     block_id: str | None = None
     python: str | None = None
+    max_result_bytes: int = 128 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -136,4 +137,10 @@ class InterchangeConfig(_JsonConfig):
             cpu_affinity=self.cpu_affinity,
             heartbeat_period=self.heartbeat_period,
             heartbeat_threshold=self.heartbeat_threshold,
+            max_result_bytes=self.max_payload_bytes,
         )
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The largest arguments or result one task may carry: half a message."""
+        return self.max_message_bytes // 2

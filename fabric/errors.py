@@ -6,6 +6,7 @@
     ├── ProtocolError            a message that does not follow fabric.protocol
     ├── SerializationError       a value or function that cannot be (de)serialized
     ├── ConfigError              a configuration value that cannot work
+    ├── PayloadTooLarge          arguments or a result bigger than the configured limit
     ├── EndpointError            the local endpoint cannot take or finish work
     │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
     └── TaskError                a task ended without a result
@@ -39,6 +40,17 @@ class SerializationError(FabricError):
 
 class ConfigError(FabricError, ValueError):
     """A configuration value is invalid."""
+
+
+class PayloadTooLarge(FabricError, ValueError):
+    """A task's arguments or result exceed the size limit of the fabric."""
+
+    def __init__(self, size: int, limit: int, what: str = "payload") -> None:
+        super().__init__(size, limit, what)
+        self.size, self.limit, self.what = size, limit, what
+
+    def __str__(self) -> str:
+        return f"{self.what} of {self.size} bytes exceeds the limit of {self.limit} bytes"
 
 
 class EndpointError(FabricError):

@@ -51,6 +51,11 @@ RESULT_TASK_ERROR = 2
 
 Frame = Union[bytes, memoryview]
 
+MAX_BATCH_TASKS = 4096
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""A batch holds at most this many tasks or (past its first task) this many payload bytes,
+so no message grows past what a receiver accepts however large the backlog."""
+
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
@@ -176,6 +181,22 @@ def _split(blob: Frame, sizes: Sequence[int]) -> list[memoryview]:
     if (ends[-1] if ends else 0) != len(view) or any(size < 0 for size in sizes):
         raise ProtocolError(f"payload frame has {len(view)} bytes, header says {ends[-1:] or 0}")
     return [view[end - size:end] for end, size in zip(ends, sizes)]
+
+
+def batches_of(tasks: Sequence[Task], max_tasks: int = MAX_BATCH_TASKS,
+               max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Task]]:
+    """Consecutive groups of ``tasks`` within the task and byte limits (never empty)."""
+    batch: list[Task] = []
+    size = 0
+    for task in tasks:
+        length = len(task[2])
+        if batch and (len(batch) >= max_tasks or size + length > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(task)
+        size += length
+    if batch:
+        yield batch
 
 
 # --- messages between any two hops -------------------------------------------------
@@ -324,6 +345,22 @@ class ResultBatch(Message):
         )
 
     @classmethod
+    def merge_within(cls, batches: Sequence[ResultBatch], max_bytes: int = MAX_BATCH_BYTES) -> list[ResultBatch]:
+        """Merge ``batches`` into as few as possible, each within ``max_bytes`` of payload."""
+        merged: list[ResultBatch] = []
+        group: list[ResultBatch] = []
+        size = 0
+        for batch in batches:
+            if group and size + len(batch.blob) > max_bytes:
+                merged.append(cls.merge(group))
+                group, size = [], 0
+            group.append(batch)
+            size += len(batch.blob)
+        if group:
+            merged.append(cls.merge(group))
+        return merged
+
+    @classmethod
     def merge(cls, batches: Sequence[ResultBatch], **fields: Any) -> ResultBatch:
         """One batch holding every result of ``batches`` (``started`` concatenated too)."""
         if len(batches) == 1 and not fields:
@@ -462,3 +499,4 @@ class CancelTasks(Message):
 
 for _cls in list(_REGISTRY.values()):
     _cls._prepare()
+_prepare_done = True

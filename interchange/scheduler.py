@@ -24,10 +24,8 @@ from typing import Any
 import msgpack
 
 from fabric.errors import ManagerLost, TaskCancelled
-from fabric.protocol import (RESULT_TASK_ERROR, Drain, FunctionDefinitions, ManagerRegistration, Message,
-                             ResultBatch, Task, TaskBatch)
-
-MAX_BATCH = 4096
+from fabric.protocol import (MAX_BATCH_TASKS, RESULT_TASK_ERROR, Drain, FunctionDefinitions, ManagerRegistration,
+                             Message, ResultBatch, Task, TaskBatch, batches_of)
 
 
 def _error_result(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
@@ -239,10 +237,10 @@ class Scheduler:
                 free = manager.free
                 if free <= 0 or not self.queue:
                     break
-                actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH)))
+                actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH_TASKS)))
         if self._results:
-            batch = ResultBatch.merge(self._results) if len(self._results) > 1 else self._results[0]
-            actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob)))
+            for batch in ResultBatch.merge_within(self._results):
+                actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob)))
             self._results = []
         return actions
 
@@ -255,7 +253,7 @@ class Scheduler:
             manager.functions |= set(known)
             actions.append(SendToManager(manager_id, FunctionDefinitions(known, [self.functions[f] for f in known])))
         manager.outstanding.update(zip([t.task_id for t in tasks], tasks))
-        actions.append(SendToManager(manager_id, TaskBatch(tasks)))
+        actions += [SendToManager(manager_id, TaskBatch(batch)) for batch in batches_of(tasks)]
         return actions
 
     def _on_results(self, manager_id: str, batch: ResultBatch, now: float) -> None:

@@ -98,7 +98,8 @@ class Manager:
         self.generation += 1
         worker_id = f"{index}.{self.generation}"
         plan = self.plans[index]
-        args = ["--id", worker_id, "--address", self.worker_address, "--manager-pid", str(os.getpid())]
+        args = ["--id", worker_id, "--address", self.worker_address, "--manager-pid", str(os.getpid()),
+                "--max-result-bytes", str(self.config.max_result_bytes)]
         if plan.cpus:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
         process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python)
@@ -113,8 +114,7 @@ class Manager:
     # -- the loop --------------------------------------------------------------------
     def run(self) -> str:
         while self.exit_reason is None:
-            timeout = self.heartbeat_period / 2 if not self.dying else DEATH_GRACE
-            events = dict(self.poller.poll(timeout * 1000))
+            events = dict(self.poller.poll(self.poll_timeout() * 1000))
             now = time.monotonic()
             self.execute(self.scheduler.handle(Tick(now)))
             if self.interchange in events:
@@ -125,6 +125,13 @@ class Manager:
             self.execute(self.scheduler.flush())
             self.beat(now)
         return self.exit_reason
+
+    def poll_timeout(self) -> float:
+        timeout = self.heartbeat_period / 2 if not self.dying else DEATH_GRACE
+        deadline = self.scheduler.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        return timeout
 
     def receive_from_interchange(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):

@@ -28,13 +28,16 @@ from typing import Any
 import msgpack
 
 from fabric.errors import TaskTimeout, WorkerLost
-from fabric.protocol import RESULT_TASK_ERROR, ResultBatch, Task
+from fabric.protocol import MAX_BATCH_BYTES, RESULT_TASK_ERROR, ResultBatch, Task
 
 CHUNK = 64
 MIN_DEPTH = 2
 MAX_DEPTH = 128
 INITIAL_DEPTH = 16
 TARGET_QUEUE_SECONDS = 0.01
+STARTED_REPORT_DELAY = 0.005
+"""Seconds that ``started`` ids may wait for a result batch to ride on before they are
+reported on their own (short tasks then cost no extra message)."""
 
 
 def task_error(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
@@ -134,6 +137,7 @@ class ManagerScheduler:
         self.draining = False
         self._results: list[ResultBatch] = []
         self._started: list[Any] = []
+        self._started_since = 0.0
         self._reported_capacity: int | None = None
 
     # -- bookkeeping the I/O layer reads ------------------------------------------
@@ -176,17 +180,26 @@ class ManagerScheduler:
     def flush(self) -> list[Action]:
         """Hand buffered tasks to workers with room and report what finished."""
         actions: list[Action] = self._fill_workers()
-        if self._results or self._started:
+        started_due = bool(self._started) and self.now - self._started_since >= STARTED_REPORT_DELAY
+        if self._results or started_due:
             capacity = self.capacity
-            batch = ResultBatch.merge(self._results) if self._results else ResultBatch()
-            batch = dataclasses.replace(batch, started=self._started,
-                                        capacity=capacity if capacity != self._reported_capacity else None)
+            batches = ResultBatch.merge_within(self._results) if self._results else [ResultBatch()]
+            batches[-1] = dataclasses.replace(
+                batches[-1], started=self._started,
+                capacity=capacity if capacity != self._reported_capacity else None)
             self._reported_capacity = capacity
-            actions.append(ReportResults(batch))
+            actions += [ReportResults(batch) for batch in batches]
             self._results, self._started = [], []
         if self.draining and self.outstanding == 0:
             actions.append(Exit("drained"))
         return actions
+
+    def next_deadline(self) -> float | None:
+        """When ``Tick`` must come next (walltimes, a due ``started`` report), if ever."""
+        deadlines = [slot.deadline for slot in self.slots.values() if slot.deadline is not None]
+        if self._started:
+            deadlines.append(self._started_since + STARTED_REPORT_DELAY)
+        return min(deadlines) if deadlines else None
 
     # -- internals -------------------------------------------------------------------
     def _on_results(self, worker_id: str, batch: ResultBatch) -> list[Action]:
@@ -224,11 +237,16 @@ class ManagerScheduler:
                     room = 0
                 else:
                     chunk = []
-                    take = min(room, CHUNK)
+                    take, size = min(room, CHUNK), 0
                     while len(chunk) < take and buffer and buffer[0].walltime is None:
+                        size += len(buffer[0].payload)
+                        if chunk and size > MAX_BATCH_BYTES:
+                            break
                         chunk.append(buffer.popleft())
                     room -= len(chunk)
                 slot.queue.extend(chunk)
+                if not self._started:
+                    self._started_since = self.now
                 self._started.extend([t.task_id for t in chunk])
                 new = {t.function_id for t in chunk} - slot.functions
                 slot.functions |= new

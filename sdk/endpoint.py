@@ -31,16 +31,17 @@ import zmq
 
 from fabric import protocol
 from fabric.config import InterchangeConfig
-from fabric.errors import EndpointError, EndpointShutdown, FabricError, ProtocolError
+from fabric.errors import EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
 from fabric.process import child_environment, pidfd, spawn, stop
-from fabric.protocol import (CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
-                             ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch)
+from fabric.protocol import (MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
+                             ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
+                             batches_of)
 from fabric.serialize import serialize_arguments, serialize_function
+from sdk.futures import TaskFuture
 from sdk.results import outcome
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 4096
 SHUTDOWN_TIMEOUT = 10.0
 
 
@@ -62,13 +63,15 @@ class Endpoint(concurrent.futures.Executor):
     ``workers`` per manager (default: this machine's cores), ``managers`` local managers,
     ``prefetch`` per manager (``None``: adaptive), ``accelerators`` device ids to pin
     workers to (``None``: discovered), ``cpu_affinity`` (``none``, ``block``,
-    ``alternating``, ``list:...``), ``retries`` default retry budget of each task.
+    ``alternating``, ``list:...``), ``retries`` default retry budget of each task,
+    ``max_message_bytes`` the largest message the interchange accepts (a task's arguments
+    or result may use half of it; larger ones fail with ``PayloadTooLarge``).
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
                  accelerators: list[str] | None = None, cpu_affinity: str = "none", retries: int = 0,
                  heartbeat_period: float = 2.0, heartbeat_threshold: float = 10.0,
-                 log_level: str | None = None) -> None:
+                 max_message_bytes: int = 256 * 1024 * 1024, log_level: str | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         self._context = zmq.Context()
@@ -80,8 +83,10 @@ class Endpoint(concurrent.futures.Executor):
             local_managers=managers, workers_per_manager=workers or os.cpu_count() or 1,
             prefetch=prefetch, accelerators=accelerators, cpu_affinity=cpu_affinity,
             heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
+            max_message_bytes=max_message_bytes,
         )
         self.config = config
+        self._max_payload = config.max_payload_bytes
         self._identity = self.endpoint_id.encode()
         self._futures: dict[Any, concurrent.futures.Future[Any]] = {}
         self._outgoing: deque[Task] = deque()
@@ -96,6 +101,7 @@ class Endpoint(concurrent.futures.Executor):
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False
         self._connected = threading.Event()
+        self.manager_address: str | None = None
         self._closing = False
         self._broken: BaseException | None = None
         args = ["--config", config.to_json()]
@@ -122,8 +128,10 @@ class Endpoint(concurrent.futures.Executor):
         if function_id is None:
             function_id = self._register(fn)
         payload = serialize_arguments(args, kwargs or {})
+        if len(payload) > self._max_payload:
+            raise PayloadTooLarge(len(payload), self._max_payload, "arguments")
         task_id = next(self._ids)
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future = TaskFuture()
         self._futures[task_id] = future
         self._outgoing.append(Task(task_id, function_id, payload, walltime,
                                    self.retries if retries is None else retries, priority))
@@ -281,6 +289,7 @@ class Endpoint(concurrent.futures.Executor):
             elif isinstance(message, InterchangeRegistration):
                 logger.info("interchange %s connected (managers on %s)", message.endpoint_id,
                             message.manager_address)
+                self.manager_address = message.manager_address
                 self._connected.set()
             elif isinstance(message, (StatusReport, CommandReply)):
                 future = self._requests.get(message.request_id)
@@ -309,8 +318,10 @@ class Endpoint(concurrent.futures.Executor):
             self._send(FunctionDefinitions(list(functions), list(functions.values())))
         outgoing = self._outgoing
         while outgoing:
-            count = min(len(outgoing), MAX_BATCH)
-            self._send(TaskBatch([outgoing.popleft() for _ in range(count)]))
+            count = min(len(outgoing), MAX_BATCH_TASKS)
+            tasks = [outgoing.popleft() for _ in range(count)]
+            for batch in batches_of(tasks):
+                self._send(TaskBatch(batch))
         while self._messages:
             self._send(self._messages.popleft())
 

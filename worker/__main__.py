@@ -16,6 +16,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--id", required=True, help="worker id (also its socket identity)")
     parser.add_argument("--address", required=True, help="the manager's worker socket address")
     parser.add_argument("--manager-pid", type=int, required=True, help="exit when this parent is gone")
+    parser.add_argument("--max-result-bytes", type=int, default=128 * 1024 * 1024,
+                        help="results larger than this fail with PayloadTooLarge")
     parser.add_argument("--cpus", default="", help="comma list of CPU ids to pin this worker to")
     parser.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or WARNING)")
     return parser.parse_args(argv)
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.worker import main as run
 
     configure_logging(args.log_level)
-    run(args.id, args.address, args.manager_pid)
+    run(args.id, args.address, args.manager_pid, args.max_result_bytes)
     return 0
 
 

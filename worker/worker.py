@@ -24,9 +24,9 @@ import msgpack
 import zmq
 
 from fabric import protocol
-from fabric.errors import SerializationError
+from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import exit_with_parent, parent_alive
-from fabric.protocol import (RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
+from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
                              Shutdown, TaskBatch, WorkerReady)
 from fabric.serialize import deserialize, serialize
 
@@ -56,8 +56,9 @@ def describe_exception(exc: BaseException, task_id: Any) -> bytes:
 class Worker:
     """Executes tasks; all socket work is in ``serve``, all task work in ``run_chunk``."""
 
-    def __init__(self, worker_id: str, address: str, manager_pid: int) -> None:
+    def __init__(self, worker_id: str, address: str, manager_pid: int, max_result_bytes: int) -> None:
         self.worker_id = worker_id
+        self.max_result_bytes = max_result_bytes
         self.manager_pid = manager_pid
         self.bodies: dict[str, Any] = {}
         self.functions: dict[str, Callable[..., Any]] = {}
@@ -96,13 +97,16 @@ class Worker:
 
     def run_chunk(self, tasks: list[protocol.Task]) -> None:
         results: list[tuple[Any, int, bytes]] = []
-        started = last_flush = time.perf_counter()
+        size = 0
+        started = time.perf_counter()
         for task in tasks:
-            results.append(self.run(task))
+            result = self.run(task)
+            results.append(result)
+            size += len(result[2])
             now = time.perf_counter()
-            if now - last_flush > FLUSH_INTERVAL:
+            if now - started > FLUSH_INTERVAL or size > MAX_BATCH_BYTES:
                 self.send_results(results, now - started)
-                results, started, last_flush = [], now, now
+                results, started, size = [], now, 0
         if results:
             self.send_results(results, time.perf_counter() - started)
 
@@ -110,7 +114,10 @@ class Worker:
         try:
             fn = self.function(task.function_id)
             args, kwargs = deserialize(task.payload)
-            return task.task_id, RESULT_OK, serialize(fn(*args, **kwargs))
+            result = serialize(fn(*args, **kwargs))
+            if len(result) > self.max_result_bytes:
+                raise PayloadTooLarge(len(result), self.max_result_bytes, "result")
+            return task.task_id, RESULT_OK, result
         except BaseException as exc:  # noqa: BLE001 - every failure is reported to the caller
             return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id)
 
@@ -122,12 +129,12 @@ class Worker:
         self.socket.close()
 
 
-def main(worker_id: str, address: str, manager_pid: int) -> str:
+def main(worker_id: str, address: str, manager_pid: int, max_result_bytes: int) -> str:
     """Entry point of a worker process: watch the parent, serve, say how it ended."""
     exit_with_parent()
     if not parent_alive(manager_pid):
         return "manager gone before start"
-    worker = Worker(worker_id, address, manager_pid)
+    worker = Worker(worker_id, address, manager_pid, max_result_bytes)
     try:
         reason = worker.serve()
     finally:
