@@ -30,9 +30,9 @@ import msgpack
 from fabric.errors import TaskTimeout, WorkerLost
 from fabric.protocol import MAX_BATCH_BYTES, RESULT_TASK_ERROR, ResultBatch, Task
 
-CHUNK = 64
+CHUNK = 128
 MIN_DEPTH = 2
-MAX_DEPTH = 128
+MAX_DEPTH = 256
 INITIAL_DEPTH = 16
 TARGET_QUEUE_SECONDS = 0.01
 STARTED_REPORT_DELAY = 0.005
