@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from typing import Any, TypeVar
 
 from fabric.errors import ConfigError
@@ -17,6 +19,8 @@ T = TypeVar("T", bound="_JsonConfig")
 
 
 class _JsonConfig:
+    """JSON round trip and type checking shared by the configuration classes."""
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))  # type: ignore[call-overload]
 
@@ -38,13 +42,46 @@ class _JsonConfig:
             raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}")
         try:
             return cls(**data)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+    def _check_types(self) -> None:
+        """Every field holds a value of its annotated type (JSON gives lists for tuples)."""
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if not _matches(value, hints[field.name]):
+                raise ConfigError(f"{type(self).__name__}.{field.name}: {value!r} is not {hints[field.name]}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is tuple:
+        return (isinstance(value, (list, tuple)) and len(value) == len(args)
+                and all(_matches(v, a) for v, a in zip(value, args)))
+    if args:  # a union such as ``int | None``
+        return any(_matches(value, a) for a in args)
+    return isinstance(value, hint)
 
 
 def _positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or value <= 0:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+def _check_prefetch(prefetch: int | None) -> None:
+    if prefetch is not None and prefetch < 0:
+        raise ConfigError(f"prefetch must be a non-negative integer or None, got {prefetch!r}")
 
 
 def _check_heartbeats(period: float, threshold: float) -> None:
@@ -81,10 +118,11 @@ class ManagerConfig(_JsonConfig):
     max_result_bytes: int = 128 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or self.workers < 1:
+        self._check_types()
+        if self.workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
-        if self.prefetch is not None and (not isinstance(self.prefetch, int) or self.prefetch < 0):
-            raise ConfigError(f"prefetch must be a non-negative integer or None, got {self.prefetch!r}")
+        _check_prefetch(self.prefetch)
+        _positive("max_result_bytes", self.max_result_bytes)
         _check_heartbeats(self.heartbeat_period, self.heartbeat_threshold)
 
 
@@ -115,10 +153,14 @@ class InterchangeConfig(_JsonConfig):
     exit_with_upstream: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.local_managers, int) or self.local_managers < 0:
+        self._check_types()
+        if self.local_managers < 0:
             raise ConfigError(f"local_managers must be >= 0, got {self.local_managers!r}")
-        if not isinstance(self.workers_per_manager, int) or self.workers_per_manager < 1:
+        if self.workers_per_manager < 1:
             raise ConfigError(f"workers_per_manager must be >= 1, got {self.workers_per_manager!r}")
+        if not 0 <= self.manager_port < 65536:
+            raise ConfigError(f"manager_port must be 0 (any free port) or a port number, got {self.manager_port!r}")
+        _check_prefetch(self.prefetch)
         _positive("max_message_bytes", self.max_message_bytes)
         _check_heartbeats(self.heartbeat_period, self.heartbeat_threshold)
         low, high = self.manager_port_range

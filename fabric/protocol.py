@@ -161,7 +161,8 @@ def decode(frames: Sequence[Frame]) -> Message:
     version = header.get("v")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(f"protocol version {version!r} is not {PROTOCOL_VERSION}")
-    cls = _REGISTRY.get(header.get("t"))  # type: ignore[arg-type]
+    tag = header.get("t")
+    cls = _REGISTRY.get(tag) if isinstance(tag, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message tag {header.get('t')!r}")
     try:
@@ -170,6 +171,19 @@ def decode(frames: Sequence[Frame]) -> Message:
         raise
     except Exception as exc:  # malformed values deep inside a batch
         raise ProtocolError(f"{cls.tag}: malformed message: {exc!r}") from exc
+
+
+_ID_TYPES = frozenset((int, str, bytes))
+
+
+def _check_ids(ids: list[Any], what: str) -> None:
+    """Task ids must be msgpack scalars (they become dictionary keys downstream)."""
+    if not {type(i) for i in ids} <= _ID_TYPES:
+        raise ProtocolError(f"{what}: task ids must be integers or strings")
+
+
+def _nbytes(payload: Frame) -> int:
+    return len(payload) if type(payload) is bytes else memoryview(payload).nbytes
 
 
 def _split(blob: Frame, sizes: Sequence[int]) -> list[memoryview]:
@@ -189,7 +203,7 @@ def batches_of(tasks: Sequence[Task], max_tasks: int = MAX_BATCH_TASKS,
     batch: list[Task] = []
     size = 0
     for task in tasks:
-        length = len(task[2])
+        length = _nbytes(task[2])
         if batch and (len(batch) >= max_tasks or size + length > max_bytes):
             yield batch
             batch, size = [], 0
@@ -253,7 +267,7 @@ class TaskBatch(Message):
             "t": self.tag,
             "ids": [t[0] for t in tasks],
             "fns": [t[1] for t in tasks],
-            "sizes": [len(t[2]) for t in tasks],
+            "sizes": [_nbytes(t[2]) for t in tasks],
             "walltimes": [t[3] for t in tasks],
             "retries": [t[4] for t in tasks],
             "priorities": [t[5] for t in tasks],
@@ -268,6 +282,7 @@ class TaskBatch(Message):
         if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:  # type: ignore[arg-type]
             raise ProtocolError("tasks: header columns missing or of different lengths")
         ids, fns, sizes, walltimes, retries, priorities = columns
+        _check_ids(ids, "tasks")  # type: ignore[arg-type]
         if not all(isinstance(f, str) for f in fns):  # type: ignore[union-attr]
             raise ProtocolError("tasks: function ids must be strings")
         if not all(isinstance(r, int) for r in itertools.chain(retries, priorities)):  # type: ignore[arg-type]
@@ -314,7 +329,9 @@ class ResultBatch(Message):
             raise ProtocolError("results: ids, kinds, sizes and started must be lists")
         if not len(ids) == len(kinds) == len(sizes):  # type: ignore[arg-type]
             raise ProtocolError("results: columns of different lengths")
-        if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != len(frames[1]):  # type: ignore[union-attr, arg-type]
+        _check_ids(ids, "results")  # type: ignore[arg-type]
+        _check_ids(started, "results")  # type: ignore[arg-type]
+        if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):  # type: ignore[union-attr, arg-type]
             raise ProtocolError("results: sizes do not match the payload frame")
         if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):  # type: ignore[union-attr]
             raise ProtocolError("results: unknown result kind")
@@ -341,7 +358,7 @@ class ResultBatch(Message):
         """A batch from ``(task_id, kind, payload)`` triples."""
         return cls(
             task_ids=[r[0] for r in results], kinds=[r[1] for r in results],
-            sizes=[len(r[2]) for r in results], blob=b"".join([r[2] for r in results]), **fields,
+            sizes=[_nbytes(r[2]) for r in results], blob=b"".join([r[2] for r in results]), **fields,
         )
 
     @classmethod
@@ -351,11 +368,11 @@ class ResultBatch(Message):
         group: list[ResultBatch] = []
         size = 0
         for batch in batches:
-            if group and size + len(batch.blob) > max_bytes:
+            if group and size + _nbytes(batch.blob) > max_bytes:
                 merged.append(cls.merge(group))
                 group, size = [], 0
             group.append(batch)
-            size += len(batch.blob)
+            size += _nbytes(batch.blob)
         if group:
             merged.append(cls.merge(group))
         return merged

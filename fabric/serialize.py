@@ -101,8 +101,11 @@ class SourceCode(Strategy):
 
     @staticmethod
     def dumps(obj: Any) -> bytes:
+        name = getattr(obj, "__name__", "")
+        if not name.isidentifier():
+            raise SerializationError(f"{obj!r} has no name to find it by in its source")
         source = textwrap.dedent(inspect.getsource(obj))
-        return f"{obj.__name__}\n{source}".encode()
+        return f"{name}\n{source}".encode()
 
     @staticmethod
     def loads(body: memoryview) -> Any:

@@ -215,8 +215,10 @@ class Scheduler:
             case FunctionsSubmitted(function_ids, bodies):
                 self.functions.update(zip(function_ids, bodies))
             case ManagerJoined(registration, now):
+                actions = self._lose(registration.manager_id, "registered again")
                 self.managers[registration.manager_id] = ManagerState(
                     registration=registration, capacity=max(1, registration.capacity), last_seen=now)
+                return actions
             case ManagerLeft(manager_id, reason):
                 return self._lose(manager_id, reason)
             case Tick(now):
@@ -248,8 +250,8 @@ class Scheduler:
         manager_id = manager.registration.manager_id
         actions: list[Action] = []
         new = {t.function_id for t in tasks} - manager.functions
-        if new:
-            known = sorted(f for f in new if f in self.functions)
+        known = sorted(f for f in new if f in self.functions)
+        if known:
             manager.functions |= set(known)
             actions.append(SendToManager(manager_id, FunctionDefinitions(known, [self.functions[f] for f in known])))
         manager.outstanding.update(zip([t.task_id for t in tasks], tasks))

@@ -184,8 +184,8 @@ class ManagerScheduler:
         if self._results or started_due:
             capacity = self.capacity
             batches = ResultBatch.merge_within(self._results) if self._results else [ResultBatch()]
-            batches[-1] = dataclasses.replace(
-                batches[-1], started=self._started,
+            batches[0] = dataclasses.replace(  # started ids before any of their results
+                batches[0], started=self._started,
                 capacity=capacity if capacity != self._reported_capacity else None)
             self._reported_capacity = capacity
             actions += [ReportResults(batch) for batch in batches]
@@ -204,7 +204,7 @@ class ManagerScheduler:
     # -- internals -------------------------------------------------------------------
     def _on_results(self, worker_id: str, batch: ResultBatch) -> list[Action]:
         slot = self.slots.get(worker_id)
-        if slot is None:  # a late message from a worker already replaced
+        if slot is None or slot.timed_out:  # a late message from a worker replaced or being killed
             return []
         queue = slot.queue
         for _ in range(min(len(batch), len(queue))):
@@ -267,7 +267,7 @@ class ManagerScheduler:
                                    hostname=self.hostname, exit_code=exit_code)
                 self._results.append(ResultBatch.build([task_error(running.task_id, error)]))
         self.buffer.extendleft(reversed(queue))
-        return [] if self.draining else [StartWorker(slot.index)]
+        return [] if self.draining and not self.buffer else [StartWorker(slot.index)]
 
     def _expire_walltimes(self) -> list[Action]:
         actions: list[Action] = []
