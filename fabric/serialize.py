@@ -7,7 +7,9 @@ buffers:
 ==========  ==================  ===================================================
 header      strategy            used for
 ==========  ==================  ===================================================
-``0x01``    ``PickleData``      data that the standard library pickles (fast path)
+``0x80``    ``PickleData``      data that the standard library pickles (fast path);
+                                the header is pickle's own PROTO opcode, so a large
+                                argument or result is never copied to prepend one
 ``0x02``    ``DillData``        data that needs dill (lambdas, ``__main__`` classes)
 ``0x03``    ``DillCode``        functions (dill: by reference if importable, else by value)
 ``0x04``    ``SourceCode``      functions dill cannot handle: their source text, re-executed
@@ -59,7 +61,9 @@ class Strategy:
 
 
 class PickleData(Strategy):
-    header = b"\x01"
+    """Plain pickle; its first byte (the PROTO opcode, 0x80) doubles as the header."""
+
+    header = b"\x80"
 
     @staticmethod
     def dumps(obj: Any) -> bytes:
@@ -122,7 +126,7 @@ def serialize(obj: Any) -> bytes:
     except Exception:  # noqa: BLE001 - any pickling failure means "try dill"
         body = b""
     if body and _MAIN_MARKER not in body:
-        return PickleData.header + body
+        return body  # starts with PickleData.header
     try:
         return DillData.header + DillData.dumps(obj)
     except Exception as exc:
@@ -138,7 +142,7 @@ def deserialize(buffer: bytes | memoryview) -> Any:
     if strategy is None:
         raise SerializationError(f"unknown serialization strategy 0x{view[0]:02x}")
     try:
-        return strategy.loads(view[1:])
+        return strategy.loads(view if strategy is PickleData else view[1:])
     except Exception as exc:
         raise SerializationError(f"cannot deserialize ({strategy.__name__}): {exc}") from exc
 

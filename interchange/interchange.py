@@ -95,7 +95,7 @@ class Interchange:
     def receive_from_upstream(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):
             try:
-                frames = self.upstream.recv_multipart(zmq.NOBLOCK)
+                frames = self.upstream.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             self.upstream_heard = time.monotonic()
@@ -137,14 +137,15 @@ class Interchange:
         now = time.monotonic()
         for _ in range(MAX_MESSAGES_PER_TURN):
             try:
-                identity, *frames = self.managers.recv_multipart(zmq.NOBLOCK)
+                identity, *frames = self.managers.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             except ValueError:  # a message without even an identity frame
                 continue
-            message = self.decode(frames, f"manager {identity[:64]!r}")
+            manager_id = identity.bytes.decode(errors="replace")
+            message = self.decode(frames, f"manager {manager_id[:64]!r}")
             if message is not None:
-                self.on_manager_message(identity.decode(errors="replace"), message, now)
+                self.on_manager_message(manager_id, message, now)
 
     def on_manager_message(self, manager_id: str, message: protocol.Message, now: float) -> None:
         if isinstance(message, ResultBatch):

@@ -136,7 +136,7 @@ class Manager:
     def receive_from_interchange(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):
             try:
-                frames = self.interchange.recv_multipart(zmq.NOBLOCK)
+                frames = self.interchange.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             self.last_heard = time.monotonic()
@@ -171,10 +171,10 @@ class Manager:
     def receive_from_workers(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):
             try:
-                identity, *frames = self.workers.recv_multipart(zmq.NOBLOCK)
+                identity, *frames = self.workers.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            worker_id = identity.decode()
+            worker_id = identity.bytes.decode()
             try:
                 message = protocol.decode(frames)
             except ProtocolError as exc:

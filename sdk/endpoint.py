@@ -276,7 +276,7 @@ class Endpoint(concurrent.futures.Executor):
     def _receive(self) -> None:
         for _ in range(256):
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:

@@ -76,7 +76,7 @@ class Worker:
                 if not parent_alive(self.manager_pid):
                     return "manager gone"
                 continue
-            message = protocol.decode(self.socket.recv_multipart())
+            message = protocol.decode(self.socket.recv_multipart(copy=False))
             if isinstance(message, TaskBatch):
                 self.run_chunk(message.tasks)
             elif isinstance(message, FunctionDefinitions):
