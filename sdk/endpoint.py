@@ -65,13 +65,16 @@ class Endpoint(concurrent.futures.Executor):
     workers to (``None``: discovered), ``cpu_affinity`` (``none``, ``block``,
     ``alternating``, ``list:...``), ``retries`` default retry budget of each task,
     ``max_message_bytes`` the largest message the interchange accepts (a task's arguments
-    or result may use half of it; larger ones fail with ``PayloadTooLarge``).
+    or result may use half of it; larger ones fail with ``PayloadTooLarge``),
+    ``max_inflight_bytes`` how many bytes of arguments may wait at the interchange at once
+    (the rest waits here, so a huge backlog is never held twice).
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
                  accelerators: list[str] | None = None, cpu_affinity: str = "none", retries: int = 0,
                  heartbeat_period: float = 2.0, heartbeat_threshold: float = 10.0,
-                 max_message_bytes: int = 256 * 1024 * 1024, log_level: str | None = None) -> None:
+                 max_message_bytes: int = 256 * 1024 * 1024, max_inflight_bytes: int = 256 * 1024 * 1024,
+                 log_level: str | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         self._context = zmq.Context()
@@ -87,6 +90,8 @@ class Endpoint(concurrent.futures.Executor):
         )
         self.config = config
         self._max_payload = config.max_payload_bytes
+        self._max_inflight_bytes = max_inflight_bytes
+        self._inflight_bytes = 0  # touched by the I/O thread only
         self._identity = self.endpoint_id.encode()
         self._futures: dict[Any, concurrent.futures.Future[Any]] = {}
         self._outgoing: deque[Task] = deque()
@@ -132,6 +137,7 @@ class Endpoint(concurrent.futures.Executor):
             raise PayloadTooLarge(len(payload), self._max_payload, "arguments")
         task_id = next(self._ids)
         future = TaskFuture()
+        future.payload_size = len(payload)
         self._futures[task_id] = future
         self._outgoing.append(Task(task_id, function_id, payload, walltime,
                                    self.retries if retries is None else retries, priority))
@@ -255,7 +261,8 @@ class Endpoint(concurrent.futures.Executor):
                     self._wake_pending = False
                 if self._socket in events:
                     self._receive()
-                if self._connected.is_set() and (self._outgoing or self._messages or self._new_functions):
+                can_send = self._outgoing and self._inflight_bytes < self._max_inflight_bytes
+                if self._connected.is_set() and (can_send or self._messages or self._new_functions):
                     self._send_pending()
                     last_sent = time.monotonic()
                 if self._closing and not self._messages:
@@ -302,6 +309,7 @@ class Endpoint(concurrent.futures.Executor):
             future = futures.pop(task_id, None)
             if future is None:
                 continue
+            self._inflight_bytes -= future.payload_size
             ok, value = outcome(kind, payload)
             try:
                 if ok:
@@ -317,9 +325,10 @@ class Endpoint(concurrent.futures.Executor):
                 functions, self._new_functions = self._new_functions, {}
             self._send(FunctionDefinitions(list(functions), list(functions.values())))
         outgoing = self._outgoing
-        while outgoing:
+        while outgoing and self._inflight_bytes < self._max_inflight_bytes:
             count = min(len(outgoing), MAX_BATCH_TASKS)
             tasks = [outgoing.popleft() for _ in range(count)]
+            self._inflight_bytes += sum(len(t.payload) for t in tasks)
             for batch in batches_of(tasks):
                 self._send(TaskBatch(batch))
         while self._messages:

@@ -36,6 +36,7 @@ class TaskFuture(Future):  # type: ignore[type-arg]
         self._lazy_condition: threading.Condition | None = None
         self._lazy_waiters: list[Any] | None = None
         self._lazy_callbacks: list[Any] | None = None
+        self.payload_size = 0
 
     @property  # type: ignore[override]
     def _condition(self) -> threading.Condition:
