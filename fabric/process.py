@@ -55,12 +55,12 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def spawn(module: str, args: Sequence[str], *, env: Mapping[str, str] | None = None,
-          python: str | None = None) -> subprocess.Popen[bytes]:
-    """Start ``python -m module args...`` as a child process."""
+          python: str | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start ``python -m module args...`` as a child process (``pass_fds`` are inherited)."""
     command = [python or sys.executable, "-m", module, *args]
     logger.debug("starting %s", " ".join(command))
     return subprocess.Popen(command, env=dict(env) if env is not None else child_environment(),
-                            stdin=subprocess.DEVNULL, close_fds=True)
+                            stdin=subprocess.DEVNULL, close_fds=True, pass_fds=tuple(pass_fds))
 
 
 def pidfd(process: subprocess.Popen[bytes]) -> int | None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -29,6 +27,7 @@ from fabric import protocol
 from fabric.config import ManagerConfig
 from fabric.errors import ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
+from fabric.streams import MessageStream, stream_pair
 from fabric.protocol import (PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
                              WorkerReady)
@@ -66,14 +65,10 @@ class Manager:
         self.interchange.setsockopt(zmq.IDENTITY, config.manager_id.encode())
         self.interchange.setsockopt(zmq.LINGER, 2000)
         self.interchange.connect(config.interchange_address)
-        self.workdir = tempfile.mkdtemp(prefix="fabric-manager-")
-        self.workers = self.context.socket(zmq.ROUTER)
-        self.workers.setsockopt(zmq.LINGER, 0)
-        self.worker_address = f"ipc://{self.workdir}/workers"
-        self.workers.bind(self.worker_address)
+        self.streams: dict[str, MessageStream] = {}
+        self.stream_owner: dict[int, str] = {}
         self.poller = zmq.Poller()
         self.poller.register(self.interchange, zmq.POLLIN)
-        self.poller.register(self.workers, zmq.POLLIN)
         devices = config.accelerators
         if devices is None:
             devices = discover_accelerators(os.environ)
@@ -98,11 +93,18 @@ class Manager:
         self.generation += 1
         worker_id = f"{index}.{self.generation}"
         plan = self.plans[index]
-        args = ["--id", worker_id, "--address", self.worker_address, "--manager-pid", str(os.getpid()),
+        ours, theirs = stream_pair()
+        args = ["--id", worker_id, "--fd", str(theirs.fileno()), "--manager-pid", str(os.getpid()),
                 "--max-result-bytes", str(self.config.max_result_bytes)]
         if plan.cpus:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
-        process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python)
+        process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python,
+                        pass_fds=(theirs.fileno(),))
+        theirs.close()
+        stream = MessageStream(ours)
+        self.streams[worker_id] = stream
+        self.stream_owner[stream.fileno()] = worker_id
+        self.poller.register(stream.fileno(), zmq.POLLIN)
         self.processes[worker_id] = process
         self.scheduler.add_worker(worker_id, index)
         fd = pidfd(process)
@@ -119,8 +121,7 @@ class Manager:
             self.execute(self.scheduler.handle(Tick(now)))
             if self.interchange in events:
                 self.receive_from_interchange()
-            if self.workers in events:
-                self.receive_from_workers()
+            self.receive_from_workers(events)
             self.reap_workers(events, now)
             self.execute(self.scheduler.flush())
             self.beat(now)
@@ -168,22 +169,29 @@ class Manager:
             case _:
                 logger.warning("ignoring %s from the interchange", type(message).__name__)
 
-    def receive_from_workers(self) -> None:
-        for _ in range(MAX_MESSAGES_PER_TURN):
-            try:
-                identity, *frames = self.workers.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            worker_id = identity.bytes.decode()
-            try:
-                message = protocol.decode(frames)
-            except ProtocolError as exc:
-                logger.warning("dropping malformed message from worker %s: %s", worker_id, exc)
+    def receive_from_workers(self, events: dict[Any, int]) -> None:
+        for fd, worker_id in list(self.stream_owner.items()):
+            flags = events.get(fd, 0)
+            if not flags:
                 continue
-            if isinstance(message, ResultBatch):
-                self.scheduler.handle(WorkerResults(worker_id, message))
-            elif isinstance(message, WorkerReady):
-                self.scheduler.handle(WorkerStarted(worker_id))
+            stream = self.streams[worker_id]
+            if flags & zmq.POLLOUT:
+                self.flush_worker(worker_id)
+            if not flags & (zmq.POLLIN | zmq.POLLERR):
+                continue
+            try:
+                messages = [protocol.decode(frames) for frames in stream.receive()]
+            except (ProtocolError, OSError) as exc:
+                logger.warning("closing the stream of worker %s: %s", worker_id, exc)
+                messages = []
+                stream.closed = True
+            for message in messages:
+                if isinstance(message, ResultBatch):
+                    self.scheduler.handle(WorkerResults(worker_id, message))
+                elif isinstance(message, WorkerReady):
+                    self.scheduler.handle(WorkerStarted(worker_id))
+            if stream.closed:  # the worker exited; reap_workers reports it
+                self.close_stream(worker_id)
 
     def reap_workers(self, events: dict[Any, int], now: float) -> None:
         """Notice exited workers; tell the scheduler after ``DEATH_GRACE``."""
@@ -234,15 +242,38 @@ class Manager:
         self.last_sent = time.monotonic()
 
     def send_worker(self, worker_id: str, message: protocol.Message) -> None:
-        self.workers.send_multipart([worker_id.encode(), *message.to_frames()], copy=False)
+        stream = self.streams.get(worker_id)
+        if stream is None:
+            return
+        try:
+            stream.send(message.to_frames())
+        except OSError as exc:  # the worker is gone; reap_workers reports it
+            logger.debug("cannot send to worker %s: %s", worker_id, exc)
+            return
+        if stream.wants_write:
+            self.poller.modify(stream.fileno(), zmq.POLLIN | zmq.POLLOUT)
+
+    def flush_worker(self, worker_id: str) -> None:
+        stream = self.streams[worker_id]
+        try:
+            stream.flush()
+        except OSError:
+            stream.closed = True
+            return
+        if not stream.wants_write:
+            self.poller.modify(stream.fileno(), zmq.POLLIN)
+
+    def close_stream(self, worker_id: str) -> None:
+        stream = self.streams.pop(worker_id, None)
+        if stream is not None:
+            self.poller.unregister(stream.fileno())
+            del self.stream_owner[stream.fileno()]
+            stream.close()
 
     # -- shut-down -------------------------------------------------------------------
     def close(self, reason: str) -> None:
         for worker_id in self.processes:
-            try:
-                self.send_worker(worker_id, Shutdown(reason=reason))
-            except zmq.ZMQError:
-                pass
+            self.send_worker(worker_id, Shutdown(reason=reason))
         deadline = time.monotonic() + 2.0
         for process in self.processes.values():
             try:
@@ -255,10 +286,10 @@ class Manager:
             pass
         for fd in self.pidfds:
             os.close(fd)
+        for worker_id in list(self.streams):
+            self.close_stream(worker_id)
         self.interchange.close()
-        self.workers.close()
         self.context.term()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def main(config: ManagerConfig) -> str:

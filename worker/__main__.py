@@ -1,4 +1,4 @@
-"""``python -m worker --id ID --address ADDR --manager-pid PID [--cpus 0,1]``: one worker.
+"""``python -m worker --id ID --fd FD --manager-pid PID [--cpus 0,1]``: one worker.
 
 CPU pinning is applied here, first, before anything imports user code; accelerator
 pinning already arrived in the environment the manager planned for this worker.
@@ -14,7 +14,7 @@ import sys
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker", description="Run one fabric worker.")
     parser.add_argument("--id", required=True, help="worker id (also its socket identity)")
-    parser.add_argument("--address", required=True, help="the manager's worker socket address")
+    parser.add_argument("--fd", type=int, required=True, help="inherited stream socket to the manager")
     parser.add_argument("--manager-pid", type=int, required=True, help="exit when this parent is gone")
     parser.add_argument("--max-result-bytes", type=int, default=128 * 1024 * 1024,
                         help="results larger than this fail with PayloadTooLarge")
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.worker import main as run
 
     configure_logging(args.log_level)
-    run(args.id, args.address, args.manager_pid, args.max_result_bytes)
+    run(args.id, args.fd, args.manager_pid, args.max_result_bytes)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The worker: runs tasks one at a time and returns results.
 
-A worker is started by its manager with the pinning already in its environment. It
-connects a DEALER socket to the manager's ipc ROUTER, says ``WorkerReady``, then loops:
+A worker is started by its manager with the pinning already in its environment and one
+end of a stream socket (``fabric.streams``) as its only channel. It says
+``WorkerReady``, then loops:
 function bodies are kept as they arrive (``FunctionDefinitions``) and deserialized on
 first use, cached by function id; tasks arrive in chunks (``TaskBatch``) and run in
 order; results go back when the chunk is done, or sooner once ``FLUSH_INTERVAL`` has
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import socket
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import msgpack
-import zmq
 
 from fabric import protocol
 from fabric.errors import PayloadTooLarge, SerializationError
@@ -29,13 +31,14 @@ from fabric.process import exit_with_parent, parent_alive
 from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
                              Shutdown, TaskBatch, WorkerReady)
 from fabric.serialize import deserialize, serialize
+from fabric.streams import MessageStream
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.002
 """Seconds after which finished results are sent even if the chunk is not done."""
 
-PARENT_CHECK_INTERVAL_MS = 1000
+PARENT_CHECK_INTERVAL = 1.0
 
 
 def describe_exception(exc: BaseException, task_id: Any) -> bytes:
@@ -56,35 +59,35 @@ def describe_exception(exc: BaseException, task_id: Any) -> bytes:
 class Worker:
     """Executes tasks; all socket work is in ``serve``, all task work in ``run_chunk``."""
 
-    def __init__(self, worker_id: str, address: str, manager_pid: int, max_result_bytes: int) -> None:
+    def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int) -> None:
         self.worker_id = worker_id
         self.max_result_bytes = max_result_bytes
         self.manager_pid = manager_pid
         self.bodies: dict[str, Any] = {}
         self.functions: dict[str, Callable[..., Any]] = {}
-        self.context = zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 2000)
-        self.socket.setsockopt(zmq.IDENTITY, worker_id.encode())
-        self.socket.connect(address)
+        self.stream = stream
 
     def serve(self) -> str:
         """Run until told to stop; returns why it stopped."""
-        self.socket.send_multipart(protocol.encode(WorkerReady(worker_id=self.worker_id, pid=os.getpid())))
+        self.stream.send(protocol.encode(WorkerReady(worker_id=self.worker_id, pid=os.getpid())))
         while True:
-            if not self.socket.poll(PARENT_CHECK_INTERVAL_MS):
+            readable, _, _ = select.select([self.stream], [], [], PARENT_CHECK_INTERVAL)
+            if not readable:
                 if not parent_alive(self.manager_pid):
                     return "manager gone"
                 continue
-            message = protocol.decode(self.socket.recv_multipart(copy=False))
-            if isinstance(message, TaskBatch):
-                self.run_chunk(message.tasks)
-            elif isinstance(message, FunctionDefinitions):
-                self.bodies.update(zip(message.function_ids, message.bodies))
-            elif isinstance(message, Shutdown):
-                return f"shutdown: {message.reason}"
-            else:
-                logger.warning("worker %s ignoring %s", self.worker_id, type(message).__name__)
+            for frames in self.stream.receive():
+                message = protocol.decode(frames)
+                if isinstance(message, TaskBatch):
+                    self.run_chunk(message.tasks)
+                elif isinstance(message, FunctionDefinitions):
+                    self.bodies.update(zip(message.function_ids, message.bodies))
+                elif isinstance(message, Shutdown):
+                    return f"shutdown: {message.reason}"
+                else:
+                    logger.warning("worker %s ignoring %s", self.worker_id, type(message).__name__)
+            if self.stream.closed:
+                return "manager closed the connection"
 
     def function(self, function_id: str) -> Callable[..., Any]:
         fn = self.functions.get(function_id)
@@ -122,19 +125,19 @@ class Worker:
             return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id)
 
     def send_results(self, results: list[tuple[Any, int, bytes]], elapsed: float) -> None:
-        batch = ResultBatch.build(results, elapsed=elapsed)
-        self.socket.send_multipart(batch.to_frames(), copy=False)
+        self.stream.send(ResultBatch.build(results, elapsed=elapsed).to_frames())
 
     def close(self) -> None:
-        self.socket.close()
+        self.stream.close()
 
 
-def main(worker_id: str, address: str, manager_pid: int, max_result_bytes: int) -> str:
+def main(worker_id: str, fd: int, manager_pid: int, max_result_bytes: int) -> str:
     """Entry point of a worker process: watch the parent, serve, say how it ended."""
     exit_with_parent()
     if not parent_alive(manager_pid):
         return "manager gone before start"
-    worker = Worker(worker_id, address, manager_pid, max_result_bytes)
+    stream = MessageStream(socket.socket(fileno=fd), blocking=True)
+    worker = Worker(worker_id, stream, manager_pid, max_result_bytes)
     try:
         reason = worker.serve()
     finally:
