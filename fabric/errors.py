@@ -115,6 +115,10 @@ class RemoteExecutionError(TaskError):
     """
 
     fields = ("remote_type", "message", "traceback", "task_id")
+    remote_type: str | None
+    message: str | None
+    traceback: str | None
+    task_id: Any
     exception: BaseException | None = None
 
     def __str__(self) -> str:
@@ -125,6 +129,9 @@ class TaskTimeout(TaskError):
     """The task ran longer than its walltime; the worker running it was replaced."""
 
     fields = ("task_id", "walltime", "hostname")
+    task_id: Any
+    walltime: float | None
+    hostname: str | None
 
     def __str__(self) -> str:
         return f"task {self.task_id} exceeded its walltime of {self.walltime} s on {self.hostname}"
@@ -134,6 +141,10 @@ class WorkerLost(TaskError):
     """The worker process running the task died (signal or exit) before returning a result."""
 
     fields = ("task_id", "worker_id", "hostname", "exit_code")
+    task_id: Any
+    worker_id: str | None
+    hostname: str | None
+    exit_code: int | None
 
     def __str__(self) -> str:
         return (
@@ -146,6 +157,9 @@ class ManagerLost(TaskError):
     """The manager running the task stopped answering (node lost, process killed)."""
 
     fields = ("task_id", "manager_id", "hostname")
+    task_id: Any
+    manager_id: str | None
+    hostname: str | None
 
     def __str__(self) -> str:
         return f"manager {self.manager_id} on {self.hostname} was lost while running task {self.task_id}"
@@ -155,6 +169,7 @@ class TaskCancelled(TaskError):
     """The task was cancelled before it ran."""
 
     fields = ("task_id",)
+    task_id: Any
 
     def __str__(self) -> str:
         return f"task {self.task_id} was cancelled"

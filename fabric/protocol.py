@@ -148,7 +148,7 @@ def encode(message: Message) -> list[Frame]:
     return message.to_frames()
 
 
-def decode(frames: Sequence[Frame]) -> Message:
+def decode(frames: Sequence[Any]) -> Message:
     """Parse received frames into a message; anything malformed raises ``ProtocolError``."""
     if not frames:
         raise ProtocolError("empty message")
@@ -290,7 +290,7 @@ class TaskBatch(Message):
         if not all(w is None or isinstance(w, (int, float)) for w in walltimes):  # type: ignore[union-attr]
             raise ProtocolError("tasks: walltimes must be numbers or nil")
         payloads = _split(frames[1], sizes)  # type: ignore[arg-type]
-        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))  # type: ignore[arg-type]
+        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))  # type: ignore[arg-type, misc]
 
 
 @dataclasses.dataclass(slots=True)

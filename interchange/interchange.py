@@ -13,6 +13,7 @@ and dropped; the interchange keeps serving.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -42,7 +43,7 @@ class Interchange:
     def __init__(self, config: InterchangeConfig) -> None:
         self.config = config
         self.scheduler = Scheduler(heartbeat_threshold=config.heartbeat_threshold)
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context[Any] = zmq.Context.instance()
         self.upstream = self.context.socket(zmq.DEALER)
         self.upstream.setsockopt(zmq.IDENTITY, config.endpoint_id.encode())
         self.upstream.setsockopt(zmq.LINGER, 2000)
@@ -81,7 +82,7 @@ class Interchange:
     def run(self) -> str:
         while self.stop_reason is None:
             timeout = max(0.0, self.next_tick - time.monotonic())
-            events = dict(self.poller.poll(timeout * 1000))
+            events = dict(self.poller.poll(math.ceil(timeout * 1000)))
             if self.upstream in events:
                 self.receive_from_upstream()
             if self.managers in events:

@@ -12,6 +12,7 @@ nothing for ``heartbeat_threshold`` seconds, on ``Shutdown``, or once drained.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import socket
@@ -60,7 +61,7 @@ class Manager:
         self.last_heard = self.last_sent = time.monotonic()
         self.registered = False
         self.exit_reason: str | None = None
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context[Any] = zmq.Context.instance()
         self.interchange = self.context.socket(zmq.DEALER)
         self.interchange.setsockopt(zmq.IDENTITY, config.manager_id.encode())
         self.interchange.setsockopt(zmq.LINGER, 2000)
@@ -116,7 +117,7 @@ class Manager:
     # -- the loop --------------------------------------------------------------------
     def run(self) -> str:
         while self.exit_reason is None:
-            events = dict(self.poller.poll(self.poll_timeout() * 1000))
+            events = dict(self.poller.poll(math.ceil(self.poll_timeout() * 1000)))
             now = time.monotonic()
             self.execute(self.scheduler.handle(Tick(now)))
             if self.interchange in events:

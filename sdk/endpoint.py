@@ -93,7 +93,7 @@ class Endpoint(concurrent.futures.Executor):
         self._max_inflight_bytes = max_inflight_bytes
         self._inflight_bytes = 0  # touched by the I/O thread only
         self._identity = self.endpoint_id.encode()
-        self._futures: dict[Any, concurrent.futures.Future[Any]] = {}
+        self._futures: dict[Any, TaskFuture] = {}
         self._outgoing: deque[Task] = deque()
         self._messages: deque[protocol.Message] = deque()
         self._function_ids: dict[Callable[..., Any], str] = {}
@@ -254,7 +254,7 @@ class Endpoint(concurrent.futures.Executor):
         reason = "shut down"
         try:
             while True:
-                events = dict(poller.poll(period * 500))
+                events = dict(poller.poll(int(period * 500)))
                 if self._wake_r in events:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 65536)

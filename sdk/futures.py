@@ -38,8 +38,8 @@ class TaskFuture(Future):  # type: ignore[type-arg]
         self._lazy_callbacks: list[Any] | None = None
         self.payload_size = 0
 
-    @property  # type: ignore[override]
-    def _condition(self) -> threading.Condition:
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
         condition = self._lazy_condition
         if condition is None:
             with _CREATION_LOCK:
@@ -49,13 +49,13 @@ class TaskFuture(Future):  # type: ignore[type-arg]
         return condition
 
     @property
-    def _waiters(self) -> list[Any]:
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
         if self._lazy_waiters is None:
             self._lazy_waiters = []
         return self._lazy_waiters
 
     @property
-    def _done_callbacks(self) -> list[Any]:
+    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
         if self._lazy_callbacks is None:
             self._lazy_callbacks = []
         return self._lazy_callbacks
