@@ -26,7 +26,7 @@ from fabric import protocol
 from fabric.config import InterchangeConfig
 from fabric.errors import ProtocolError
 from fabric.process import exit_with_parent
-from fabric.protocol import (PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
+from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, Shutdown, StatusReport, StatusRequest, TaskBatch)
 from interchange.providers import LocalProvider
@@ -42,7 +42,8 @@ MAX_MESSAGES_PER_TURN = 256
 class Interchange:
     def __init__(self, config: InterchangeConfig) -> None:
         self.config = config
-        self.scheduler = Scheduler(heartbeat_threshold=config.heartbeat_threshold)
+        self.scheduler = Scheduler(heartbeat_threshold=config.heartbeat_threshold,
+                                   batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes))
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.upstream = self.context.socket(zmq.DEALER)
         self.upstream.setsockopt(zmq.IDENTITY, config.endpoint_id.encode())

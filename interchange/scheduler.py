@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 
 from fabric.errors import ManagerLost, TaskCancelled
-from fabric.protocol import (MAX_BATCH_TASKS, RESULT_TASK_ERROR, Drain, FunctionDefinitions, ManagerRegistration,
+from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, RESULT_TASK_ERROR, Drain, FunctionDefinitions, ManagerRegistration,
                              Message, ResultBatch, Task, TaskBatch, batches_of)
 
 
@@ -191,8 +191,9 @@ Action = SendToManager | SendUpstream | ForgetManager
 
 
 class Scheduler:
-    def __init__(self, *, heartbeat_threshold: float) -> None:
+    def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES) -> None:
         self.heartbeat_threshold = heartbeat_threshold
+        self.batch_bytes = batch_bytes
         self.queue = TaskQueue()
         self.functions: dict[str, Any] = {}
         self.managers: dict[str, ManagerState] = {}
@@ -241,7 +242,7 @@ class Scheduler:
                     break
                 actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH_TASKS)))
         if self._results:
-            for batch in ResultBatch.merge_within(self._results):
+            for batch in ResultBatch.merge_within(self._results, self.batch_bytes):
                 actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob)))
             self._results = []
         return actions
@@ -251,11 +252,10 @@ class Scheduler:
         actions: list[Action] = []
         new = {t.function_id for t in tasks} - manager.functions
         known = sorted(f for f in new if f in self.functions)
-        if known:
-            manager.functions |= set(known)
-            actions.append(SendToManager(manager_id, FunctionDefinitions(known, [self.functions[f] for f in known])))
+        manager.functions.update(known)
+        actions += [SendToManager(manager_id, FunctionDefinitions([f], [self.functions[f]])) for f in known]
         manager.outstanding.update(zip([t.task_id for t in tasks], tasks))
-        actions += [SendToManager(manager_id, TaskBatch(batch)) for batch in batches_of(tasks)]
+        actions += [SendToManager(manager_id, TaskBatch(batch)) for batch in batches_of(tasks, max_bytes=self.batch_bytes)]
         return actions
 
     def _on_results(self, manager_id: str, batch: ResultBatch, now: float) -> None:

@@ -29,7 +29,7 @@ from fabric.config import ManagerConfig
 from fabric.errors import ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
 from fabric.streams import MessageStream, stream_pair
-from fabric.protocol import (PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
+from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
                              WorkerReady)
 from manager.accelerators import discover_accelerators, plan_worker_env
@@ -50,7 +50,8 @@ class Manager:
         self.config = config
         self.hostname = socket.gethostname()
         self.scheduler = ManagerScheduler(workers=config.workers, prefetch=config.prefetch,
-                                          hostname=self.hostname, now=time.monotonic())
+                                          hostname=self.hostname, now=time.monotonic(),
+                                          batch_bytes=min(MAX_BATCH_BYTES, config.max_result_bytes))
         self.functions: dict[str, Any] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.pidfds: dict[int, str] = {}

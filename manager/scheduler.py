@@ -125,8 +125,10 @@ class WorkerSlot:
 
 
 class ManagerScheduler:
-    def __init__(self, *, workers: int, prefetch: int | None, hostname: str, now: float = 0.0) -> None:
+    def __init__(self, *, workers: int, prefetch: int | None, hostname: str, now: float = 0.0,
+                 batch_bytes: int = MAX_BATCH_BYTES) -> None:
         self.worker_count = workers
+        self.batch_bytes = batch_bytes
         self.prefetch = prefetch
         self.hostname = hostname
         self.now = now
@@ -183,7 +185,7 @@ class ManagerScheduler:
         started_due = bool(self._started) and self.now - self._started_since >= STARTED_REPORT_DELAY
         if self._results or started_due:
             capacity = self.capacity
-            batches = ResultBatch.merge_within(self._results) if self._results else [ResultBatch()]
+            batches = ResultBatch.merge_within(self._results, self.batch_bytes) if self._results else [ResultBatch()]
             batches[0] = dataclasses.replace(  # started ids before any of their results
                 batches[0], started=self._started,
                 capacity=capacity if capacity != self._reported_capacity else None)
@@ -240,7 +242,7 @@ class ManagerScheduler:
                     take, size = min(room, CHUNK), 0
                     while len(chunk) < take and buffer and buffer[0].walltime is None:
                         size += len(buffer[0].payload)
-                        if chunk and size > MAX_BATCH_BYTES:
+                        if chunk and size > self.batch_bytes:
                             break
                         chunk.append(buffer.popleft())
                     room -= len(chunk)

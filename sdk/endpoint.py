@@ -33,7 +33,7 @@ from fabric import protocol
 from fabric.config import InterchangeConfig
 from fabric.errors import EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
 from fabric.process import child_environment, pidfd, spawn, stop
-from fabric.protocol import (MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
+from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
                              ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
                              batches_of)
 from fabric.serialize import serialize_arguments, serialize_function
@@ -90,6 +90,7 @@ class Endpoint(concurrent.futures.Executor):
         )
         self.config = config
         self._max_payload = config.max_payload_bytes
+        self._batch_bytes = min(MAX_BATCH_BYTES, self._max_payload)
         self._max_inflight_bytes = max_inflight_bytes
         self._inflight_bytes = 0  # touched by the I/O thread only
         self._identity = self.endpoint_id.encode()
@@ -147,6 +148,8 @@ class Endpoint(concurrent.futures.Executor):
 
     def _register(self, fn: Callable[..., Any]) -> str:
         function_id, body = serialize_function(fn)
+        if len(body) > self._max_payload:
+            raise PayloadTooLarge(len(body), self._max_payload, "function")
         with self._lock:
             if fn not in self._function_ids:
                 self._new_functions[function_id] = body
@@ -323,13 +326,14 @@ class Endpoint(concurrent.futures.Executor):
         if self._new_functions:
             with self._lock:
                 functions, self._new_functions = self._new_functions, {}
-            self._send(FunctionDefinitions(list(functions), list(functions.values())))
+            for function_id, body in functions.items():  # one per message: each fits the limit
+                self._send(FunctionDefinitions([function_id], [body]))
         outgoing = self._outgoing
         while outgoing and self._inflight_bytes < self._max_inflight_bytes:
             count = min(len(outgoing), MAX_BATCH_TASKS)
             tasks = [outgoing.popleft() for _ in range(count)]
             self._inflight_bytes += sum(len(t.payload) for t in tasks)
-            for batch in batches_of(tasks):
+            for batch in batches_of(tasks, max_bytes=self._batch_bytes):
                 self._send(TaskBatch(batch))
         while self._messages:
             self._send(self._messages.popleft())

@@ -62,6 +62,7 @@ class Worker:
     def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int) -> None:
         self.worker_id = worker_id
         self.max_result_bytes = max_result_bytes
+        self.batch_bytes = min(MAX_BATCH_BYTES, max_result_bytes)
         self.manager_pid = manager_pid
         self.bodies: dict[str, Any] = {}
         self.functions: dict[str, Callable[..., Any]] = {}
@@ -107,7 +108,7 @@ class Worker:
             results.append(result)
             size += len(result[2])
             now = time.perf_counter()
-            if now - started > FLUSH_INTERVAL or size > MAX_BATCH_BYTES:
+            if now - started > FLUSH_INTERVAL or size > self.batch_bytes:
                 self.send_results(results, now - started)
                 results, started, size = [], now, 0
         if results:

@@ -239,15 +239,17 @@ def test_function_bodies_go_to_each_manager() -> None:
         assert isinstance(messages[1], TaskBatch)
 
 
-def test_several_new_functions_in_one_definitions_message() -> None:
+def test_several_new_functions_go_one_per_message_before_the_tasks() -> None:
+    """One body per message, so each definitions message stays within the message limit."""
     s = scheduler(("m1", 10))
     s.handle(FunctionsSubmitted(["b", "a"], [b"body-b", b"body-a"]))
     submit(s, task(1, "b"), task(2, "a"), task(3, "b"))
     messages = messages_to(s.flush(), "m1")
-    assert len(messages) == 2
-    definitions = messages[0]
-    assert isinstance(definitions, FunctionDefinitions)
-    assert dict(zip(definitions.function_ids, definitions.bodies)) == {"a": b"body-a", "b": b"body-b"}
+    assert len(messages) == 3
+    definitions, tasks = messages[:2], messages[2]
+    assert all(isinstance(m, FunctionDefinitions) and len(m.function_ids) == 1 for m in definitions)
+    assert {m.function_ids[0]: m.bodies[0] for m in definitions} == {"a": b"body-a", "b": b"body-b"}
+    assert isinstance(tasks, TaskBatch)
 
 
 def test_no_empty_function_definitions_are_sent() -> None:
