@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -43,6 +44,8 @@ from sdk.results import outcome
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0
+START_TIMEOUT = 60.0
+"""Seconds the interchange may take to start and connect before the endpoint gives up."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class Endpoint(concurrent.futures.Executor):
         self._ids = itertools.count()
         self._request_ids = itertools.count()
         self._lock = threading.Lock()
+        self._wake_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._wake_pending = False
@@ -144,6 +148,8 @@ class Endpoint(concurrent.futures.Executor):
                                    self.retries if retries is None else retries, priority))
         if not self._wake_pending:
             self._wake()
+        if self._closing and self._futures.pop(task_id, None) is not None:  # lost a race with shutdown
+            future.set_exception(self._broken or EndpointShutdown(f"endpoint {self.endpoint_id} is shut down"))
         return future
 
     def _register(self, fn: Callable[..., Any]) -> str:
@@ -158,13 +164,20 @@ class Endpoint(concurrent.futures.Executor):
 
     def _wake(self) -> None:
         self._wake_pending = True
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"\0")
+        with self._wake_lock:  # never write to the descriptor once it is closed (and reused)
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"\0")
+
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise EndpointError(f"endpoint {self.endpoint_id} is broken: {self._broken}") from self._broken
+        if self._closing:
+            raise EndpointShutdown(f"endpoint {self.endpoint_id} is shut down")
 
     # -- status and control ------------------------------------------------------------
     def _request(self, make: Callable[[int], protocol.Message], timeout: float) -> Any:
-        if self._broken is not None:
-            raise EndpointError(f"endpoint {self.endpoint_id} is broken: {self._broken}")
+        self._check_open()
         request_id = next(self._request_ids)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._requests[request_id] = future
@@ -217,6 +230,7 @@ class Endpoint(concurrent.futures.Executor):
 
     def cancel_queued(self) -> None:
         """Ask the interchange to drop every task it has not dispatched yet (``TaskCancelled``)."""
+        self._check_open()
         self._messages.append(CancelTasks(task_ids=list(self._futures)))
         self._wake()
 
@@ -232,7 +246,8 @@ class Endpoint(concurrent.futures.Executor):
             self._outgoing.clear()
             for future in list(self._futures.values()):
                 future.cancel()
-            self.cancel_queued()
+            if self._broken is None:
+                self.cancel_queued()
         if wait and self._broken is None:
             concurrent.futures.wait(list(self._futures.values()))
         self._closing = True
@@ -253,7 +268,7 @@ class Endpoint(concurrent.futures.Executor):
         if process_fd is not None:
             poller.register(process_fd, zmq.POLLIN)
         period = self.config.heartbeat_period
-        last_sent = time.monotonic()
+        last_sent = self._last_heard = time.monotonic()
         reason = "shut down"
         try:
             while True:
@@ -272,9 +287,11 @@ class Endpoint(concurrent.futures.Executor):
                     break
                 if self._process.poll() is not None:
                     raise EndpointError(f"the interchange exited with code {self._process.returncode}")
-                if self._connected.is_set() and time.monotonic() - last_sent > period:
+                now = time.monotonic()
+                if self._connected.is_set() and now - last_sent > period:
                     self._send(Heartbeat())
-                    last_sent = time.monotonic()
+                    last_sent = now
+                self._check_heard(now)
         except BaseException as exc:  # noqa: BLE001 - every pending future must learn about it
             reason = f"failed: {exc!r}"
             self._broken = exc if isinstance(exc, FabricError) else EndpointError(str(exc))
@@ -283,12 +300,22 @@ class Endpoint(concurrent.futures.Executor):
             self._finish(process_fd)
             logger.info("endpoint %s I/O thread ended: %s", self.endpoint_id, reason)
 
+    def _check_heard(self, now: float) -> None:
+        """An interchange that says nothing (not even a heartbeat) is as good as gone."""
+        threshold = self.config.heartbeat_threshold
+        if not self._connected.is_set():
+            threshold = max(threshold, START_TIMEOUT)
+        silent = now - self._last_heard
+        if silent > threshold and not self._closing:
+            raise EndpointError(f"the interchange said nothing for {silent:.1f} s")
+
     def _receive(self) -> None:
         for _ in range(256):
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            self._last_heard = time.monotonic()
             try:
                 message = protocol.decode(frames[1:])
             except ProtocolError as exc:
@@ -342,22 +369,23 @@ class Endpoint(concurrent.futures.Executor):
         self._socket.send_multipart([self._identity, *message.to_frames()], copy=False)
 
     def _finish(self, process_fd: int | None) -> None:
-        """After the loop: stop the interchange, fail what is left, close everything."""
-        try:
-            self._process.wait(SHUTDOWN_TIMEOUT)
-        except Exception:  # noqa: BLE001 - a stuck interchange is killed below
-            pass
-        stop(self._process, timeout=2.0)
+        """After the loop: fail what is left, stop the interchange, close everything."""
+        self._closing = True
         error = self._broken or EndpointShutdown(f"endpoint {self.endpoint_id} shut down")
         for future in list(self._futures.values()) + list(self._requests.values()):
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 future.set_exception(error)
         self._futures.clear()
-        self._closing = True
+        if self._broken is None:  # asked to shut down: give it time to stop its managers
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(SHUTDOWN_TIMEOUT)
+        stop(self._process, timeout=2.0)
         if process_fd is not None:
             os.close(process_fd)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
         self._socket.close()
         self._context.term()
 
