@@ -17,7 +17,9 @@ A header whose version is not ``PROTOCOL_VERSION`` is rejected with ``ProtocolEr
 Unknown keys in a header are ignored, so a newer sender may add optional fields within
 a version. A missing required field, a field of the wrong type, an unknown tag, a header
 that is not msgpack, or payload frames that do not match the header raise
-``ProtocolError``; receivers log it and drop the message, they never crash.
+``ProtocolError``; the interchange and the manager log it and drop the message, they
+never crash. A worker exits on a malformed message from its own manager (fail fast: its
+manager then reports the loss and starts a fresh worker).
 
 Tasks and results
 -----------------

@@ -15,6 +15,7 @@ now (``wants_write`` then asks the caller to poll for writability and ``flush``)
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 from collections import deque
@@ -65,10 +66,10 @@ class MessageStream:
 
     # -- sending ---------------------------------------------------------------------
     def send(self, frames: Frames) -> None:
-        lengths = [memoryview(f).nbytes for f in frames]
-        header = struct.pack(f"<I{len(lengths)}I", len(lengths), *lengths)
+        views = [memoryview(f).cast("B") for f in frames]  # may raise: nothing queued yet
+        header = struct.pack(f"<I{len(views)}I", len(views), *(v.nbytes for v in views))
         self._outbox.append(memoryview(header))
-        self._outbox.extend(memoryview(f).cast("B") for f in frames)
+        self._outbox.extend(v for v in views if v.nbytes)  # an empty view would never leave
         self.flush()
 
     def flush(self) -> None:
@@ -76,7 +77,7 @@ class MessageStream:
         outbox = self._outbox
         while outbox:
             try:
-                sent = self.sock.sendmsg(list(outbox)[:64])
+                sent = self.sock.sendmsg(list(itertools.islice(outbox, 64)))
             except (BlockingIOError, InterruptedError):
                 return
             while sent:

@@ -47,9 +47,13 @@ def describe_exception(exc: BaseException, task_id: Any) -> bytes:
         pickled: bytes | None = serialize(exc)
     except SerializationError:
         pickled = None
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still reported
+        message = f"<unprintable {type(exc).__qualname__} object>"
     return msgpack.packb({
         "remote_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
+        "message": message,
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
         "task_id": task_id,
         "exception": pickled,
@@ -93,10 +97,11 @@ class Worker:
     def function(self, function_id: str) -> Callable[..., Any]:
         fn = self.functions.get(function_id)
         if fn is None:
-            body = self.bodies.pop(function_id, None)
+            body = self.bodies.get(function_id)
             if body is None:
                 raise SerializationError(f"function {function_id} was never sent to this worker")
             fn = self.functions[function_id] = deserialize(body)
+            del self.bodies[function_id]
         return fn
 
     def run_chunk(self, tasks: list[protocol.Task]) -> None:
