@@ -40,6 +40,7 @@ class _JsonConfig:
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}")
+        data = {name: _nested(cls, name, value) for name, value in data.items()}
         try:
             return cls(**data)
         except (TypeError, ValueError) as exc:
@@ -54,6 +55,17 @@ class _JsonConfig:
             value = getattr(self, field.name)
             if not _matches(value, hints[field.name]):
                 raise ConfigError(f"{type(self).__name__}.{field.name}: {value!r} is not {hints[field.name]}")
+
+
+def _nested(cls: type, name: str, value: Any) -> Any:
+    """A nested configuration given as a JSON object becomes its configuration class."""
+    if not isinstance(value, dict):
+        return value
+    hint = typing.get_type_hints(cls)[name]
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, _JsonConfig):
+            return candidate.from_dict(value)
+    return value
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -102,7 +114,10 @@ class ManagerConfig(_JsonConfig):
     shallow ones for long tasks, so both throughput and load balance stay good.
     ``accelerators`` lists device ids to pin workers to (``None``: discover them once).
     ``cpu_affinity`` is ``none``, ``block``, ``block-reverse``, ``alternating`` or
-    ``list:0,1:2,3``.
+    ``list:0,1:2,3``. ``block_id`` is the block (batch job) the manager runs in;
+    ``drain_at`` the wall-clock time (seconds since the epoch) at which it stops starting
+    tasks, finishes those its workers hold and exits, so its job's walltime never kills a
+    task mid-run (set by the job script from the block's walltime).
     """
 
     interchange_address: str
@@ -116,6 +131,7 @@ class ManagerConfig(_JsonConfig):
     block_id: str | None = None
     python: str | None = None
     max_result_bytes: int = 128 * 1024 * 1024
+    drain_at: float | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -125,6 +141,127 @@ class ManagerConfig(_JsonConfig):
         _positive("max_result_bytes", self.max_result_bytes)
         _check_heartbeats(self.heartbeat_period, self.heartbeat_threshold)
 
+PROVIDER_KINDS = ("local", "slurm", "pbspro", "kubernetes")
+LAUNCHERS = ("auto", "single", "srun", "mpiexec")
+
+
+def _optional_positive(name: str, value: float | None) -> None:
+    if value is not None:
+        _positive(name, value)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProviderConfig(_JsonConfig):
+    """Where an endpoint's blocks (units of allocation running managers) come from.
+
+    ``kind``: ``local`` (managers as child processes, the default), ``slurm``, ``pbspro``
+    or ``kubernetes``. A block has ``nodes_per_block`` nodes, one manager each, started
+    by ``launcher`` (``auto``: ``srun`` on Slurm, ``mpiexec`` on PBS Pro, else ``single``).
+    ``walltime`` is a block's time limit in seconds (None: the scheduler's default;
+    unlimited locally); its managers drain ``drain_margin`` seconds before it ends (None:
+    a tenth of the walltime, at most 120 s). ``worker_init`` lines run before the
+    managers (``module load``, ``conda activate``); ``scheduler_options`` are extra
+    directive lines (``#SBATCH ...`` / ``#PBS ...``; a bare option gets the prefix).
+    ``python`` runs the managers (None: this interpreter; ``python3`` on Kubernetes).
+    Job scripts and logs go to ``script_dir``, which jobs must be able to read. Batch
+    schedulers are asked for job states every ``poll_period`` seconds.
+
+    Slurm and PBS Pro: ``partition`` (PBS: the queue), ``account``, ``qos``,
+    ``cores_per_node``, ``mem_per_node`` (MB), ``gpus_per_node``, ``exclusive``.
+    Kubernetes (one pod per block): ``image``, ``namespace``, ``pull_policy``,
+    ``service_account``, and ``cores_per_node``, ``mem_per_node``, ``gpus_per_node`` as
+    the pod's resources.
+    """
+
+    kind: str = "local"
+    nodes_per_block: int = 1
+    launcher: str = "auto"
+    walltime: float | None = None
+    drain_margin: float | None = None
+    worker_init: list[str] = dataclasses.field(default_factory=list)
+    scheduler_options: list[str] = dataclasses.field(default_factory=list)
+    python: str | None = None
+    script_dir: str | None = None
+    poll_period: float = 10.0
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    cores_per_node: int | None = None
+    mem_per_node: int | None = None
+    gpus_per_node: int | None = None
+    exclusive: bool = False
+    image: str | None = None
+    namespace: str = "default"
+    pull_policy: str = "IfNotPresent"
+    service_account: str | None = None
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if self.kind not in PROVIDER_KINDS:
+            raise ConfigError(f"provider kind must be one of {PROVIDER_KINDS}, got {self.kind!r}")
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(f"launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+        if self.nodes_per_block < 1:
+            raise ConfigError(f"nodes_per_block must be >= 1, got {self.nodes_per_block!r}")
+        for name in ("walltime", "cores_per_node", "mem_per_node", "gpus_per_node"):
+            _optional_positive(name, getattr(self, name))
+        _positive("poll_period", self.poll_period)
+        if self.drain_margin is not None:
+            if self.walltime is None or not 0 <= self.drain_margin < self.walltime:
+                raise ConfigError(f"drain_margin ({self.drain_margin!r}) needs a walltime longer than it")
+        if self.kind == "kubernetes":
+            if not self.image:
+                raise ConfigError("the kubernetes provider needs an image")
+            if self.nodes_per_block != 1:
+                raise ConfigError("the kubernetes provider runs one pod (one node) per block")
+
+    @property
+    def effective_drain_margin(self) -> float:
+        """Seconds before the walltime at which managers drain (0 without a walltime)."""
+        if self.walltime is None:
+            return 0.0
+        if self.drain_margin is not None:
+            return self.drain_margin
+        return min(120.0, self.walltime / 10)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScalingConfig(_JsonConfig):
+    """How many blocks an endpoint holds (``interchange.strategy`` has the rules).
+
+    ``init_blocks`` are submitted at start; the endpoint never holds fewer than
+    ``min_blocks`` nor more than ``max_blocks``. With ``parallelism`` 1 it asks for a
+    worker per outstanding task (0: only what ``min_blocks`` says, or one block when
+    there is work and none). A block idle for ``max_idletime`` seconds is held, then
+    cancelled. The strategy runs every ``strategy_period`` seconds; a running job whose
+    managers have not registered within ``registration_timeout`` seconds is cancelled as
+    failed, and ``max_block_failures`` failures in a row put the endpoint in an error state.
+    """
+
+    init_blocks: int = 1
+    min_blocks: int = 0
+    max_blocks: int = 1
+    parallelism: float = 1.0
+    max_idletime: float = 120.0
+    strategy_period: float = 1.0
+    registration_timeout: float = 300.0
+    max_block_failures: int = 3
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if not 0 <= self.min_blocks <= self.max_blocks:
+            raise ConfigError(f"need 0 <= min_blocks <= max_blocks, got {self.min_blocks!r}, {self.max_blocks!r}")
+        if not 0 <= self.init_blocks <= self.max_blocks:
+            raise ConfigError(f"init_blocks must be between 0 and max_blocks, got {self.init_blocks!r}")
+        if not 0 <= self.parallelism <= 1:
+            raise ConfigError(f"parallelism must be between 0 and 1, got {self.parallelism!r}")
+        if self.max_idletime < 0:
+            raise ConfigError(f"max_idletime must be >= 0, got {self.max_idletime!r}")
+        _positive("strategy_period", self.strategy_period)
+        _positive("registration_timeout", self.registration_timeout)
+        if self.max_block_failures < 1:
+            raise ConfigError(f"max_block_failures must be >= 1, got {self.max_block_failures!r}")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class InterchangeConfig(_JsonConfig):
@@ -132,9 +269,11 @@ class InterchangeConfig(_JsonConfig):
 
     ``upstream_address`` is where tasks come from (the local ``Endpoint`` or the service).
     Managers connect to ``manager_host`` on ``manager_port`` (0: a free port in
-    ``manager_port_range``). ``local_managers`` managers with ``workers_per_manager``
-    workers each are started on this machine. ``max_message_bytes`` caps any inbound
-    message; bigger ones are refused and the sender disconnected.
+    ``manager_port_range``). Each manager runs ``workers_per_manager`` workers. Blocks of
+    managers come from ``provider`` and are scaled by ``scaling``; without ``scaling``,
+    the endpoint keeps a fixed pool of ``local_managers`` one-manager blocks (crashed
+    ones are replaced). ``max_message_bytes`` caps any inbound message; bigger ones are
+    refused and the sender disconnected.
     """
 
     upstream_address: str
@@ -151,6 +290,8 @@ class InterchangeConfig(_JsonConfig):
     heartbeat_threshold: float = 10.0
     max_message_bytes: int = 256 * 1024 * 1024
     exit_with_upstream: bool = True
+    provider: ProviderConfig = dataclasses.field(default_factory=ProviderConfig)
+    scaling: ScalingConfig | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -168,11 +309,20 @@ class InterchangeConfig(_JsonConfig):
             raise ConfigError(f"manager_port_range {self.manager_port_range!r} is not a port range")
         object.__setattr__(self, "manager_port_range", (low, high))
 
-    def manager_config(self, manager_id: str, manager_address: str) -> ManagerConfig:
-        """The configuration of one locally started manager."""
+    @property
+    def scaling_settings(self) -> ScalingConfig:
+        """``scaling``, or the fixed pool of ``local_managers`` blocks it defaults to."""
+        if self.scaling is not None:
+            return self.scaling
+        return ScalingConfig(init_blocks=self.local_managers, min_blocks=self.local_managers,
+                             max_blocks=self.local_managers)
+
+    def manager_config(self, manager_id: str, manager_address: str, block_id: str | None = None) -> ManagerConfig:
+        """The configuration of one manager (of block ``block_id``)."""
         return ManagerConfig(
             interchange_address=manager_address,
             manager_id=manager_id,
+            block_id=block_id,
             workers=self.workers_per_manager,
             prefetch=self.prefetch,
             accelerators=self.accelerators,

@@ -480,7 +480,9 @@ class StatusRequest(Message):
 
 @dataclasses.dataclass(slots=True)
 class StatusReport(Message):
-    """Managers (one map each), queued and outstanding task counts."""
+    """Managers (one map each), queued and outstanding task counts; blocks (one map each:
+    ``block_id``, ``job_id``, ``state``, ``managers``, ...), recently ended blocks, and why
+    scaling stopped, if it did."""
 
     tag = "status_report"
     request_id: int
@@ -488,6 +490,9 @@ class StatusReport(Message):
     queued_tasks: int
     outstanding_tasks: int
     functions: int = 0
+    blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    ended_blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    scaling_error: str | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -2,9 +2,10 @@
 
 It connects a DEALER out to its upstream (the local ``Endpoint`` client, or the service)
 and binds a ROUTER for managers. Its loop is a list of named steps: poll,
-``receive_from_upstream``, ``receive_from_managers``, ``watch_local_managers``,
-``tick`` (heartbeats and expiry, on a timer), then ``execute(scheduler.flush())``.
-All dispatch decisions are the sans-IO ``Scheduler``'s; this module only moves frames.
+``receive_from_upstream``, ``receive_from_managers``, ``tick`` (heartbeats, expiry and
+scaling, on a timer), then ``execute(scheduler.flush())``. All dispatch decisions are
+the sans-IO ``Scheduler``'s and all scaling decisions the sans-IO ``Strategy``'s
+(carried out by ``interchange.scaling``); this module only moves frames.
 
 User payloads are never deserialized here. Malformed or oversized messages are logged
 and dropped; the interchange keeps serving.
@@ -29,7 +30,7 @@ from fabric.process import exit_with_parent
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, Shutdown, StatusReport, StatusRequest, TaskBatch)
-from interchange.providers import LocalProvider
+from interchange.scaling import Scaling
 from interchange.scheduler import (ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
                                    ManagerLeft, ManagerResults, ManagerSeen, Scheduler, SendToManager,
                                    SendUpstream, TasksCancelled, TasksSubmitted, Tick)
@@ -61,7 +62,7 @@ class Interchange:
         else:
             port = self.managers.bind_to_random_port(host, *config.manager_port_range)
         self.manager_address = f"{host}:{port}"
-        self.provider = LocalProvider(config, self.manager_address)
+        self.scaling = Scaling(config, self.manager_address, self.scheduler)
         self.poller = zmq.Poller()
         self.poller.register(self.upstream, zmq.POLLIN)
         self.poller.register(self.managers, zmq.POLLIN)
@@ -77,7 +78,7 @@ class Interchange:
         self.send_upstream(InterchangeRegistration(
             endpoint_id=self.config.endpoint_id, hostname=socket.gethostname(), pid=os.getpid(),
             manager_address=self.manager_address))
-        self.provider.start()
+        self.scaling.start(time.monotonic())
         logger.info("interchange %s serving managers on %s", self.config.endpoint_id, self.manager_address)
 
     def run(self) -> str:
@@ -114,7 +115,8 @@ class Interchange:
             case Heartbeat():
                 pass
             case StatusRequest(request_id):
-                status = self.scheduler.status(time.monotonic())
+                now = time.monotonic()
+                status = {**self.scheduler.status(now), **self.scaling.status(now)}
                 self.send_upstream(StatusReport(request_id=request_id, **status))
             case ManagerCommand(request_id, action, manager_id):
                 self.on_manager_command(request_id, action, manager_id)
@@ -132,7 +134,7 @@ class Interchange:
             self.send_upstream(CommandReply(request_id=request_id, ok=False, message=f"{action} {manager_id}: {exc}"))
             return
         if action == "drain":
-            self.provider.retire(manager_id)
+            self.scaling.manager_retired(manager_id)
         self.send_upstream(CommandReply(request_id=request_id, ok=True, message=f"{action} {manager_id}"))
 
     def receive_from_managers(self) -> None:
@@ -182,11 +184,12 @@ class Interchange:
         logger.info("manager %s registered from %s (%d workers)", manager_id, registration.hostname,
                     registration.worker_count)
         self.scheduler.handle(ManagerJoined(registration, now))
+        self.scaling.manager_registered(registration, now)
 
     def tick(self, now: float) -> None:
-        """Timer work: heartbeats both ways, expiry of silent managers, local managers."""
+        """Timer work: heartbeats both ways, expiry of silent managers, scaling."""
         self.next_tick = now + self.tick_interval
-        self.provider.check()
+        self.scaling.tick(now)
         self.execute(self.scheduler.handle(Tick(now)))
         if now - self.managers_beat >= self.config.heartbeat_period:
             self.managers_beat = now
@@ -229,7 +232,7 @@ class Interchange:
     def close(self, reason: str) -> None:
         for manager_id in list(self.scheduler.managers):
             self.send_manager(manager_id, Shutdown(reason=reason))
-        self.provider.stop()
+        self.scaling.stop()
         self.upstream.close()
         self.managers.close()
         self.context.term()

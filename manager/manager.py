@@ -6,7 +6,12 @@ is a list of named steps: poll, ``receive_from_interchange``, ``receive_from_wor
 ``reap_workers``, ``beat``, then ``execute`` what the ``ManagerScheduler`` decided.
 
 The manager never unpickles user payloads. It exits when the interchange has said
-nothing for ``heartbeat_threshold`` seconds, on ``Shutdown``, or once drained.
+nothing for ``heartbeat_threshold`` seconds, on ``Shutdown``, on SIGTERM (a batch
+scheduler ending its job: it still says goodbye, so its tasks are re-queued at once), or
+once drained. With ``drain_at`` (its job's walltime, less a margin) it drains itself
+then: it starts no more tasks, gives back those not started (it leaves them unstarted;
+the interchange re-queues them when it says goodbye), finishes what its workers hold
+and exits before the scheduler would kill it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import math
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +68,7 @@ class Manager:
         self.last_heard = self.last_sent = time.monotonic()
         self.registered = False
         self.exit_reason: str | None = None
+        self.walltime_draining = False
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.interchange = self.context.socket(zmq.DEALER)
         self.interchange.setsockopt(zmq.IDENTITY, config.manager_id.encode())
@@ -120,6 +127,7 @@ class Manager:
         while self.exit_reason is None:
             events = dict(self.poller.poll(math.ceil(self.poll_timeout() * 1000)))
             now = time.monotonic()
+            self.check_walltime()
             self.execute(self.scheduler.handle(Tick(now)))
             if self.interchange in events:
                 self.receive_from_interchange()
@@ -134,7 +142,19 @@ class Manager:
         deadline = self.scheduler.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        if self.config.drain_at is not None and not self.walltime_draining:
+            timeout = min(timeout, max(0.0, self.config.drain_at - time.time()))
         return timeout
+
+    def check_walltime(self) -> None:
+        """At ``drain_at``: keep what the workers hold, give back the rest, drain."""
+        if self.walltime_draining or self.config.drain_at is None or time.time() < self.config.drain_at:
+            return
+        self.walltime_draining = True
+        given_back = len(self.scheduler.buffer)
+        self.scheduler.buffer.clear()  # never started: re-queued by the interchange when we leave
+        self.scheduler.handle(DrainRequested())
+        logger.info("the job's walltime is near: draining (%d unstarted tasks go back)", given_back)
 
     def receive_from_interchange(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):
@@ -153,7 +173,8 @@ class Manager:
     def on_interchange_message(self, message: protocol.Message) -> None:
         match message:
             case TaskBatch(tasks):
-                self.scheduler.handle(TasksArrived(tasks))
+                if not self.walltime_draining:  # else left unstarted: re-queued when we leave
+                    self.scheduler.handle(TasksArrived(tasks))
             case FunctionDefinitions(function_ids, bodies):
                 self.functions.update(zip(function_ids, bodies))
             case Heartbeat():
@@ -294,17 +315,29 @@ class Manager:
         self.context.term()
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: the batch scheduler (or a provider cancelling the block) ends us."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(f"terminated by {signal.Signals(signum).name}")
+
+
 def main(config: ManagerConfig) -> str:
     """Entry point of a manager process; returns why it stopped."""
-    if config.block_id is None:
-        exit_with_parent()
+    exit_with_parent()
     manager = Manager(config)
     reason = "interrupted"
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         manager.start()
         reason = manager.run()
+    except Terminated as exc:
+        reason = str(exc)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the goodbye short
         manager.close(reason)
+        signal.signal(signal.SIGTERM, previous)
     logger.info("manager %s exiting: %s", config.manager_id, reason)
     return reason
 

@@ -1,86 +1,79 @@
-"""``LocalProvider``: managers as child processes of the interchange, on this machine."""
+"""``LocalProvider``: blocks as child processes of the interchange, on this machine.
+
+A block is ``/bin/bash -c SCRIPT``: ``worker_init``, then the launcher's command. With one
+node per block the shell ``exec``s the manager, so the block *is* the manager process.
+Its calls are quick and run on the interchange's own thread, so every manager's parent
+is that thread and managers exit with the interchange (``PR_SET_PDEATHSIG``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
+import signal
 import subprocess
 import time
+from collections.abc import Sequence
 
-from fabric.config import InterchangeConfig
-from fabric.process import pidfd, spawn, stop
+from fabric.config import ProviderConfig
+from fabric.process import child_environment, stop
+from interchange.providers.base import JobState, JobStatus, Provider, script_body
 
 logger = logging.getLogger(__name__)
 
-RESTART_INTERVAL = 1.0
-"""Seconds between two restarts of crashed managers, so a crash loop cannot spin."""
 
+class LocalProvider(Provider):
+    kind = "local"
+    blocking = False
 
-class LocalProvider:
-    """Starts ``local_managers`` managers and replaces any that exit unexpectedly."""
-
-    def __init__(self, config: InterchangeConfig, manager_address: str) -> None:
-        self.config = config
-        self.manager_address = manager_address
+    def __init__(self, config: ProviderConfig, *, label: str) -> None:
+        super().__init__(config, label=label)
+        self.poll_period = 0.0  # a wait() per block: cheap enough for every strategy run
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.fds: dict[int, str] = {}
-        self.started = 0
-        self.stopping = False
-        self.last_restart = 0.0
-        self.target = config.local_managers
+        self.cancelled: set[str] = set()
 
-    def start(self) -> None:
-        for _ in range(self.target):
-            self.start_manager()
+    def submit(self, command: str, block_id: str) -> str:
+        process = subprocess.Popen(["/bin/bash", "-c", script_body(self.config, block_id, command)],
+                                   env=child_environment(), stdin=subprocess.DEVNULL, close_fds=True)
+        job_id = str(process.pid)
+        self.processes[job_id] = process
+        logger.info("block %s is local process %s", block_id, job_id)
+        return job_id
 
-    def start_manager(self) -> str:
-        self.started += 1
-        manager_id = f"{self.config.endpoint_id}-m{self.started}"
-        config = self.config.manager_config(manager_id, self.manager_address)
-        process = spawn("manager", ["--config", config.to_json()])
-        self.processes[manager_id] = process
-        fd = pidfd(process)
-        if fd is not None:
-            self.fds[fd] = manager_id
-        logger.info("started manager %s (pid %d)", manager_id, process.pid)
-        return manager_id
-
-    def check(self, ready_fds: set[int] | None = None) -> list[str]:
-        """Reap exited managers and replace them; returns the ids of those that exited."""
-        exited = []
-        for manager_id, process in list(self.processes.items()):
-            if process.poll() is None:
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        statuses = {}
+        for job_id in job_ids:
+            process = self.processes.get(job_id)
+            code = process.poll() if process is not None else 0
+            if code is None:
+                statuses[job_id] = JobStatus(JobState.RUNNING)
                 continue
-            del self.processes[manager_id]
-            exited.append(manager_id)
-            if not self.stopping:
-                logger.warning("manager %s exited with code %s", manager_id, process.returncode)
-        for fd, manager_id in list(self.fds.items()):
-            if manager_id not in self.processes:
-                os.close(fd)
-                del self.fds[fd]
-        missing = self.target - len(self.processes)
-        now = time.monotonic()
-        if missing > 0 and not self.stopping and now - self.last_restart >= RESTART_INTERVAL:
-            self.last_restart = now
-            for _ in range(missing):
-                self.start_manager()
-        return exited
+            self.processes.pop(job_id, None)
+            if job_id in self.cancelled:
+                self.cancelled.discard(job_id)
+                statuses[job_id] = JobStatus(JobState.CANCELLED)
+            elif code == 0:
+                statuses[job_id] = JobStatus(JobState.COMPLETED)
+            elif code < 0:
+                statuses[job_id] = JobStatus(JobState.FAILED, f"killed by {signal.Signals(-code).name}")
+            else:
+                statuses[job_id] = JobStatus(JobState.FAILED, f"exit code {code}")
+        return statuses
 
-    def retire(self, manager_id: str) -> None:
-        """A manager is being drained on purpose: do not replace it when it exits."""
-        if manager_id in self.processes:
-            self.target -= 1
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            process = self.processes.get(job_id)
+            if process is not None and process.poll() is None:
+                self.cancelled.add(job_id)
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self.stopping = True
+    def close(self, timeout: float = 5.0) -> None:
+        """Wait for every block to end (its managers were told to stop), then end the rest."""
         deadline = time.monotonic() + timeout
         for process in self.processes.values():
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 stop(process, timeout=1.0)
-        for fd in self.fds:
-            os.close(fd)
-        self.fds.clear()
         self.processes.clear()
