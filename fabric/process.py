@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,10 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     by reference keep working), and ``extra`` (e.g. accelerator pinning) is applied last.
     """
     env = dict(os.environ)
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    # A console script's own folder (bin/) comes first on sys.path; other tools put
+    # modules there (Parsl installs bin/interchange.py), which would shadow ours.
+    bin_dirs = {os.path.abspath(sysconfig.get_path("scripts")), os.path.dirname(os.path.abspath(sys.executable))}
+    paths = [p for p in sys.path if p and os.path.isdir(p) and os.path.abspath(p) not in bin_dirs]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

@@ -299,7 +299,8 @@ class TaskBatch(Message):
 class ResultBatch(Message):
     """Results, columnar, all payloads in one frame; brokers forward it without unpacking.
 
-    ``started`` lists task ids a manager handed to its workers since its last message;
+    ``started`` lists task ids a manager's workers began running since its last message
+    (so the interchange can tell a lost manager's started tasks from merely prefetched ones);
     ``capacity`` is the sender's current task capacity (None: unchanged); ``elapsed`` is
     the worker time spent on these results, in seconds.
     """

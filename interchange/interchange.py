@@ -50,11 +50,15 @@ class Interchange:
         self.upstream.setsockopt(zmq.IDENTITY, config.endpoint_id.encode())
         self.upstream.setsockopt(zmq.LINGER, 2000)
         self.upstream.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+        self.upstream.setsockopt(zmq.SNDHWM, 0)  # flow control is ours (capacity, windows):
+        self.upstream.setsockopt(zmq.RCVHWM, 0)  # ZeroMQ must never drop or block on its queues
         self.upstream.connect(config.upstream_address)
         self.managers = self.context.socket(zmq.ROUTER)
         self.managers.setsockopt(zmq.LINGER, 0)
         self.managers.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
         self.managers.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.managers.setsockopt(zmq.SNDHWM, 0)
+        self.managers.setsockopt(zmq.RCVHWM, 0)
         host = f"tcp://{config.manager_host}"
         if config.manager_port:
             self.managers.bind(f"{host}:{config.manager_port}")
@@ -220,7 +224,13 @@ class Interchange:
                 logger.warning("manager %s lost: %s", action.manager_id, action.reason)
 
     def send_upstream(self, message: protocol.Message) -> None:
-        self.upstream.send_multipart(message.to_frames(), copy=False)
+        """Send without ever blocking: with no high-water mark, a send can only fail when
+        the upstream connection is gone (e.g. dropped for an oversized message)."""
+        try:
+            self.upstream.send_multipart(message.to_frames(), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.stop_reason = "upstream unreachable"
+            return
         self.upstream_sent = time.monotonic()
 
     def send_manager(self, manager_id: str, message: protocol.Message) -> None:

@@ -28,6 +28,12 @@ from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, RESULT_TASK_ERROR
                              Message, ResultBatch, Task, TaskBatch, batches_of)
 
 
+def _without(batch: ResultBatch, positions: set[int]) -> ResultBatch:
+    """``batch`` less the results at ``positions``."""
+    kept = [r for i, r in enumerate(batch.results()) if i not in positions]
+    return ResultBatch.build(kept)
+
+
 def _error_result(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
     return task_id, RESULT_TASK_ERROR, msgpack.packb(error.to_wire(), use_bin_type=True)
 
@@ -269,10 +275,12 @@ class Scheduler:
         if batch.started:
             started.update(batch.started)
         if batch.task_ids:
-            for task_id in batch.task_ids:
-                outstanding.pop(task_id, None)
+            unknown = [i for i, task_id in enumerate(batch.task_ids) if outstanding.pop(task_id, None) is None]
+            if unknown:  # not this manager's tasks (or already answered): never forward those
+                batch = _without(batch, set(unknown))
             started.difference_update(batch.task_ids)
-            self._results.append(batch)
+            if batch.task_ids:
+                self._results.append(batch)
 
     def _lose(self, manager_id: str, reason: str) -> list[Action]:
         manager = self.managers.pop(manager_id, None)

@@ -4,12 +4,14 @@
 ``manager.manager`` executes the actions. Rules:
 
 * Tasks from the interchange wait in ``buffer`` (FIFO) until a worker has room.
-* Each worker gets a queue of up to ``depth`` tasks, sent in chunks of at most
+* Each worker gets a queue of up to ``depth`` tasks (least loaded first, each at most a
+  fair share of the buffer, so a few long tasks spread over all workers), sent in chunks of at most
   ``CHUNK``; ``depth`` follows the measured task duration (about ``TARGET_QUEUE_SECONDS``
   of work queued per worker, between ``MIN_DEPTH`` and ``MAX_DEPTH``), so tiny tasks are
   pipelined deeply and long ones stay balanced across workers.
 * Results come back from a worker in the order its tasks were sent, so the head of a
-  worker's queue is the task it is running.
+  worker's queue is the task it is running; only those are reported as ``started``
+  (tasks queued behind them go back to the interchange's queue if this manager is lost).
 * A task with a walltime is sent alone, to an idle worker; past its deadline the worker
   is killed, the task fails with ``TaskTimeout`` and a fresh worker is started.
 * A worker that dies: the task it was running is retried if it has retries left, else
@@ -213,6 +215,8 @@ class ManagerScheduler:
             queue.popleft()
         slot.deadline = None
         self._results.append(batch)
+        if queue:  # the worker moved on to the next task in its queue
+            self._report_started(queue[0])
         if batch.task_ids:
             per_task = batch.elapsed / len(batch.task_ids)
             mean = self.mean_task_seconds
@@ -221,15 +225,25 @@ class ManagerScheduler:
             self.depth = max(MIN_DEPTH, min(MAX_DEPTH, math.ceil(wanted)))
         return []
 
+    def _report_started(self, task: Task) -> None:
+        if not self._started:
+            self._started_since = self.now
+        self._started.append(task.task_id)
+
     def _fill_workers(self) -> list[Action]:
         actions: list[Action] = []
         buffer = self.buffer
-        for slot in self.slots.values():
+        if not buffer:
+            return actions
+        # least loaded first, each taking at most a fair share of what is buffered
+        open_slots = sorted((s for s in self.slots.values()
+                             if s.ready and s.deadline is None and len(s.queue) < self.depth),
+                            key=lambda s: len(s.queue))
+        for position, slot in enumerate(open_slots):
             if not buffer:
                 break
-            if not slot.ready or slot.deadline is not None:
-                continue
-            room = self.depth - len(slot.queue)
+            share = math.ceil(len(buffer) / (len(open_slots) - position))
+            room = min(self.depth - len(slot.queue), share)
             while room > 0 and buffer:
                 if buffer[0].walltime is not None:
                     if slot.queue:
@@ -246,10 +260,9 @@ class ManagerScheduler:
                             break
                         chunk.append(buffer.popleft())
                     room -= len(chunk)
+                if not slot.queue:  # an idle worker starts the first of these now
+                    self._report_started(chunk[0])
                 slot.queue.extend(chunk)
-                if not self._started:
-                    self._started_since = self.now
-                self._started.extend([t.task_id for t in chunk])
                 new = {t.function_id for t in chunk} - slot.functions
                 slot.functions |= new
                 actions.append(SendTasks(slot.worker_id, chunk, sorted(new)))

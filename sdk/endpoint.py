@@ -31,7 +31,7 @@ from typing import Any
 import zmq
 
 from fabric import protocol
-from fabric.config import InterchangeConfig
+from fabric.config import InterchangeConfig, ProviderConfig, ScalingConfig
 from fabric.errors import EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
 from fabric.process import child_environment, pidfd, spawn, stop
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
@@ -58,6 +58,8 @@ class EndpointStatus:
     queued_tasks: int
     outstanding_tasks: int
     pending_futures: int
+    blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    scaling_error: str | None = None
 
 
 class Endpoint(concurrent.futures.Executor):
@@ -70,19 +72,25 @@ class Endpoint(concurrent.futures.Executor):
     ``max_message_bytes`` the largest message the interchange accepts (a task's arguments
     or result may use half of it; larger ones fail with ``PayloadTooLarge``),
     ``max_inflight_bytes`` how many bytes of arguments may wait at the interchange at once
-    (the rest waits here, so a huge backlog is never held twice).
+    (the rest waits here, so a huge backlog is never held twice). ``provider`` says where
+    managers run (default: local processes; e.g. ``ProviderConfig(kind="slurm", ...)``) and
+    ``scaling`` makes the endpoint elastic (blocks between ``min_blocks`` and
+    ``max_blocks``); without it ``managers`` local managers run for the endpoint's life.
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
                  accelerators: list[str] | None = None, cpu_affinity: str = "none", retries: int = 0,
                  heartbeat_period: float = 2.0, heartbeat_threshold: float = 10.0,
                  max_message_bytes: int = 256 * 1024 * 1024, max_inflight_bytes: int = 256 * 1024 * 1024,
+                 provider: ProviderConfig | None = None, scaling: ScalingConfig | None = None,
                  log_level: str | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, 0)  # flow control is ours (max_inflight_bytes)
+        self._socket.setsockopt(zmq.RCVHWM, 0)
         port = self._socket.bind_to_random_port("tcp://127.0.0.1")
         config = InterchangeConfig(
             upstream_address=f"tcp://127.0.0.1:{port}", endpoint_id=self.endpoint_id,
@@ -90,6 +98,7 @@ class Endpoint(concurrent.futures.Executor):
             prefetch=prefetch, accelerators=accelerators, cpu_affinity=cpu_affinity,
             heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
             max_message_bytes=max_message_bytes,
+            provider=provider or ProviderConfig(), scaling=scaling,
         )
         self.config = config
         self._max_payload = config.max_payload_bytes
@@ -197,6 +206,7 @@ class Endpoint(concurrent.futures.Executor):
             endpoint_id=self.endpoint_id, managers=report.managers,
             workers=sum(m["workers"] for m in report.managers), queued_tasks=report.queued_tasks,
             outstanding_tasks=report.outstanding_tasks, pending_futures=len(self._futures),
+            blocks=report.blocks, scaling_error=report.scaling_error,
         )
 
     def wait_for_workers(self, count: int | None = None, timeout: float = 60.0) -> EndpointStatus:

@@ -599,3 +599,18 @@ def test_status_is_msgpack_serializable() -> None:
     s.flush()
     status = s.status(1.0)
     assert msgpack.unpackb(msgpack.packb(status, use_bin_type=True), raw=False) == status
+
+
+def test_results_for_tasks_a_manager_does_not_hold_are_never_forwarded() -> None:
+    """A confused or rogue manager must not resolve another manager's (or an answered) task."""
+    s = scheduler(("m1", 10), ("m2", 10))
+    submit(s, task(1), task(2))
+    dispatched = task_batches(s.flush())
+    owner_of_1 = next(m for m, ids in dispatched.items() if 1 in ids)
+    other = "m2" if owner_of_1 == "m1" else "m1"
+    s.handle(ManagerResults(other, ok(1, 99), 1.0))
+    assert upstream(s.flush()) == []
+    s.handle(ManagerResults(owner_of_1, ok(1), 1.0))
+    s.handle(ManagerResults(owner_of_1, ok(1), 1.0))  # a duplicate answer
+    [batch] = upstream(s.flush())
+    assert batch.task_ids == [1]

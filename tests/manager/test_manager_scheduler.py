@@ -236,15 +236,17 @@ def test_capacity_is_reported_when_it_changes() -> None:
     assert third.capacity == ms.capacity
 
 
-def test_started_ids_are_reported() -> None:
+def test_only_the_tasks_workers_run_are_reported_started() -> None:
+    """Tasks queued behind a running one were not started: a lost manager's queue goes back."""
     ms = make(2)
     arrive(ms, *(task(i) for i in range(5)))
     actions = ms.flush()
-    dispatched = [i for ids in sent(actions).values() for i in ids]
+    per_worker = sent(actions)
+    assert sorted(i for ids in per_worker.values() for i in ids) == [0, 1, 2, 3, 4]
     ms.handle(Tick(STARTED_REPORT_DELAY * 2))
     actions += ms.flush()
     started = [i for batch in reports(actions) for i in batch.started]
-    assert sorted(started) == sorted(dispatched) == [0, 1, 2, 3, 4]
+    assert sorted(started) == sorted(ids[0] for ids in per_worker.values())
     assert reported_ids(actions) == []
     ms.handle(Tick(1.0))
     assert reports(ms.flush()) == []  # each id is reported once
@@ -258,7 +260,7 @@ def test_started_ids_ride_on_results() -> None:
     actions += ms.flush()
     [batch] = reports(actions)
     assert batch.task_ids == [1]
-    assert batch.started == [1, 2]
+    assert batch.started == [1, 2]  # 1 started at once, 2 when the worker moved on to it
 
 
 def test_started_ids_are_never_reported_after_their_results() -> None:
@@ -475,3 +477,11 @@ def test_drain_does_not_strand_tasks_of_a_dead_last_worker() -> None:
     actions += ms.flush()
     accounted = set(reported_ids(actions))
     assert any(isinstance(a, StartWorker) for a in actions) or accounted == {1, 2, 3}
+
+
+def test_a_few_tasks_spread_over_all_idle_workers() -> None:
+    """Fair shares: four long tasks on two idle workers run two and two, not four on one."""
+    ms = make(2)
+    arrive(ms, *(task(i) for i in range(4)))
+    per_worker = sent(ms.flush())
+    assert sorted(len(ids) for ids in per_worker.values()) == [2, 2]

@@ -8,7 +8,6 @@ start, the tests fail with the script's output: that is a real problem to see.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -19,9 +18,8 @@ from typing import Any
 
 import pytest
 
-import sdk.endpoint
 from fabric import Endpoint
-from fabric.config import InterchangeConfig, ProviderConfig, ScalingConfig
+from fabric.config import ProviderConfig, ScalingConfig
 from slurm_helpers import TIMEOUT, live_jobs, poll_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -83,8 +81,7 @@ def scratch() -> Iterator[Path]:
 
 
 @pytest.fixture
-def slurm_endpoint(slurm_cluster: str, scratch: Path,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Endpoint]]:
+def slurm_endpoint(slurm_cluster: str, scratch: Path) -> Iterator[Callable[..., Endpoint]]:
     """``slurm_endpoint(provider={...}, scaling={...}, **endpoint_options)``: an ``Endpoint``
     whose blocks are Slurm jobs; shut down after the test, leaving no job behind."""
     endpoints: list[Endpoint] = []
@@ -95,11 +92,7 @@ def slurm_endpoint(slurm_cluster: str, scratch: Path,
                                             "walltime": 600, **(provider or {})})
         scaling_config = ScalingConfig(**{"init_blocks": 0, "min_blocks": 0, "max_blocks": 2, "max_idletime": 2.0,
                                           "strategy_period": 0.25, **(scaling or {})})
-        # The local Endpoint builds its InterchangeConfig itself: hand it the provider settings.
-        monkeypatch.setattr(sdk.endpoint, "InterchangeConfig",
-                            functools.partial(InterchangeConfig, provider=provider_config, scaling=scaling_config))
-        endpoint = Endpoint(**{"workers": 2, **FAST, **options})
-        monkeypatch.undo()
+        endpoint = Endpoint(**{"workers": 2, **FAST, **options}, provider=provider_config, scaling=scaling_config)
         endpoints.append(endpoint)
         return endpoint
 
