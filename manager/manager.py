@@ -73,6 +73,8 @@ class Manager:
         self.interchange = self.context.socket(zmq.DEALER)
         self.interchange.setsockopt(zmq.IDENTITY, config.manager_id.encode())
         self.interchange.setsockopt(zmq.LINGER, 2000)
+        self.interchange.setsockopt(zmq.SNDHWM, 0)  # flow control is ours (capacity)
+        self.interchange.setsockopt(zmq.RCVHWM, 0)
         self.interchange.connect(config.interchange_address)
         self.streams: dict[str, MessageStream] = {}
         self.stream_owner: dict[int, str] = {}
