@@ -1,0 +1,13 @@
+"""The REST API's blueprints, one per resource, all mounted under ``/v1``."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from service.api.auth import blueprint as auth
+from service.api.batches import blueprint as batches
+from service.api.endpoints import blueprint as endpoints
+from service.api.functions import blueprint as functions
+from service.api.task_groups import blueprint as task_groups
+
+BLUEPRINTS: tuple[Blueprint, ...] = (auth, functions, endpoints, batches, task_groups)

@@ -1,0 +1,110 @@
+"""``/v1/batches`` and ``/v1/tasks``: submit many tasks in one binary request, look one up.
+
+A batch body is a msgpack map::
+
+    {"endpoint_id": str, "function_id": str,      # or "function_ids": [str, ...], one per task
+     "args": [bytes, ...],                         # each task's serialized arguments
+     "task_group_id": str,                         # optional: add to this group (a UUID)
+     "retries": int,                               # optional, default 0
+     "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
+
+The reply (201) is JSON: ``{"task_group_id": str, "task_ids": [str, ...]}``, sent only
+once every task is in the store.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import Blueprint
+
+from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
+from service.errors import BadRequest, NotFound, PayloadTooLarge
+from service.openapi import operation
+from service.store import RECEIVED, WAITING, NewTasks
+
+blueprint = Blueprint("batches", __name__)
+
+MAX_RETRIES = 100
+
+
+def _function_ids(data: dict[str, Any], count: int) -> list[str]:
+    if "function_ids" in data:
+        ids: list[str] = field(data, "function_ids", list)
+        if len(ids) != count or not all(isinstance(i, str) for i in ids):
+            raise BadRequest("function_ids must be a list of strings, one per task")
+        return ids
+    return [field(data, "function_id", str)] * count
+
+
+def _resource_spec(data: dict[str, Any]) -> tuple[dict[str, Any] | None, float | None, int]:
+    spec = field(data, "resource_spec", dict, required=False)
+    if spec is None:
+        return None, None, 0
+    if not all(isinstance(v, (str, int, float, bool)) or v is None for v in spec.values()):
+        raise BadRequest("resource_spec values must be strings, numbers, booleans or nil")
+    walltime = spec.get("walltime")
+    if walltime is not None and (not isinstance(walltime, (int, float)) or isinstance(walltime, bool)
+                                 or not math.isfinite(walltime) or walltime <= 0):
+        raise BadRequest("resource_spec.walltime must be a positive number of seconds")
+    priority = spec.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise BadRequest("resource_spec.priority must be an integer")
+    return spec, walltime, priority
+
+
+def _parse_batch(data: dict[str, Any]) -> NewTasks:
+    config = services().config
+    args = field(data, "args", list)
+    if not args:
+        raise BadRequest("a batch needs at least one task")
+    if len(args) > config.max_batch_tasks:
+        raise PayloadTooLarge("batch", len(args), config.max_batch_tasks, "tasks")
+    for payload in args:
+        if not isinstance(payload, bytes):
+            raise BadRequest("args must be a list of binary payloads")
+        if len(payload) > config.max_task_bytes:
+            raise PayloadTooLarge("task arguments", len(payload), config.max_task_bytes)
+    retries = field(data, "retries", int, required=False, default=0)
+    if not 0 <= retries <= MAX_RETRIES:
+        raise BadRequest(f"retries must be between 0 and {MAX_RETRIES}")
+    group = field(data, "task_group_id", str, required=False)
+    spec, walltime, priority = _resource_spec(data)
+    return NewTasks(endpoint_id=field(data, "endpoint_id", str), function_ids=_function_ids(data, len(args)),
+                    payloads=args, task_group_id=uuid_text(group, "task_group_id") if group else None,
+                    retries=retries, walltime=walltime, priority=priority, resource_spec=spec)
+
+
+@blueprint.post("/batches")
+@operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
+           request="msgpack", status=201, errors=(400, 404, 413))
+def submit_batch() -> tuple[dict[str, Any], int]:
+    parts = services()
+    owner = current_user().user_id
+    tasks = _parse_batch(msgpack_body(parts.config.max_request_bytes))
+    if parts.store.get_endpoint(owner, tasks.endpoint_id) is None:
+        raise NotFound(f"no endpoint {tasks.endpoint_id!r}")
+    for function_id in set(tasks.function_ids):
+        if parts.store.get_function(owner, function_id) is None:
+            raise NotFound(f"no function {function_id!r}")
+    state = RECEIVED if parts.dispatcher.is_online(tasks.endpoint_id) else WAITING
+    added = parts.store.add_tasks(owner, tasks, state)
+    if added is None:
+        raise NotFound(f"no task group {tasks.task_group_id!r}")
+    parts.dispatcher.tasks_added(tasks.endpoint_id)
+    group_id, task_ids = added
+    return {"task_group_id": group_id, "task_ids": task_ids}, 201
+
+
+@blueprint.get("/tasks/<task_id>")
+@operation("One task: its state, and its result payload (base64) once finished", errors=(404,))
+def get_task(task_id: str) -> dict[str, Any]:
+    record = services().store.get_task(current_user().user_id, task_id)
+    if record is None:
+        raise NotFound(f"no task {task_id!r}")
+    return {"task_id": record.task_id, "state": record.state, "function_id": record.function_id,
+            "endpoint_id": record.endpoint_id, "task_group_id": record.task_group_id, "created": record.created,
+            "dispatched": record.dispatched, "started": record.started, "completed": record.completed,
+            "retries": record.retries, "resource_spec": record.resource_spec, "result_kind": record.result_kind,
+            "result": b64encode(record.result), "error": record.error}

@@ -1,0 +1,120 @@
+"""What every blueprint needs: the service's parts, the caller, body parsing and replies."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import uuid
+from typing import Any
+
+import msgpack
+from flask import Response, current_app, g, request
+
+from service.auth import IdentityProvider, RateLimiter
+from service.config import ServiceConfig
+from service.errors import BadRequest
+from service.events import Dispatcher, ResultSignal
+from service.store import Store, User
+
+MSGPACK = "application/msgpack"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Services:
+    """The parts of the service a request may use (``current_app.extensions["fabric"]``)."""
+
+    config: ServiceConfig
+    store: Store
+    identity: IdentityProvider
+    limiter: RateLimiter
+    dispatcher: Dispatcher
+    signal: ResultSignal
+    forwarder_address: str
+    server_public_key: str
+
+
+def services() -> Services:
+    return current_app.extensions["fabric"]  # type: ignore[no-any-return]
+
+
+def current_user() -> User:
+    return g.user  # type: ignore[no-any-return]
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object (400 if it is not one)."""
+    raw = request.get_data(cache=False)  # 413 past the request limit
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def msgpack_body(max_bin_len: int) -> dict[str, Any]:
+    """The request body as a msgpack map (400 if it is not one)."""
+    raw = request.get_data(cache=False)  # 413 past the request limit
+    try:
+        data = msgpack.unpackb(raw, raw=False, strict_map_key=True,
+                               max_bin_len=max_bin_len, max_str_len=1024 * 1024)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises many types for malformed input
+        raise BadRequest(f"the body is not a valid msgpack map: {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a msgpack map")
+    return data
+
+
+def msgpack_response(data: dict[str, Any], status: int = 200) -> Response:
+    return Response(msgpack.packb(data, use_bin_type=True), status=status, mimetype=MSGPACK)
+
+
+def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True,
+          default: Any = None) -> Any:
+    """``data[name]``, checked to be of ``kind`` (400 if missing or wrong)."""
+    if name not in data or data[name] is None:
+        if required:
+            raise BadRequest(f"missing field {name!r}")
+        return default
+    value = data[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise BadRequest(f"field {name!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def uuid_text(value: str, what: str) -> str:
+    """``value`` if it is a UUID in canonical text form (400 otherwise)."""
+    try:
+        if str(uuid.UUID(value)) == value:
+            return value
+    except (ValueError, TypeError):
+        pass
+    raise BadRequest(f"{what} must be a UUID in canonical form")
+
+
+def b64decode(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{what} is not valid base64") from None
+
+
+def b64encode(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def query_number(name: str, default: float, low: float, high: float, *, integer: bool = False) -> Any:
+    """A numeric query parameter, clamped to ``[low, high]`` (400 if not a number)."""
+    text = request.args.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be a number") from None
+    if value != value:  # NaN
+        raise BadRequest(f"query parameter {name!r} must be a number")
+    return min(high, max(low, value))

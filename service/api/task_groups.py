@@ -1,0 +1,65 @@
+"""``/v1/task_groups``: a group's progress, and its results by cursor with long-poll.
+
+``GET /v1/task_groups/<id>/results?after=<cursor>&wait=<s>&limit=<n>`` answers with a
+msgpack map::
+
+    {"task_group_id": str, "task_ids": [str], "kinds": [int], "payloads": [bytes],
+     "cursor": int, "pending": int}
+
+``kinds`` are ``fabric.protocol``'s ``RESULT_OK`` / ``RESULT_REMOTE_ERROR`` /
+``RESULT_TASK_ERROR``; ``cursor`` is what to pass as ``after`` next time; ``pending``
+counts the group's unfinished tasks. With ``wait`` > 0 and nothing new yet, the request
+waits up to ``wait`` seconds (capped by the service) for a result to be committed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response
+
+from service.api.common import current_user, msgpack_response, query_number, services
+from service.errors import NotFound
+from service.openapi import operation
+
+blueprint = Blueprint("task_groups", __name__)
+
+
+def _owned(task_group_id: str) -> None:
+    if services().store.task_group_owner(task_group_id) != current_user().user_id:
+        raise NotFound(f"no task group {task_group_id!r}")
+
+
+@blueprint.get("/task_groups/<task_group_id>")
+@operation("A task group's progress: how many tasks, succeeded, failed, still pending", errors=(404,))
+def task_group(task_group_id: str) -> dict[str, Any]:
+    _owned(task_group_id)
+    counts = services().store.group_counts(task_group_id)
+    if counts is None:
+        raise NotFound(f"no task group {task_group_id!r}")
+    return {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
+            "failed": counts.failed, "pending": counts.pending}
+
+
+@blueprint.get("/task_groups/<task_group_id>/results")
+@operation("Results after a cursor (msgpack), waiting up to `wait` seconds for the next one", response="msgpack",
+           errors=(400, 404), query=(("after", "integer", "cursor of the last result seen (default 0)"),
+                                     ("wait", "number", "seconds to wait for a new result (default 0)"),
+                                     ("limit", "integer", "most results in one answer")))
+def results(task_group_id: str) -> Response:
+    parts = services()
+    _owned(task_group_id)
+    after = query_number("after", 0, 0, 2**62, integer=True)
+    wait = query_number("wait", 0.0, 0.0, parts.config.max_wait)
+    limit = query_number("limit", parts.config.max_results, 1, parts.config.max_results, integer=True)
+    deadline = time.monotonic() + wait
+    while True:
+        generation = parts.signal.generation
+        page = parts.store.results_after(task_group_id, after, limit)
+        remaining = deadline - time.monotonic()
+        if page.task_ids or not page.pending or remaining <= 0 or parts.signal.closed:
+            break
+        parts.signal.wait(generation, min(remaining, 1.0))  # re-read at least every second
+    return msgpack_response({"task_group_id": task_group_id, "task_ids": page.task_ids, "kinds": page.kinds,
+                             "payloads": page.payloads, "cursor": page.cursor, "pending": page.pending})

@@ -1,0 +1,123 @@
+"""The Flask app: ``create_app(config)`` wires the store, identity, limits and blueprints.
+
+Every request gets a request id (``X-Request-Id``), must carry ``Authorization: Bearer``
+(401 otherwise) and counts against its user's rate limit (429). Every error is JSON:
+``{"error": {"type", "message", "request_id"}}`` with its HTTP status; unexpected
+exceptions are logged and answered with a 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from service.api import BLUEPRINTS
+from service.api.common import Services, services
+from service.auth import IdentityProvider, LocalTokens, RateLimiter
+from service.config import ServiceConfig
+from service.errors import ApiError, RateLimited, StoreError, Unauthorized
+from service.events import Dispatcher, NoDispatcher, ResultSignal
+from service.keys import server_keys
+from service.openapi import build_spec, operation
+from service.store import SQLiteStore, Store
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"
+_HTTP_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
+
+def create_app(config: ServiceConfig, *, store: Store | None = None, identity: IdentityProvider | None = None,
+               dispatcher: Dispatcher | None = None, signal: ResultSignal | None = None,
+               forwarder_address: str | None = None) -> Flask:
+    """The service's WSGI app. Parts not given are made from ``config`` (a SQLite store
+    in its data directory, local tokens, no forwarder in this process)."""
+    app = Flask("service", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if store is None:
+        store = SQLiteStore(config.database_path, synchronous=config.sqlite_synchronous)
+    app.extensions["fabric"] = Services(
+        config=config, store=store, identity=identity or LocalTokens(store),
+        limiter=RateLimiter(config.rate_limit, config.rate_burst), dispatcher=dispatcher or NoDispatcher(),
+        signal=signal or ResultSignal(),
+        forwarder_address=forwarder_address or f"tcp://{config.forwarder_host}:{config.forwarder_port}",
+        server_public_key=server_keys(config.keys_dir).public)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", _openapi)
+    app.before_request(_authenticate)
+    app.after_request(_tag_response)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(StoreError, _store_error)
+    app.register_error_handler(Exception, _internal_error)
+    app.extensions["fabric_openapi"] = build_spec(app)  # fails here if a route is undescribed
+    return app
+
+
+@operation("This OpenAPI document")
+def _openapi() -> Response:
+    return jsonify(current_app.extensions["fabric_openapi"])
+
+
+def _authenticate() -> None:
+    g.request_id = uuid.uuid4().hex
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send an 'Authorization: Bearer <token>' header")
+    user = services().identity.authenticate(token.strip())
+    if user is None:
+        raise Unauthorized("the bearer token is not valid")
+    g.user = user
+    wait = services().limiter.acquire(user.user_id)
+    if wait > 0:
+        raise RateLimited(wait)
+
+
+def _tag_response(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex
+    response = jsonify({"error": {"type": kind, "message": message, "request_id": g.request_id}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _api_error(error: ApiError) -> Response:
+    headers: dict[str, Any] = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return _error(error.status, error.error_type, error.message, headers)
+
+
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    if status == 413:
+        message = f"the request body exceeds the limit of {services().config.max_request_bytes} bytes"
+    else:
+        message = error.description or error.name
+    return _error(status, _HTTP_TYPES.get(status, "http_error"), message)
+
+
+def _store_error(error: StoreError) -> Response:
+    logger.error("store failure in %s %s: %s", request.method, request.path, error)
+    return _error(503, "store_unavailable", "the service's store is unavailable; retry later")
+
+
+def _internal_error(error: Exception) -> Response:
+    logger.exception("unexpected error in %s %s", request.method, request.path)
+    return _error(500, "internal_error", "the service failed to handle the request")

@@ -1,0 +1,139 @@
+"""The service's configuration: one frozen, keyword-only dataclass.
+
+``ServiceConfig(data_dir=...)`` has working defaults for everything else;
+``ServiceConfig.from_file(path)`` reads a JSON object of the same fields and
+``ServiceConfig.default_data_dir()`` is where the CLI keeps its state without ``--data-dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from fabric.errors import ConfigError
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """Everything one service process needs.
+
+    ``data_dir`` holds the SQLite store (``fabric.db``) and the forwarder's CurveZMQ keys.
+    HTTP is served on ``host``:``port`` (0: any free port) by ``threads`` WSGI threads;
+    endpoints connect to the forwarder on ``forwarder_host``:``forwarder_port`` and are told
+    ``forwarder_public_address`` (None: ``tcp://forwarder_host:port``).
+
+    Limits: ``max_task_bytes`` per task's arguments, ``max_function_bytes`` per function
+    body, ``max_batch_tasks`` per batch, ``max_request_bytes`` per HTTP body (413 past any),
+    ``rate_limit`` requests per second per user with bursts of ``rate_burst`` (429 past it;
+    0 turns the limit off), ``max_wait`` seconds a long-poll may wait, ``max_results``
+    results per long-poll answer.
+
+    Forwarder: ``heartbeat_period`` between heartbeats and status requests to each
+    endpoint; an endpoint silent for ``heartbeat_threshold`` is offline. At most
+    ``max_outstanding`` tasks per endpoint are dispatched and unfinished at once; inbound
+    messages past ``max_message_bytes`` are refused.
+
+    ``sqlite_synchronous``: ``NORMAL`` (default) keeps every committed transaction across a
+    crash or SIGKILL of the service; ``FULL`` also across a power loss of the machine.
+    """
+
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8470
+    threads: int = 16
+    forwarder_host: str = "127.0.0.1"
+    forwarder_port: int = 8471
+    forwarder_public_address: str | None = None
+    max_task_bytes: int = 10 * 1024 * 1024
+    max_function_bytes: int = 10 * 1024 * 1024
+    max_batch_tasks: int = 10_000
+    max_request_bytes: int = 128 * 1024 * 1024
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    max_wait: float = 30.0
+    max_results: int = 10_000
+    heartbeat_period: float = 2.0
+    heartbeat_threshold: float = 10.0
+    max_outstanding: int = 100_000
+    max_message_bytes: int = 256 * 1024 * 1024
+    sqlite_synchronous: str = "NORMAL"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, str) or not self.data_dir:
+            raise ConfigError("data_dir must be a non-empty path")
+        for name in ("port", "forwarder_port"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 65536:
+                raise ConfigError(f"{name} must be 0 (any free port) or a port number, got {value!r}")
+        for name in ("threads", "max_task_bytes", "max_function_bytes", "max_batch_tasks", "max_request_bytes",
+                     "max_results", "max_outstanding", "max_message_bytes", "rate_burst"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("heartbeat_period", "heartbeat_threshold", "max_wait"):
+            _positive(name, getattr(self, name))
+        if not isinstance(self.rate_limit, (int, float)) or self.rate_limit < 0:
+            raise ConfigError(f"rate_limit must be >= 0 (0: no limit), got {self.rate_limit!r}")
+        if self.heartbeat_threshold < 2 * self.heartbeat_period:
+            raise ConfigError("heartbeat_threshold must be at least twice heartbeat_period")
+        if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
+            raise ConfigError(f"sqlite_synchronous must be one of {SYNCHRONOUS_MODES}")
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / "fabric.db"
+
+    @property
+    def keys_dir(self) -> Path:
+        return Path(self.data_dir) / "curve"
+
+    @property
+    def address_file(self) -> Path:
+        """Written once the service listens: its pid, HTTP URL and forwarder address."""
+        return Path(self.data_dir) / "service.json"
+
+    def replace(self, **changes: Any) -> ServiceConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"ServiceConfig: unknown settings {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"ServiceConfig: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> ServiceConfig:
+        """Settings from a JSON file; ``overrides`` (e.g. from the command line) win."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read service settings from {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        data.update(overrides)
+        return cls.from_dict(data)
+
+    @staticmethod
+    def default_data_dir() -> str:
+        """``$FABRIC_SERVICE_DIR``, else ``$XDG_DATA_HOME/fabric/service`` (``~/.local/share``)."""
+        explicit = os.environ.get("FABRIC_SERVICE_DIR")
+        if explicit:
+            return explicit
+        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(base, "fabric", "service")
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")

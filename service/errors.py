@@ -1,0 +1,81 @@
+"""Every error the service raises, in one hierarchy.
+
+::
+
+    ServiceError
+    ├── StoreError                the store cannot do what was asked (corrupt file, schema)
+    └── ApiError                  a request the REST API refuses; rendered as JSON with ``status``
+        ├── BadRequest            400  malformed JSON or msgpack, missing or wrong fields
+        ├── Unauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
+        ├── NotFound              404  no such id *for this user* (others' ids look missing too)
+        ├── MethodNotAllowed      405  the route exists, the method does not
+        ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
+        └── RateLimited           429  too many requests from one user; ``retry_after`` seconds
+
+An ``ApiError`` becomes the body ``{"error": {"type", "message", "request_id"}}`` with its
+``status``; ``type`` is the class's ``error_type``, stable for clients to branch on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """Base class of every error raised by the service."""
+
+
+class StoreError(ServiceError):
+    """The store failed (the database file is unusable, or a write could not be made)."""
+
+
+class ApiError(ServiceError):
+    """A request the API refuses; ``status`` is the HTTP status code it answers with."""
+
+    status: ClassVar[int] = 400
+    error_type: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.error_type}: {self.message}"
+
+
+class BadRequest(ApiError):
+    status = 400
+    error_type = "bad_request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    error_type = "unauthorized"
+
+
+class NotFound(ApiError):
+    status = 404
+    error_type = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    error_type = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    error_type = "payload_too_large"
+
+    def __init__(self, what: str, size: int, limit: int, unit: str = "bytes") -> None:
+        super().__init__(f"{what} of {size} {unit} exceeds the limit of {limit} {unit}")
+        self.what, self.size, self.limit = what, size, limit
+
+
+class RateLimited(ApiError):
+    status = 429
+    error_type = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests; retry after {retry_after:.2f} s")
+        self.retry_after = retry_after

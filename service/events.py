@@ -1,0 +1,63 @@
+"""How the HTTP side and the forwarder tell each other about new work in one process.
+
+``ResultSignal``: long-polling requests wait on it; the forwarder rings it after it has
+committed results. ``Dispatcher``: what the app asks of the forwarder (is an endpoint
+connected, here are new tasks for it). Both only shorten waits: the store stays the
+source of truth, so a missed signal costs latency, never a task.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+
+class ResultSignal:
+    """A generation counter that waiters watch for a change."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+        self._closed = False
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def ring(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, generation: int, timeout: float) -> None:
+        """Return once the generation differs from ``generation``, on close, or after ``timeout``."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._generation != generation or self._closed, timeout)
+
+    def close(self) -> None:
+        """Wake every waiter for good (the service is stopping)."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+
+class Dispatcher(Protocol):
+    def is_online(self, endpoint_id: str) -> bool:
+        """True while the endpoint's interchange is connected to this service."""
+
+    def tasks_added(self, endpoint_id: str) -> None:
+        """New tasks for the endpoint are in the store (send them if it is connected)."""
+
+
+class NoDispatcher:
+    """For an app without a forwarder in its process: tasks wait in the store."""
+
+    def is_online(self, endpoint_id: str) -> bool:
+        return False
+
+    def tasks_added(self, endpoint_id: str) -> None:
+        pass

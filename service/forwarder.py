@@ -1,0 +1,439 @@
+"""The forwarder: the service's one ZeroMQ ROUTER, which endpoints' interchanges connect to.
+
+Security. The ROUTER is a CurveZMQ server (keys from ``service.keys``). A ZAP handler
+(``EndpointAuthenticator``) admits only public keys of registered endpoints and names each
+connection after the endpoint that holds its key (ZAP ``User-Id``). Every message's
+routing id (the interchange's DEALER identity) must equal that name; anything else is a
+rogue message: logged, counted, dropped. So one endpoint can never speak, or be sent
+tasks, as another.
+
+Sessions. The first message of an authenticated endpoint opens a session (an
+``InterchangeRegistration`` always opens a new one: a new interchange process). Opening
+a session re-sends every dispatched-but-unfinished task of the endpoint (the previous
+connection may have lost them) and then whatever waits. A session closes when the
+endpoint is silent for ``heartbeat_threshold`` or unreachable; its tasks stay
+``dispatched`` in the store until the next session re-sends them.
+
+The loop is a list of named steps: poll, ``receive_from_endpoints``, ``dispatch_woken``,
+``tick`` (heartbeats, status requests, expiry, a sweep for waiting tasks, on a timer).
+Results are committed to the store before they are acknowledged; a result for a task
+that is already finished is ignored (task-id dedup), so a re-send never yields two results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from fabric import protocol
+from fabric.errors import ProtocolError
+from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CommandReply, FunctionDefinitions, Heartbeat,
+                             InterchangeRegistration, ResultBatch, Shutdown, StatusReport, StatusRequest, Task,
+                             TaskBatch, batches_of)
+from service.config import ServiceConfig
+from service.errors import ServiceError, StoreError
+from service.events import ResultSignal
+from service.keys import KeyPair
+from service.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGES_PER_TURN = 256
+MAX_TASKS_PER_TURN = 4 * MAX_BATCH_TASKS
+ZAP_DOMAIN = "fabric"
+
+ResultsAck: Any = getattr(protocol, "ResultsAck", None)
+"""``ResultsAck(task_ids)``, once ``fabric.protocol`` defines it: sent after each commit."""
+
+
+class EndpointAuthenticator(ThreadAuthenticator):
+    """ZAP handler: CURVE keys of registered endpoints only; the User-Id is the endpoint id."""
+
+    def __init__(self, context: zmq.Context[Any], store: Store) -> None:
+        super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
+        self.store = store
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """``credentials_provider`` protocol of pyzmq: is this (z85) public key admitted?"""
+        try:
+            admitted = self.store.endpoint_for_key(key.decode("ascii")) is not None
+        except (StoreError, UnicodeDecodeError) as exc:
+            logger.error("cannot check an endpoint key: %s", exc)
+            return False
+        if not admitted:
+            logger.warning("refused a connection with an unknown CurveZMQ key")
+        return admitted
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        endpoint_id = self.store.endpoint_for_key(z85.encode(client_public_key).decode("ascii"))
+        return endpoint_id or ""
+
+
+@dataclasses.dataclass(slots=True)
+class Session:
+    """One connected interchange, as the forwarder sees it."""
+
+    endpoint_id: str
+    identity: bytes
+    last_heard: float
+    heard_at: float  # wall-clock time of last_heard, for the store
+    last_sent: float = 0.0
+    last_status: float = 0.0
+    outstanding: int = 0
+    functions: set[str] = dataclasses.field(default_factory=set)
+
+
+def error_text(kind: int, payload: Any) -> str | None:
+    """A one-line description of a failed task from its error payload (msgpack, never pickle)."""
+    if kind == protocol.RESULT_OK:
+        return None
+    try:
+        data = msgpack.unpackb(payload, raw=False, max_bin_len=1, strict_map_key=False)
+    except Exception:  # noqa: BLE001 - any malformed payload just has no description
+        return "the task failed (unreadable error payload)"
+    if not isinstance(data, dict):
+        return "the task failed"
+    name = data.get("remote_type") or data.get("error") or "TaskError"
+    message = data.get("message") or data.get("fields") or ""
+    return f"{name}: {message}"[:4096]
+
+
+class Forwarder:
+    """Binds the ROUTER and moves tasks out and results in, on its own thread."""
+
+    def __init__(self, store: Store, config: ServiceConfig, signal: ResultSignal, keys: KeyPair,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+        self.store = store
+        self.on_failure = on_failure
+        self.config = config
+        self.signal = signal
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.authenticator = EndpointAuthenticator(self.context, store)
+        self.authenticator.start()
+        self.authenticator.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self.authenticator)
+        try:
+            self.socket = self._bind(keys)
+        except zmq.ZMQError as exc:
+            self.authenticator.stop()
+            self.context.term()
+            raise ServiceError(f"cannot listen for endpoints on {config.forwarder_host}:{config.forwarder_port}: "
+                               f"{exc}") from exc
+        self.address = config.forwarder_public_address or self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sessions: dict[str, Session] = {}
+        self.rogue_messages = 0
+        self.malformed_messages = 0
+        self._request_ids = itertools.count()
+        self._woken: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="fabric-forwarder", daemon=True)
+        self.tick_interval = min(1.0, config.heartbeat_period / 2)
+        self.next_tick = 0.0
+        store.disconnect_all()
+
+    def _bind(self, keys: KeyPair) -> zmq.Socket[Any]:
+        socket: zmq.Socket[Any] = self.context.socket(zmq.ROUTER)
+        try:
+            self._configure(socket, keys)
+        except zmq.ZMQError:
+            socket.close()
+            raise
+        return socket
+
+    def _configure(self, socket: zmq.Socket[Any], keys: KeyPair) -> None:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.CURVE_SERVER, 1)
+        socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode("ascii"))
+        socket.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode("ascii"))
+        socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        socket.setsockopt(zmq.SNDHWM, 0)  # tasks marked dispatched must never be dropped for a full queue
+        socket.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        socket.setsockopt(zmq.HEARTBEAT_IVL, int(self.config.heartbeat_period * 1000))
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.config.heartbeat_threshold * 1000))
+        port = self.config.forwarder_port or "*"
+        socket.bind(f"tcp://{self.config.forwarder_host}:{port}")
+
+    # -- what the app calls (any thread) ---------------------------------------------
+    def is_online(self, endpoint_id: str) -> bool:
+        return endpoint_id in self.sessions
+
+    def tasks_added(self, endpoint_id: str) -> None:
+        if endpoint_id in self.sessions:
+            with self._lock:
+                self._woken.add(endpoint_id)
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:  # never write to the descriptor once it is closed (and maybe reused)
+            if self._wake_w >= 0:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"\0")
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        logger.info("forwarder listening on %s", self.address)
+
+    def stop(self) -> None:
+        """Stop the loop, mark connected endpoints offline, close every socket."""
+        self._stopping = True
+        self._wake()
+        if self._thread.is_alive():
+            self._thread.join()
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(StoreError):
+                self.close_session(session, "service stopping")
+        self.socket.close()
+        self.authenticator.stop()
+        self.context.term()
+        with self._lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+
+    def _serve(self) -> None:
+        reason = "stopped"
+        try:
+            self.run()
+        except BaseException as exc:
+            reason = f"failed: {exc!r}"
+            logger.exception("forwarder failed")
+            if self.on_failure is not None:
+                self.on_failure(exc)
+        finally:
+            logger.info("forwarder thread ended: %s", reason)
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        while not self._stopping:
+            timeout = 0.0 if self._woken else max(0.0, self.next_tick - time.monotonic())
+            events = dict(poller.poll(math.ceil(timeout * 1000)))
+            if self._wake_r in events:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 65536)
+            if self.socket in events:
+                self.receive_from_endpoints()
+            try:
+                self.dispatch_woken()
+                now = time.monotonic()
+                if now >= self.next_tick:
+                    self.tick(now)
+            except StoreError as exc:  # e.g. the file briefly unwritable: the next turn tries again
+                logger.error("store failed in the forwarder loop: %s", exc)
+
+    def receive_from_endpoints(self) -> None:
+        for _ in range(MAX_MESSAGES_PER_TURN):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                self.on_frames(frames)
+            except StoreError as exc:  # nothing acknowledged: the endpoint will send it again
+                logger.error("store failed while handling a message: %s", exc)
+            except Exception:  # noqa: BLE001 - one bad message must not stop the forwarder
+                logger.exception("unexpected failure handling a message; dropped")
+
+    def on_frames(self, frames: list[zmq.Frame]) -> None:
+        identity = frames[0].bytes
+        endpoint_id = identity.decode("utf-8", errors="replace")
+        authenticated = frames[1].get("User-Id") if len(frames) > 1 else None
+        if not isinstance(authenticated, str) or authenticated != endpoint_id:
+            self.on_rogue(endpoint_id, authenticated)
+            return
+        now = time.monotonic()
+        session = self.sessions.get(endpoint_id)
+        if session is not None:
+            session.last_heard, session.heard_at = now, time.time()
+        try:
+            message = protocol.decode(frames[1:])
+        except ProtocolError as exc:
+            self.malformed_messages += 1
+            logger.warning("dropping malformed message from endpoint %s: %s", endpoint_id, exc)
+            return
+        if isinstance(message, InterchangeRegistration):
+            self.on_registration(endpoint_id, identity, message)
+            return
+        if session is None:
+            session = self.open_session(endpoint_id, identity, None)
+        self.on_message(session, message)
+
+    def on_rogue(self, endpoint_id: str, authenticated: object) -> None:
+        """A routing id that is not the sender's endpoint: drop it, and stop trusting that route."""
+        self.rogue_messages += 1
+        logger.warning("dropping message routed as %r from a connection authenticated as %r",
+                       endpoint_id[:64], authenticated)
+        session = self.sessions.get(endpoint_id)
+        if session is not None:  # the routing id now belongs to someone else's connection
+            self.close_session(session, "its routing id was taken by another key")
+
+    def on_registration(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration) -> None:
+        if registration.endpoint_id != endpoint_id:
+            self.rogue_messages += 1
+            logger.warning("endpoint %s registered as %r: refused", endpoint_id, registration.endpoint_id[:64])
+            self.send(identity, Shutdown(reason="endpoint_id does not match the key it connected with"))
+            return
+        if registration.protocol_version != PROTOCOL_VERSION:
+            logger.warning("endpoint %s speaks protocol %s, not %s: refused", endpoint_id,
+                           registration.protocol_version, PROTOCOL_VERSION)
+            self.send(identity, Shutdown(reason=f"protocol version {PROTOCOL_VERSION} required"))
+            return
+        self.open_session(endpoint_id, identity, registration)
+
+    def on_message(self, session: Session, message: protocol.Message) -> None:
+        match message:
+            case ResultBatch():
+                self.on_results(session, message)
+            case StatusReport(_, managers, queued_tasks, outstanding_tasks):
+                workers = sum(int(m.get("workers", 0)) for m in managers if isinstance(m, dict))
+                self.store.record_status(session.endpoint_id, len(managers), workers, queued_tasks,
+                                         outstanding_tasks)
+            case Heartbeat():
+                pass
+            case CommandReply(request_id, ok, text):
+                logger.debug("endpoint %s command %s: %s %s", session.endpoint_id, request_id, ok, text)
+            case _:
+                logger.warning("ignoring %s from endpoint %s", type(message).__name__, session.endpoint_id)
+
+    def on_results(self, session: Session, batch: ResultBatch) -> None:
+        now = time.time()
+        if batch.started:
+            self.store.mark_running(session.endpoint_id, batch.started, now)
+        if not len(batch):
+            return
+        results = [(task_id, kind, bytes(payload), error_text(kind, payload))
+                   for task_id, kind, payload in batch.results()]
+        outcome = self.store.commit_results(session.endpoint_id, results, now)  # committed before the ack
+        if outcome.ignored:
+            logger.info("endpoint %s: ignored %d results of finished or unknown tasks", session.endpoint_id,
+                        outcome.ignored)
+        if ResultsAck is not None:
+            self.send_to(session, ResultsAck(task_ids=list(batch.task_ids)))
+        if outcome.committed:
+            session.outstanding = max(0, session.outstanding - len(outcome.committed))
+            self.signal.ring()
+            with self._lock:
+                self._woken.add(session.endpoint_id)
+
+    # -- sessions and dispatch ---------------------------------------------------------
+    def open_session(self, endpoint_id: str, identity: bytes,
+                     registration: InterchangeRegistration | None) -> Session:
+        wall, now = time.time(), time.monotonic()
+        session = Session(endpoint_id=endpoint_id, identity=identity, last_heard=now, heard_at=wall)
+        self.sessions[endpoint_id] = session
+        hostname, pid = (registration.hostname, registration.pid) if registration else (None, None)
+        self.store.set_connection(endpoint_id, True, wall, hostname, pid)
+        unfinished = self.store.take_unfinished(endpoint_id, wall)
+        logger.info("endpoint %s connected (%s); re-sending %d unfinished tasks", endpoint_id,
+                    f"interchange {hostname}:{pid}" if registration else "already running", len(unfinished))
+        if unfinished:
+            self.send_tasks(session, unfinished)
+        with self._lock:
+            self._woken.add(endpoint_id)
+        return session
+
+    def close_session(self, session: Session, reason: str) -> None:
+        if self.sessions.get(session.endpoint_id) is session:
+            del self.sessions[session.endpoint_id]
+        logger.info("endpoint %s offline: %s", session.endpoint_id, reason)
+        self.store.set_connection(session.endpoint_id, False, session.heard_at)
+
+    def dispatch_woken(self) -> None:
+        with self._lock:
+            woken, self._woken = self._woken, set()
+        for endpoint_id in woken:
+            session = self.sessions.get(endpoint_id)
+            if session is None:
+                continue
+            try:
+                if self.dispatch(session) >= MAX_TASKS_PER_TURN:  # more may wait: come back next turn
+                    with self._lock:
+                        self._woken.add(endpoint_id)
+            except StoreError as exc:
+                logger.error("cannot dispatch to endpoint %s: %s", endpoint_id, exc)
+
+    def dispatch(self, session: Session) -> int:
+        """Send the endpoint's waiting tasks, up to its room; returns how many were sent."""
+        sent = 0
+        while sent < MAX_TASKS_PER_TURN and session.endpoint_id in self.sessions:
+            room = min(self.config.max_outstanding - session.outstanding, MAX_BATCH_TASKS)
+            if room <= 0:
+                break
+            tasks = self.store.take_waiting(session.endpoint_id, room, time.time())
+            if tasks:
+                self.send_tasks(session, tasks)
+                sent += len(tasks)
+            if len(tasks) < room:
+                break
+        return sent
+
+    def send_tasks(self, session: Session, tasks: list[Task]) -> None:
+        """Function bodies the endpoint lacks first, then the tasks, in batches."""
+        needed = {t.function_id for t in tasks} - session.functions
+        if needed:
+            bodies = self.store.function_bodies(needed)
+            for function_id, body in bodies.items():  # one per message: each within the size limit
+                self.send_to(session, FunctionDefinitions([function_id], [body]))
+                session.functions.add(function_id)
+            if len(bodies) < len(needed):
+                logger.error("endpoint %s: no body for functions %s", session.endpoint_id, sorted(needed - set(bodies)))
+        session.outstanding += len(tasks)
+        for batch in batches_of(tasks):
+            self.send_to(session, TaskBatch(batch))
+
+    def send_to(self, session: Session, message: protocol.Message) -> None:
+        if self.sessions.get(session.endpoint_id) is not session:
+            return
+        if not self.send(session.identity, message):
+            self.close_session(session, "unreachable")
+        session.last_sent = time.monotonic()
+
+    def send(self, identity: bytes, message: protocol.Message) -> bool:
+        try:
+            self.socket.send_multipart([identity, *message.to_frames()], copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: no connection with this routing id
+            logger.debug("cannot send to %r: %s", identity[:64], exc)
+            return False
+        return True
+
+    # -- timer -------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Heartbeats and status requests, expiry of silent endpoints, a sweep for waiting tasks."""
+        self.next_tick = now + self.tick_interval
+        period = self.config.heartbeat_period
+        for session in list(self.sessions.values()):
+            silent = now - session.last_heard
+            if silent > self.config.heartbeat_threshold:
+                self.close_session(session, f"silent for {silent:.1f} s")
+                continue
+            if now - session.last_status >= period:
+                session.last_status = now
+                self.send_to(session, StatusRequest(request_id=next(self._request_ids)))
+            elif now - session.last_sent >= period:
+                self.send_to(session, Heartbeat())
+        try:
+            self.store.record_heartbeats({s.endpoint_id: s.heard_at for s in self.sessions.values()})
+        except StoreError as exc:
+            logger.error("cannot record heartbeats: %s", exc)
+        with self._lock:  # tasks added by another service process, or a wake-up that was missed
+            self._woken.update(self.sessions)

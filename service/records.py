@@ -1,0 +1,111 @@
+"""The records the store hands out, and the task states (plain data, no behaviour)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+RECEIVED = "received"
+WAITING = "waiting-for-endpoint"
+DISPATCHED = "dispatched"
+RUNNING = "running"
+SUCCESS = "success"
+FAILED = "failed"
+STATES = (RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
+UNFINISHED = (RECEIVED, WAITING, DISPATCHED, RUNNING)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    function_id: str
+    owner: str
+    name: str
+    description: str
+    body: bytes
+    created: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    endpoint_id: str
+    owner: str
+    name: str
+    public_key: str
+    secret_key: str
+    created: float
+    connected: bool
+    last_heartbeat: float | None
+    hostname: str | None
+    pid: int | None
+    managers: int
+    workers: int
+    interchange_queued: int
+    interchange_outstanding: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRecord:
+    task_id: str
+    owner: str
+    function_id: str
+    endpoint_id: str
+    task_group_id: str
+    state: str
+    result_kind: int | None
+    result: bytes | None
+    error: str | None
+    created: float
+    dispatched: float | None
+    started: float | None
+    completed: float | None
+    retries: int
+    resource_spec: dict[str, Any] | None
+    dispatch_count: int
+    seq: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResultPage:
+    """Results of one task group after a cursor: columns, the next cursor, unfinished count."""
+
+    task_ids: list[str]
+    kinds: list[int]
+    payloads: list[bytes]
+    cursor: int
+    pending: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupCounts:
+    tasks: int
+    success: int
+    failed: int
+    pending: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommitOutcome:
+    committed: list[str]
+    ignored: int
+    task_groups: set[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewTasks:
+    """What a client submits in one batch (all tasks share the options)."""
+
+    endpoint_id: str
+    function_ids: Sequence[str]
+    payloads: Sequence[bytes]
+    task_group_id: str | None = None
+    retries: int = 0
+    walltime: float | None = None
+    priority: int = 0
+    resource_spec: dict[str, Any] | None = None

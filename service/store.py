@@ -1,0 +1,548 @@
+"""Where the service keeps everything: users and tokens, functions, endpoints, tasks, results.
+
+``Store`` is the interface the app and the forwarder use; ``SQLiteStore`` is the embedded
+default (one file, WAL mode, safe for many threads of one process and for several
+processes). Every method is one transaction: a batch of tasks is written in one, the
+results of a ``ResultBatch`` are committed in one, so a reply is only ever sent for what
+is on disk.
+
+Task states move ``received`` or ``waiting-for-endpoint`` (the endpoint was offline at
+submission) -> ``dispatched`` -> ``running`` -> ``success`` | ``failed``; a re-send after
+a reconnect moves ``running`` back to ``dispatched``. A finished task never changes again:
+a second result for it is ignored (task-id dedup). Each committed result gets the next
+sequence number of its task group; clients page through results by that cursor.
+
+Tokens are ``<token id>.<secret>``; only ``sha256(secret)`` is stored and compared in
+constant time.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from fabric.protocol import RESULT_OK, Task
+from service.errors import StoreError
+from service.records import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, WAITING, CommitOutcome,
+                             EndpointRecord, FunctionRecord, GroupCounts, NewTasks, ResultPage, TaskRecord, User)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DISPATCHED", "FAILED", "RECEIVED", "RUNNING", "STATES", "SUCCESS", "UNFINISHED", "WAITING", "CommitOutcome",
+    "EndpointRecord", "FunctionRecord", "GroupCounts", "NewTasks", "ResultPage", "SQLiteStore", "Store", "TaskRecord",
+    "User", "hash_secret", "new_task_ids",
+]
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class Store(abc.ABC):
+    """The service's durable state. Implementations must be safe to call from many threads."""
+
+    # -- users and tokens ----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_user(self, name: str) -> tuple[User, str]:
+        """Create user ``name`` if new; issue and return a new token for it."""
+
+    @abc.abstractmethod
+    def user_for_token(self, token: str) -> User | None:
+        """The user a token belongs to, or None."""
+
+    # -- functions -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_function(self, owner: str, function_id: str, name: str, description: str, body: bytes) -> FunctionRecord:
+        """Register a function (again: free, and it undoes a delete)."""
+
+    @abc.abstractmethod
+    def get_function(self, owner: str, function_id: str) -> FunctionRecord | None: ...
+
+    @abc.abstractmethod
+    def list_functions(self, owner: str) -> list[FunctionRecord]: ...
+
+    @abc.abstractmethod
+    def delete_function(self, owner: str, function_id: str) -> bool:
+        """Hide a function from its owner; tasks already accepted still get its body."""
+
+    @abc.abstractmethod
+    def function_bodies(self, function_ids: Iterable[str]) -> dict[str, bytes]:
+        """Bodies by id, deleted or not, for the forwarder (ids are content hashes)."""
+
+    # -- endpoints -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str) -> tuple[EndpointRecord, bool]:
+        """The owner's endpoint called ``name``, created with these keys if new; (record, created)."""
+
+    @abc.abstractmethod
+    def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
+        """``owner`` None: whoever owns it (the forwarder's view)."""
+
+    @abc.abstractmethod
+    def list_endpoints(self, owner: str) -> list[EndpointRecord]: ...
+
+    @abc.abstractmethod
+    def endpoint_for_key(self, public_key: str) -> str | None:
+        """The id of the endpoint holding this CurveZMQ public key (z85), or None."""
+
+    @abc.abstractmethod
+    def set_connection(self, endpoint_id: str, connected: bool, now: float, hostname: str | None = None,
+                       pid: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def record_heartbeats(self, last_heard: dict[str, float]) -> None: ...
+
+    @abc.abstractmethod
+    def record_status(self, endpoint_id: str, managers: int, workers: int, queued: int, outstanding: int) -> None: ...
+
+    @abc.abstractmethod
+    def disconnect_all(self) -> None:
+        """Mark every endpoint offline (a starting service has no connections yet)."""
+
+    # -- tasks and results ---------------------------------------------------------------
+    @abc.abstractmethod
+    def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
+        """Write a batch in one transaction; (task group id, task ids), None if the
+        group belongs to someone else."""
+
+    @abc.abstractmethod
+    def get_task(self, owner: str, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    def take_waiting(self, endpoint_id: str, limit: int, now: float) -> list[Task]:
+        """Up to ``limit`` not-yet-sent tasks of the endpoint, oldest first, now ``dispatched``."""
+
+    @abc.abstractmethod
+    def take_unfinished(self, endpoint_id: str, now: float) -> list[Task]:
+        """Every dispatched or running task of the endpoint (to send again), now ``dispatched``."""
+
+    @abc.abstractmethod
+    def mark_running(self, endpoint_id: str, task_ids: Sequence[Any], now: float) -> None: ...
+
+    @abc.abstractmethod
+    def commit_results(self, endpoint_id: str, results: Iterable[tuple[Any, int, bytes, str | None]],
+                       now: float) -> CommitOutcome:
+        """Store ``(task id, kind, payload, error)`` results of the endpoint's unfinished
+        tasks; anything else (finished already, unknown, another endpoint's) is ignored."""
+
+    @abc.abstractmethod
+    def task_group_owner(self, task_group_id: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def results_after(self, task_group_id: str, after: int, limit: int) -> ResultPage: ...
+
+    @abc.abstractmethod
+    def group_counts(self, task_group_id: str) -> GroupCounts | None:
+        """How many tasks the group has, finished (success, failed) and pending."""
+
+    @abc.abstractmethod
+    def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
+        """How many of the endpoint's tasks are in each unfinished state (none: left out)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, hash BLOB NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
+CREATE TABLE IF NOT EXISTS functions (
+    owner TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+    body BLOB NOT NULL, created REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, id));
+CREATE INDEX IF NOT EXISTS functions_by_id ON functions (id);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL,
+    public_key TEXT NOT NULL UNIQUE, secret_key TEXT NOT NULL, created REAL NOT NULL,
+    connected INTEGER NOT NULL DEFAULT 0, last_heartbeat REAL, hostname TEXT, pid INTEGER,
+    managers INTEGER NOT NULL DEFAULT 0, workers INTEGER NOT NULL DEFAULT 0,
+    interchange_queued INTEGER NOT NULL DEFAULT 0, interchange_outstanding INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (owner, name));
+CREATE TABLE IF NOT EXISTS task_groups (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, task_count INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS task_groups_by_owner ON task_groups (owner);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, function_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    task_group_id TEXT NOT NULL, state TEXT NOT NULL, args BLOB, result_kind INTEGER, result BLOB,
+    error TEXT, created REAL NOT NULL, dispatched REAL, started REAL, completed REAL,
+    retries INTEGER NOT NULL DEFAULT 0, walltime REAL, priority INTEGER NOT NULL DEFAULT 0,
+    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER);
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (endpoint_id, state) WHERE state IN ({unfinished});
+CREATE INDEX IF NOT EXISTS tasks_results ON tasks (task_group_id, seq) WHERE seq IS NOT NULL;
+""".format(unfinished=", ".join(f"'{state}'" for state in UNFINISHED))
+# Finished tasks leave the (partial) endpoint index and only then enter the results index, so
+# each state change touches as few index entries as possible. Queries that must use the
+# partial index repeat its condition word for word (SQLite proves no implication beyond that).
+_IN_UNFINISHED = f"state IN ({', '.join(repr(state) for state in UNFINISHED)})"
+
+_TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
+                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
+_ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
+                     "managers, workers, interchange_queued, interchange_outstanding")
+_SEND_COLUMNS = "id, function_id, args, walltime, retries, priority"
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _task_record(row: tuple[Any, ...]) -> TaskRecord:
+    values = list(row)
+    values[14] = json.loads(values[14]) if values[14] else None
+    return TaskRecord(*values)
+
+
+def _endpoint_record(row: tuple[Any, ...]) -> EndpointRecord:
+    values = list(row)
+    values[6] = bool(values[6])
+    return EndpointRecord(*values)
+
+
+def _function_record(row: tuple[Any, ...]) -> FunctionRecord:
+    return FunctionRecord(row[0], row[1], row[2], row[3], bytes(row[4]), row[5])
+
+
+def _to_send(rows: Iterable[tuple[Any, ...]]) -> list[Task]:
+    """Tasks from ``rowid, id, function_id, args, walltime, retries, priority`` rows."""
+    return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
+
+
+def new_task_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUID strings, from one call to the OS's random source."""
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * count, 16)]
+
+
+class SQLiteStore(Store):
+    """The store in one SQLite file (WAL mode); one connection per thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
+                 busy_timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        with self._write() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        if int(version) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version} is not {SCHEMA_VERSION}")
+
+    # -- connections and transactions ----------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            if self._closed:
+                raise StoreError("the store is closed")
+            try:
+                db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken up front, so concurrent writers queue, never deadlock)."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store write failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One consistent read (a snapshot across its statements)."""
+        db = self._db()
+        try:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    # -- users and tokens ----------------------------------------------------------------
+    def add_user(self, name: str) -> tuple[User, str]:
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+            user_id = row[0] if row else str(uuid.uuid4())
+            if row is None:
+                db.execute("INSERT INTO users (id, name, created) VALUES (?, ?, ?)", (user_id, name, now))
+            db.execute("INSERT INTO tokens (id, user_id, hash, created) VALUES (?, ?, ?, ?)",
+                       (token_id, user_id, hash_secret(secret), now))
+        return User(user_id, name), f"{token_id}.{secret}"
+
+    def user_for_token(self, token: str) -> User | None:
+        token_id, _, secret = token.partition(".")
+        if not token_id or not secret:
+            return None
+        with self._read() as db:
+            row = db.execute("SELECT t.hash, u.id, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
+                             "WHERE t.id = ?", (token_id,)).fetchone()
+        if row is None or not hmac.compare_digest(bytes(row[0]), hash_secret(secret)):
+            return None
+        return User(row[1], row[2])
+
+    # -- functions -----------------------------------------------------------------------
+    def put_function(self, owner: str, function_id: str, name: str, description: str, body: bytes) -> FunctionRecord:
+        now = time.time()
+        with self._write() as db:
+            db.execute("INSERT INTO functions (owner, id, name, description, body, created) VALUES (?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (owner, id) DO UPDATE SET deleted = 0, name = excluded.name, "
+                       "description = excluded.description", (owner, function_id, name, description, body, now))
+            row = db.execute("SELECT id, owner, name, description, body, created FROM functions "
+                             "WHERE owner = ? AND id = ?", (owner, function_id)).fetchone()
+        return _function_record(row)
+
+    def get_function(self, owner: str, function_id: str) -> FunctionRecord | None:
+        with self._read() as db:
+            row = db.execute("SELECT id, owner, name, description, body, created FROM functions "
+                             "WHERE owner = ? AND id = ? AND deleted = 0", (owner, function_id)).fetchone()
+        return _function_record(row) if row else None
+
+    def list_functions(self, owner: str) -> list[FunctionRecord]:
+        with self._read() as db:
+            rows = db.execute("SELECT id, owner, name, description, x'', created FROM functions "
+                              "WHERE owner = ? AND deleted = 0 ORDER BY created", (owner,)).fetchall()
+        return [_function_record(r) for r in rows]
+
+    def delete_function(self, owner: str, function_id: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute("UPDATE functions SET deleted = 1 WHERE owner = ? AND id = ? AND deleted = 0",
+                                (owner, function_id))
+        return cursor.rowcount > 0
+
+    def function_bodies(self, function_ids: Iterable[str]) -> dict[str, bytes]:
+        ids = list(dict.fromkeys(function_ids))
+        bodies: dict[str, bytes] = {}
+        with self._read() as db:
+            for chunk in _chunks(ids):
+                for function_id, body in db.execute(
+                        f"SELECT id, body FROM functions WHERE id IN ({_marks(len(chunk))})", chunk):
+                    bodies[function_id] = bytes(body)
+        return bodies
+
+    # -- endpoints -----------------------------------------------------------------------
+    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str) -> tuple[EndpointRecord, bool]:
+        with self._write() as db:
+            row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE owner = ? AND name = ?",
+                             (owner, name)).fetchone()
+            if row is not None:
+                return _endpoint_record(row), False
+            endpoint_id = str(uuid.uuid4())
+            db.execute("INSERT INTO endpoints (id, owner, name, public_key, secret_key, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, owner, name, public_key, secret_key, time.time()))
+            row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
+        return _endpoint_record(row), True
+
+    def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
+        if row is None or (owner is not None and row[1] != owner):
+            return None
+        return _endpoint_record(row)
+
+    def list_endpoints(self, owner: str) -> list[EndpointRecord]:
+        with self._read() as db:
+            rows = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE owner = ? ORDER BY created",
+                              (owner,)).fetchall()
+        return [_endpoint_record(r) for r in rows]
+
+    def endpoint_for_key(self, public_key: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT id FROM endpoints WHERE public_key = ?", (public_key,)).fetchone()
+        return row[0] if row else None
+
+    def set_connection(self, endpoint_id: str, connected: bool, now: float, hostname: str | None = None,
+                       pid: int | None = None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE endpoints SET connected = ?, last_heartbeat = ?, hostname = coalesce(?, hostname), "
+                       "pid = coalesce(?, pid) WHERE id = ?", (int(connected), now, hostname, pid, endpoint_id))
+
+    def record_heartbeats(self, last_heard: dict[str, float]) -> None:
+        if last_heard:
+            with self._write() as db:
+                db.executemany("UPDATE endpoints SET last_heartbeat = ? WHERE id = ?",
+                               [(when, endpoint_id) for endpoint_id, when in last_heard.items()])
+
+    def record_status(self, endpoint_id: str, managers: int, workers: int, queued: int, outstanding: int) -> None:
+        with self._write() as db:
+            db.execute("UPDATE endpoints SET managers = ?, workers = ?, interchange_queued = ?, "
+                       "interchange_outstanding = ? WHERE id = ?",
+                       (managers, workers, queued, outstanding, endpoint_id))
+
+    def disconnect_all(self) -> None:
+        with self._write() as db:
+            db.execute("UPDATE endpoints SET connected = 0 WHERE connected != 0")
+
+    # -- tasks ---------------------------------------------------------------------------
+    def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
+        count = len(tasks.payloads)
+        task_ids = new_task_ids(count)
+        group_id = tasks.task_group_id or str(uuid.uuid4())
+        spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
+        now = time.time()
+        rows = zip(task_ids, [owner] * count, tasks.function_ids, [tasks.endpoint_id] * count, [group_id] * count,
+                   [state] * count, tasks.payloads, [now] * count, [tasks.retries] * count,
+                   [tasks.walltime] * count, [tasks.priority] * count, [spec] * count)
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created) VALUES (?, ?, ?)",
+                       (group_id, owner, now))
+            if db.execute("SELECT owner FROM task_groups WHERE id = ?", (group_id,)).fetchone()[0] != owner:
+                return None  # someone else's group: nothing was written
+            db.execute("UPDATE task_groups SET task_count = task_count + ? WHERE id = ?", (count, group_id))
+            db.executemany("INSERT INTO tasks (id, owner, function_id, endpoint_id, task_group_id, state, args, "
+                           "created, retries, walltime, priority, resource_spec) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return group_id, task_ids
+
+    def get_task(self, owner: str, task_id: str) -> TaskRecord | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None or row[1] != owner:
+            return None
+        return _task_record(row)
+
+    def take_waiting(self, endpoint_id: str, limit: int, now: float) -> list[Task]:
+        taken: list[tuple[Any, ...]] = []
+        with self._write() as db:
+            for state in (WAITING, RECEIVED):  # each an index range in insertion order
+                if len(taken) >= limit:
+                    break
+                taken += db.execute(f"SELECT rowid, {_SEND_COLUMNS} FROM tasks WHERE endpoint_id = ? "
+                                    f"AND state = '{state}' AND {_IN_UNFINISHED} ORDER BY rowid LIMIT ?",
+                                    (endpoint_id, limit - len(taken))).fetchall()
+            self._mark_dispatched(db, taken, now)
+        return _to_send(taken)
+
+    def take_unfinished(self, endpoint_id: str, now: float) -> list[Task]:
+        rows: list[tuple[Any, ...]] = []
+        with self._write() as db:
+            for state in (DISPATCHED, RUNNING):
+                rows += db.execute(f"SELECT rowid, {_SEND_COLUMNS} FROM tasks WHERE endpoint_id = ? "
+                                   f"AND state = '{state}' AND {_IN_UNFINISHED} ORDER BY rowid",
+                                   (endpoint_id,)).fetchall()
+            self._mark_dispatched(db, rows, now)
+        return _to_send(rows)
+
+    @staticmethod
+    def _mark_dispatched(db: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> None:
+        db.executemany(f"UPDATE tasks SET state = '{DISPATCHED}', dispatched = ?, dispatch_count = dispatch_count + 1 "
+                       "WHERE rowid = ?", [(now, r[0]) for r in rows])
+
+    def mark_running(self, endpoint_id: str, task_ids: Sequence[Any], now: float) -> None:
+        ids = [i for i in task_ids if isinstance(i, str)]
+        if ids:
+            with self._write() as db:
+                db.executemany(f"UPDATE tasks SET state = '{RUNNING}', started = ? WHERE id = ? AND endpoint_id = ? "
+                               f"AND state = '{DISPATCHED}'", [(now, i, endpoint_id) for i in ids])
+
+    def commit_results(self, endpoint_id: str, results: Iterable[tuple[Any, int, bytes, str | None]],
+                       now: float) -> CommitOutcome:
+        results = list(results)
+        by_id = {r[0]: r for r in results if isinstance(r[0], str)}
+        ids = list(by_id)
+        found: list[tuple[int, str, str]] = []
+        with self._write() as db:
+            for chunk in _chunks(ids):
+                found += db.execute(
+                    f"SELECT rowid, id, task_group_id FROM tasks WHERE id IN ({_marks(len(chunk))}) "
+                    f"AND endpoint_id = ? AND {_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
+            found.sort()
+            per_group: dict[str, list[tuple[int, str]]] = defaultdict(list)
+            for rowid, task_id, group_id in found:
+                per_group[group_id].append((rowid, task_id))
+            updates = []
+            for group_id, tasks in per_group.items():
+                failed = sum(1 for _, task_id in tasks if by_id[task_id][1] != RESULT_OK)
+                last = db.execute("UPDATE task_groups SET last_seq = last_seq + ?, failed_count = failed_count + ? "
+                                  "WHERE id = ? RETURNING last_seq", (len(tasks), failed, group_id)).fetchone()[0]
+                for seq, (rowid, task_id) in enumerate(tasks, start=last - len(tasks) + 1):
+                    _, kind, payload, error = by_id[task_id]
+                    updates.append((SUCCESS if kind == RESULT_OK else FAILED, kind, payload, error, now, seq, rowid))
+            db.executemany("UPDATE tasks SET state = ?, result_kind = ?, result = ?, error = ?, completed = ?, "
+                           "seq = ?, args = NULL WHERE rowid = ?", updates)
+        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
+
+    def task_group_owner(self, task_group_id: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT owner FROM task_groups WHERE id = ?", (task_group_id,)).fetchone()
+        return row[0] if row else None
+
+    def results_after(self, task_group_id: str, after: int, limit: int) -> ResultPage:
+        with self._read() as db:
+            rows = db.execute("SELECT id, result_kind, result, seq FROM tasks WHERE task_group_id = ? AND seq > ? "
+                              "ORDER BY seq LIMIT ?", (task_group_id, after, limit)).fetchall()
+            group = db.execute("SELECT task_count, last_seq FROM task_groups WHERE id = ?", (task_group_id,)).fetchone()
+        return ResultPage(task_ids=[r[0] for r in rows], kinds=[r[1] for r in rows],
+                          payloads=[bytes(r[2]) if r[2] is not None else b"" for r in rows],
+                          cursor=rows[-1][3] if rows else after, pending=group[0] - group[1] if group else 0)
+
+    def group_counts(self, task_group_id: str) -> GroupCounts | None:
+        with self._read() as db:
+            row = db.execute("SELECT task_count, last_seq, failed_count FROM task_groups WHERE id = ?",
+                             (task_group_id,)).fetchone()
+        if row is None:
+            return None
+        return GroupCounts(tasks=row[0], success=row[1] - row[2], failed=row[2], pending=row[0] - row[1])
+
+    def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
+        with self._read() as db:
+            counts = {state: db.execute(f"SELECT count(*) FROM tasks WHERE endpoint_id = ? AND state = '{state}' "
+                                        f"AND {_IN_UNFINISHED}",
+                                        (endpoint_id,)).fetchone()[0] for state in UNFINISHED}
+        return {state: n for state, n in counts.items() if n}
