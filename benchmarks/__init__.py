@@ -1,7 +1,15 @@
-"""Measurements of the fabric: latency, throughput, start-up and memory, as JSON lines.
+"""The fabric's benchmark suite: latency, throughput, start-up, memory and scale, with records.
 
-Each benchmark is a module runnable on its own (``python -m benchmarks.endpoint ...``) or
-through the dispatcher (``python -m benchmarks endpoint ...``). A benchmark prints exactly
-one JSON line on stdout, checks every result it gets back, and exits non-zero when any
-result is wrong. Timing thresholds belong here, never in the tests.
+Run it as ``fabric bench COMMAND`` or ``python -m benchmarks COMMAND``:
+
+``endpoint``  the endpoint path (``benchmarks.endpoint``, swept by ``benchmarks.endpoint_sweep``)
+``peers``     the same workloads on Parsl, Dask, Ray and ``ProcessPoolExecutor`` (``benchmarks.peers``)
+``scale``     the interchange scheduler under thousands of simulated managers (``benchmarks.scale``)
+``micro``     pytest-benchmark micro benchmarks (``benchmarks/micro``)
+``all``       all of them into one record directory (``benchmarks.suite``)
+``plot``      PNG charts from a record directory (``benchmarks.plot``)
+
+Every command checks every result it gets back and writes ``record.json`` (machine,
+versions, configuration, figures) and ``report.md`` into its output directory
+(``benchmarks.record``). Timing thresholds belong here, never in the tests.
 """

@@ -1,7 +1,8 @@
 """Benchmark of the endpoint path: ``Endpoint`` -> interchange -> manager -> workers and back.
 
 Run it as ``python -m benchmarks.endpoint --kind noop --tasks 100000 --workers 2`` (or
-``python -m benchmarks endpoint ...``). It prints ONE JSON line on stdout:
+``python -m benchmarks endpoint ...``, ``fabric bench endpoint ...``). One measurement (one
+kind, one worker count) prints ONE JSON line on stdout:
 
 ``tasks_per_second``
     ``--tasks`` tasks submitted as fast as ``Endpoint.submit`` takes them, each with a real
@@ -13,157 +14,55 @@ Run it as ``python -m benchmarks.endpoint --kind noop --tasks 100000 --workers 2
     from constructing ``Endpoint()`` to the first result of a no-op task.
 ``peak_rss_mb``
     the largest sum of RSS over this process and all its descendants (interchange,
-    managers, workers), sampled every 50 ms by a background thread.
+    managers, workers), sampled every 50 ms by a background thread;
+    ``peak_rss_by_role`` the same per process role (``client``, ``interchange``,
+    ``manager``, ``worker``): the largest single process and the largest sum.
 
-Every result is checked (``noop`` returns ``None``, ``sleep10ms`` returns its argument,
-``payload100k`` echoes its own distinct 100 kB of bytes, verified in full); ``correct``
-says whether all were right, and the exit status is 1 when any was wrong.
+Every result is checked (see ``benchmarks.workloads``); ``correct`` says whether all were
+right, and the exit status is 1 when any was wrong.
+
+Several kinds or worker counts (``--kind all --workers 1,2,4,8``), or ``--output-dir``,
+make a sweep (``benchmarks.endpoint_sweep``): every cell runs in a fresh child process,
+prints its JSON line, and the sweep writes ``record.json`` and ``report.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import datetime
 import json
-import math
-import os
-import platform
-import random
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import psutil
 
 import fabric
-from benchmarks import tasks
+from benchmarks import cli, workloads
+from benchmarks.measure import (BenchmarkError, RssSampler, Tally, latency_summary, machine_info, module_role,
+                                oversubscribed, percentile)
 from fabric.errors import FabricError
 
-RSS_INTERVAL = 0.05
-"""Seconds between two samples of the process tree's memory."""
+__all__ = ["KINDS", "BenchmarkError", "Kind", "RssSampler", "Tally", "build_parser", "latency_summary",
+           "machine_info", "main", "measure_latency", "measure_throughput", "percentile", "run",
+           "warm_up"]
 
 RESULT_TIMEOUT = 300.0
 """The benchmark fails if it waits this long for any one result."""
 
-MAX_REPORTED_ERRORS = 5
+Kind = workloads.Kind
+KINDS = workloads.KINDS
+_payload = workloads.payload
+_check_payload = workloads.check_payload
 
-_PAYLOAD_TAIL = random.Random(0).randbytes(tasks.PAYLOAD_BYTES - 8)
-
-
-def _payload(index: int) -> bytes:
-    """Task ``index``'s payload: its index in 8 bytes, then fixed pseudo-random bytes."""
-    return index.to_bytes(8, "little") + _PAYLOAD_TAIL
+FABRIC_ROLES = ("interchange", "manager", "worker")
 
 
-def _check_payload(index: int, value: Any) -> bool:
-    return (type(value) is bytes and len(value) == tasks.PAYLOAD_BYTES
-            and value.startswith(index.to_bytes(8, "little")) and value.endswith(_PAYLOAD_TAIL))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Kind:
-    """One kind of benchmark task: its function, arguments and result check."""
-
-    name: str
-    function: Callable[..., Any]
-    default_tasks: int
-    arguments: Callable[[int], tuple[Any, ...]]
-    check: Callable[[int, Any], bool]
-    description: str
-
-
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("noop", tasks.noop, 100_000, lambda i: (), lambda i, value: value is None,
-         "returns None at once"),
-    Kind("sleep10ms", tasks.sleep10ms, 1_000, lambda i: (i,), lambda i, value: value == i,
-         "sleeps 10 ms, returns its argument"),
-    Kind("payload100k", tasks.echo, 20_000, lambda i: (_payload(i),), _check_payload,
-         "receives 100 kB of bytes and returns them"),
-)}
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not finish (the fabric failed or stopped answering)."""
-
-
-class RssSampler:
-    """Peak summed RSS of this process and all its descendants, sampled on a thread.
-
-    Reading every process's memory is cheap; finding the descendants walks all of
-    ``/proc`` (about a millisecond), so the tree is rediscovered only every
-    ``rediscover_every`` samples, when a known process has gone, and on ``rediscover()``
-    (call it once the tree is complete).
-    """
-
-    def __init__(self, interval: float = RSS_INTERVAL, rediscover_every: int = 10) -> None:
-        self.interval = interval
-        self.rediscover_every = rediscover_every
-        self.peak_bytes = 0
-        self.peak_processes = 0
-        self._root = psutil.Process()
-        self._tree: list[psutil.Process] = [self._root]
-        self._samples = 0
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def __enter__(self) -> RssSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopped.set()
-        self._thread.join()
-        self.sample()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            self.sample()
-
-    def rediscover(self) -> int:
-        """Find the descendants now and take a sample; returns the total RSS in bytes."""
-        with self._lock:
-            self._samples = 0
-        return self.sample()
-
-    def sample(self) -> int:
-        """Measure the tree once, update the peak, return the total RSS in bytes."""
-        with self._lock:
-            return self._sample()
-
-    def _sample(self) -> int:
-        if self._samples % self.rediscover_every == 0:
-            self._tree = [self._root, *self._root.children(recursive=True)]
-        self._samples += 1
-        total = 0
-        for process in self._tree:
-            try:
-                total += process.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                self._samples = 0  # the tree changed: rediscover it next time
-        self.peak_bytes = max(self.peak_bytes, total)
-        self.peak_processes = max(self.peak_processes, len(self._tree))
-        return total
-
-
-class Tally:
-    """Counts wrong results and keeps the first few descriptions."""
-
-    def __init__(self) -> None:
-        self.wrong = 0
-        self.errors: list[str] = []
-
-    def add(self, phase: str, index: int, what: object) -> None:
-        self.wrong += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            shown = repr(what)
-            self.errors.append(f"{phase} task {index}: {shown[:200]}")
+def fabric_role(process: psutil.Process) -> str:
+    """The role of a descendant of the client: ``interchange``, ``manager``, ``worker`` or ``other``."""
+    return module_role(process, FABRIC_ROLES)
 
 
 def _result(future: concurrent.futures.Future[Any]) -> Any:
@@ -226,74 +125,40 @@ def measure_throughput(endpoint: Any, kind: Kind, count: int, tally: Tally) -> f
     return time.perf_counter() - started
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def latency_summary(durations: Sequence[float]) -> dict[str, Any]:
-    """Round-trip statistics in milliseconds (``None`` where there are too few samples)."""
-    values = sorted(d * 1000.0 for d in durations)
-    if not values:
-        return {"samples": 0, "median": None, "p99": None, "p999": None, "min": None, "mean": None, "max": None}
-    middle = len(values) // 2
-    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-    return {
-        "samples": len(values),
-        "median": round(median, 4),
-        "p99": round(percentile(values, 0.99), 4),
-        "p999": round(percentile(values, 0.999), 4) if len(values) >= 1000 else None,
-        "min": round(values[0], 4),
-        "mean": round(sum(values) / len(values), 4),
-        "max": round(values[-1], 4),
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(affinity(0)) if affinity else os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-
-
 def run(options: argparse.Namespace) -> dict[str, Any]:
-    """Run the whole benchmark; returns the JSON record."""
+    """Run one measurement (``options.kind`` and ``options.workers`` hold one value each)."""
     from fabric import Endpoint  # noqa: PLC0415 - keeps ``--help`` fast
 
-    kind = KINDS[options.kind]
-    count = options.tasks if options.tasks is not None else kind.default_tasks
+    kind = KINDS[options.kind[0]]
+    workers = options.workers[0]
+    count = options.tasks if options.tasks is not None else (kind.quick_tasks if options.quick else kind.default_tasks)
+    samples = options.latency_samples if options.latency_samples is not None else (5 if options.quick else 200)
     tally = Tally()
-    with RssSampler() as rss:
+    with RssSampler(classify=fabric_role) as rss:
         started = time.perf_counter()
-        endpoint = Endpoint(workers=options.workers, managers=options.managers, prefetch=options.prefetch,
+        endpoint = Endpoint(workers=workers, managers=options.managers, prefetch=options.prefetch,
                             log_level=options.log_level)
         try:
-            first = endpoint.submit(tasks.noop)
+            first = endpoint.submit(workloads.tasks.noop)
             _collect("start-up", 0, first, KINDS["noop"], tally)
             startup = time.perf_counter() - started
             endpoint.wait_for_workers()
             rss.rediscover()
             warm_up(endpoint, kind, count, tally)
-            durations = measure_latency(endpoint, kind, options.latency_samples, tally)
+            durations = measure_latency(endpoint, kind, samples, tally)
             elapsed = measure_throughput(endpoint, kind, count, tally)
         finally:
             stopping = time.perf_counter()
             endpoint.shutdown(wait=False, cancel_futures=True)
             shutdown = time.perf_counter() - stopping
-    return {
+    record: dict[str, Any] = {
         "benchmark": "endpoint",
         "kind": kind.name,
         "tasks": count,
-        "workers": options.workers,
+        "workers": workers,
         "managers": options.managers,
         "prefetch": options.prefetch,
+        "oversubscribed": oversubscribed(workers * options.managers),
         "correct": tally.wrong == 0,
         "wrong_results": tally.wrong,
         "tasks_per_second": round(count / elapsed, 1),
@@ -303,55 +168,39 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "shutdown_seconds": round(shutdown, 4),
         "peak_rss_mb": round(rss.peak_bytes / 2**20, 1),
         "peak_processes": rss.peak_processes,
+        "peak_rss_by_role": rss.roles_mb(),
         "machine": machine_info(),
         "fabric_version": fabric.__version__,
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "errors": tally.errors,
     }
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
+    if options.record_samples:
+        record["latency_samples_ms"] = [round(d * 1000.0, 4) for d in durations]
+    return record
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    kinds = "; ".join(f"{k.name}: {k.description}, default {k.default_tasks:,} tasks" for k in KINDS.values())
-    parser = argparse.ArgumentParser(
-        prog=prog or "python -m benchmarks.endpoint",
-        description="Measure a local Endpoint (interchange, managers, workers on this machine) and print "
-                    "one JSON line: throughput, round-trip latency, start-up time and peak RSS of the "
-                    "process tree. Every result is checked; the exit status is 1 if any is wrong.",
-    )
-    parser.add_argument("--kind", choices=list(KINDS), default="noop", help=f"the task to run ({kinds})")
-    parser.add_argument("--tasks", type=_at_least(1), default=None,
-                        help="tasks in the throughput run (default: depends on --kind)")
-    parser.add_argument("--workers", type=_at_least(1), default=2, help="workers per manager (default: 2)")
-    parser.add_argument("--managers", type=_at_least(1), default=1, help="local managers (default: 1)")
-    parser.add_argument("--prefetch", type=_at_least(0), default=None,
-                        help="tasks each manager holds beyond one per worker (default: adaptive)")
-    parser.add_argument("--latency-samples", type=_at_least(0), default=200,
-                        help="sequential round trips to time (default: 200)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="also append the JSON line to this file")
-    parser.add_argument("--log-level", default=None,
-                        help="log level of the endpoint's processes (default: FABRIC_LOG_LEVEL or WARNING)")
+    parser = argparse.ArgumentParser(prog=prog or "python -m benchmarks.endpoint",
+                                     description=cli.ENDPOINT_DESCRIPTION)
+    cli.add_endpoint_arguments(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    options = build_parser(prog).parse_args(argv)
+def is_single(options: argparse.Namespace) -> bool:
+    """One kind, one worker count and no ``--output-dir``: measured in this process."""
+    return len(options.kind) == 1 and len(options.workers) == 1 and options.output_dir is None
+
+
+def execute(options: argparse.Namespace, prog: str = "benchmarks.endpoint") -> int:
+    """Run what ``options`` ask for: one measurement here, or a sweep of child processes."""
+    if not is_single(options):
+        from benchmarks import endpoint_sweep  # noqa: PLC0415
+
+        return endpoint_sweep.execute(options, prog)
     try:
         record = run(options)
     except (BenchmarkError, FabricError) as exc:
-        print(f"{prog or 'benchmarks.endpoint'}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     line = json.dumps(record)
     if options.output is not None:
@@ -360,10 +209,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             output.write(line + "\n")
     print(line, flush=True)
     if not record["correct"]:
-        print(f"{prog or 'benchmarks.endpoint'}: {record['wrong_results']} wrong results: "
-              + "; ".join(record["errors"]), file=sys.stderr)
+        print(f"{prog}: {record['wrong_results']} wrong results: " + "; ".join(record["errors"]), file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    options = build_parser(prog).parse_args(argv)
+    return execute(options, prog or "benchmarks.endpoint")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """The functions benchmarks run on workers.
 
 They live in an importable module (not ``__main__``) so they are serialized by reference:
-workers import this module once instead of unpickling a function body per benchmark.
+workers import this module once instead of unpickling a function body per benchmark. The
+peers (Parsl, Dask, Ray, ``ProcessPoolExecutor``) run these same functions.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 SLEEP_SECONDS = 0.01
 PAYLOAD_BYTES = 100_000
+LARGE_PAYLOAD_BYTES = 10_000_000
 
 
 def noop() -> None:
@@ -26,3 +29,8 @@ def sleep10ms(value: int) -> int:
 def echo(payload: bytes) -> bytes:
     """Return ``payload`` unchanged: measures moving data both ways."""
     return payload
+
+
+def add_one(array: Any) -> Any:
+    """Return ``array + 1`` (a new numpy array): an array in, an array out."""
+    return array + 1

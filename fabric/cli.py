@@ -4,10 +4,12 @@
 
     fabric --version
     fabric endpoint run-local --workers 2 --tasks 5000
+    fabric bench endpoint|peers|scale|micro|all|plot ...
 
 ``endpoint run-local`` is the demo: it starts a local endpoint (interchange, managers and
 workers as child processes), estimates pi by Monte Carlo in ``--tasks`` chunks, prints the
-estimate and a throughput line, and shuts the endpoint down.
+estimate and a throughput line, and shuts the endpoint down. ``bench`` is the benchmark
+suite (the same commands as ``python -m benchmarks``, defined in ``benchmarks.cli``).
 
 Only ``argparse`` is imported up front; the endpoint machinery is imported when a command
 needs it, so ``fabric --help`` stays fast. Bad arguments exit with status 2 (argparse's
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    commands.add_parser("service", help="run the service: fabric service start|add-user (see fabric service --help)",
+                        add_help=False)
     endpoint = commands.add_parser("endpoint", help="run and inspect endpoints",
                                    description="Run and inspect endpoints.")
     actions = endpoint.add_subparsers(dest="action", metavar="ACTION")
@@ -87,9 +91,41 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(default: FABRIC_LOG_LEVEL or WARNING)")
     run_local.set_defaults(handler=run_local_demo)
     endpoint.set_defaults(handler=None, parser=endpoint)
+    _add_bench(commands)
     parser.set_defaults(handler=None, parser=parser)
     run_local.set_defaults(parser=run_local)
     return parser
+
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``fabric bench ...``: the benchmark suite's commands (``benchmarks.cli``)."""
+    from benchmarks import cli as bench_cli
+
+    bench = commands.add_parser(
+        "bench", help="run the benchmark suite (the same as python -m benchmarks)",
+        description="The benchmark suite: each command writes record.json and report.md into an output "
+                    "directory; pass --help after a command for its options.")
+    bench_cli.add_commands(bench.add_subparsers(dest="bench_command", metavar="COMMAND"), handler=run_bench)
+    bench.set_defaults(handler=None, parser=bench)
+
+
+def run_bench(options: argparse.Namespace) -> int:
+    """``fabric bench COMMAND``: run one command of the benchmark suite."""
+    from benchmarks import cli as bench_cli
+
+    _drop_script_folders()
+    return bench_cli.execute(options, f"{PROG} bench")
+
+
+def _drop_script_folders() -> None:
+    """Take this console script's folder (bin/) off ``sys.path`` before the benchmarks import
+    the fabric's packages: a peer installs modules there (Parsl's bin/interchange.py) that
+    would shadow ours (``import interchange.scheduler``)."""
+    import os
+    import sysconfig
+
+    scripts = {os.path.abspath(sysconfig.get_path("scripts")), os.path.dirname(os.path.abspath(sys.executable))}
+    sys.path[:] = [p for p in sys.path if not p or os.path.abspath(p) not in scripts]
 
 
 def run_local_demo(options: argparse.Namespace) -> int:
@@ -119,8 +155,13 @@ def run_local_demo(options: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fabric`` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["service"]:  # ``fabric service start|add-user ...``: the service's own CLI
+        from service.cli import main as service_main
+
+        return service_main(args[1:], prog=f"{PROG} service")
     parser = build_parser()
-    options = parser.parse_args(argv)
+    options = parser.parse_args(args)
     if options.handler is None:
         options.parser.print_help(sys.stderr)
         return 2
