@@ -119,13 +119,28 @@ class SourceCode(Strategy):
         return namespace[name]
 
 
+_ATOMS = frozenset((bytes, bytearray, str, int, float, complex, bool, type(None)))
+
+
+def _plain(obj: Any, depth: int = 3) -> bool:
+    """True for built-in data that cannot refer to ``__main__`` (small containers only),
+    so a large argument or result need not be scanned for the marker."""
+    kind = type(obj)
+    if kind in _ATOMS:
+        return True
+    if depth == 0 or kind not in (tuple, list, dict) or len(obj) > 16:
+        return False
+    items = [*obj.keys(), *obj.values()] if kind is dict else obj
+    return all(_plain(item, depth - 1) for item in items)
+
+
 def serialize(obj: Any) -> bytes:
     """Serialize data (arguments or a result): stdlib pickle when it can, else dill."""
     try:
         body = pickle.dumps(obj, protocol=5)
     except Exception:  # noqa: BLE001 - any pickling failure means "try dill"
         body = b""
-    if body and _MAIN_MARKER not in body:
+    if body and (_plain(obj) or _MAIN_MARKER not in body):
         return body  # starts with PickleData.header
     try:
         return DillData.header + DillData.dumps(obj)
