@@ -178,6 +178,11 @@ def decode(frames: Sequence[Any]) -> Message:
 _ID_TYPES = frozenset((int, str, bytes))
 
 
+def task_error_result(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
+    """The ``(task_id, RESULT_TASK_ERROR, payload)`` result for ``error`` (a ``TaskError``)."""
+    return task_id, RESULT_TASK_ERROR, _packb(error.to_wire())
+
+
 def _check_ids(ids: list[Any], what: str) -> None:
     """Task ids must be msgpack scalars (they become dictionary keys downstream)."""
     if not {type(i) for i in ids} <= _ID_TYPES:

@@ -21,11 +21,10 @@ import dataclasses
 from collections import deque
 from typing import Any
 
-import msgpack
 
 from fabric.errors import ManagerLost, TaskCancelled
-from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, RESULT_TASK_ERROR, Drain, FunctionDefinitions, ManagerRegistration,
-                             Message, ResultBatch, Task, TaskBatch, batches_of)
+from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, Drain, FunctionDefinitions, ManagerRegistration,
+                             Message, ResultBatch, Task, TaskBatch, batches_of, task_error_result)
 
 
 def _without(batch: ResultBatch, positions: set[int]) -> ResultBatch:
@@ -33,9 +32,6 @@ def _without(batch: ResultBatch, positions: set[int]) -> ResultBatch:
     kept = [r for i, r in enumerate(batch.results()) if i not in positions]
     return ResultBatch.build(kept)
 
-
-def _error_result(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
-    return task_id, RESULT_TASK_ERROR, msgpack.packb(error.to_wire(), use_bin_type=True)
 
 
 class TaskQueue:
@@ -294,7 +290,7 @@ class Scheduler:
                 requeue.append(task._replace(retries=task.retries - 1))
             else:
                 error = ManagerLost(task_id=task_id, manager_id=manager_id, hostname=manager.registration.hostname)
-                failed.append(_error_result(task_id, error))
+                failed.append(task_error_result(task_id, error))
         self.queue.push_front(requeue)
         if failed:
             self._results.append(ResultBatch.build(failed))
@@ -312,7 +308,7 @@ class Scheduler:
         removed = self.queue.remove(set(task_ids))
         if removed:
             self._results.append(ResultBatch.build(
-                [_error_result(t.task_id, TaskCancelled(task_id=t.task_id)) for t in removed]))
+                [task_error_result(t.task_id, TaskCancelled(task_id=t.task_id)) for t in removed]))
 
     def _command(self, action: str, manager_id: str) -> list[Action]:
         manager = self.managers.get(manager_id)

@@ -27,10 +27,9 @@ import math
 from collections import deque
 from typing import Any
 
-import msgpack
 
 from fabric.errors import TaskTimeout, WorkerLost
-from fabric.protocol import MAX_BATCH_BYTES, RESULT_TASK_ERROR, ResultBatch, Task
+from fabric.protocol import MAX_BATCH_BYTES, ResultBatch, Task, task_error_result
 
 CHUNK = 128
 MIN_DEPTH = 2
@@ -41,10 +40,6 @@ STARTED_REPORT_DELAY = 0.005
 """Seconds that ``started`` ids may wait for a result batch to ride on before they are
 reported on their own (short tasks then cost no extra message)."""
 
-
-def task_error(task_id: Any, error: Any) -> tuple[Any, int, bytes]:
-    """A ``RESULT_TASK_ERROR`` result triple for ``error`` (a ``TaskError``)."""
-    return task_id, RESULT_TASK_ERROR, msgpack.packb(error.to_wire(), use_bin_type=True)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -280,7 +275,7 @@ class ManagerScheduler:
             else:
                 error = WorkerLost(task_id=running.task_id, worker_id=worker_id,
                                    hostname=self.hostname, exit_code=exit_code)
-                self._results.append(ResultBatch.build([task_error(running.task_id, error)]))
+                self._results.append(ResultBatch.build([task_error_result(running.task_id, error)]))
         self.buffer.extendleft(reversed(queue))
         return [] if self.draining and not self.buffer else [StartWorker(slot.index)]
 
@@ -292,6 +287,6 @@ class ManagerScheduler:
             task = slot.queue.popleft()
             slot.timed_out = True
             error = TaskTimeout(task_id=task.task_id, walltime=task.walltime, hostname=self.hostname)
-            self._results.append(ResultBatch.build([task_error(task.task_id, error)]))
+            self._results.append(ResultBatch.build([task_error_result(task.task_id, error)]))
             actions.append(KillWorker(slot.worker_id))
         return actions
