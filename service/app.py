@@ -86,10 +86,11 @@ def _tag_response(response: Response) -> Response:
     return response
 
 
-def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None,
+           details: dict[str, object] | None = None) -> Response:
     if "request_id" not in g:
         g.request_id = uuid.uuid4().hex
-    response = jsonify({"error": {"type": kind, "message": message, "request_id": g.request_id}})
+    response = jsonify({"error": {**(details or {}), "type": kind, "message": message, "request_id": g.request_id}})
     response.status_code = status
     response.headers.update(headers or {})
     return response
@@ -101,16 +102,16 @@ def _api_error(error: ApiError) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return _error(error.status, error.error_type, error.message, headers)
+    return _error(error.status, error.error_type, error.message, headers, error.details())
 
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     if status == 413:
-        message = f"the request body exceeds the limit of {services().config.max_request_bytes} bytes"
-    else:
-        message = error.description or error.name
-    return _error(status, _HTTP_TYPES.get(status, "http_error"), message)
+        limit = services().config.max_request_bytes
+        return _error(status, "payload_too_large", f"the request body exceeds the limit of {limit} bytes",
+                      details={"what": "request body", "size": request.content_length or 0, "limit": limit})
+    return _error(status, _HTTP_TYPES.get(status, "http_error"), error.description or error.name)
 
 
 def _store_error(error: StoreError) -> Response:

@@ -12,8 +12,9 @@
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
         └── RateLimited           429  too many requests from one user; ``retry_after`` seconds
 
-An ``ApiError`` becomes the body ``{"error": {"type", "message", "request_id"}}`` with its
-``status``; ``type`` is the class's ``error_type``, stable for clients to branch on.
+An ``ApiError`` becomes the body ``{"error": {"type", "message", "request_id", ...}}`` with
+its ``status``; ``type`` is the class's ``error_type``, stable for clients to branch on, and
+``details()`` adds fields (``what``/``size``/``limit`` for 413, ``retry_after`` for 429).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class ApiError(ServiceError):
 
     def __str__(self) -> str:
         return f"{self.status} {self.error_type}: {self.message}"
+
+    def details(self) -> dict[str, object]:
+        """Fields a client may branch on, added to the error body beside type and message."""
+        return {}
 
 
 class BadRequest(ApiError):
@@ -71,6 +76,9 @@ class PayloadTooLarge(ApiError):
         super().__init__(f"{what} of {size} {unit} exceeds the limit of {limit} {unit}")
         self.what, self.size, self.limit = what, size, limit
 
+    def details(self) -> dict[str, object]:
+        return {"what": self.what, "size": self.size, "limit": self.limit}
+
 
 class RateLimited(ApiError):
     status = 429
@@ -79,3 +87,6 @@ class RateLimited(ApiError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many requests; retry after {retry_after:.2f} s")
         self.retry_after = retry_after
+
+    def details(self) -> dict[str, object]:
+        return {"retry_after": self.retry_after}

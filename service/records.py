@@ -109,3 +109,5 @@ class NewTasks:
     walltime: float | None = None
     priority: int = 0
     resource_spec: dict[str, Any] | None = None
+    batch_id: str | None = None
+    batch_id: str | None = None

@@ -120,7 +120,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
         """Write a batch in one transaction; (task group id, task ids), None if the
-        group belongs to someone else."""
+        group (or the batch id) belongs to someone else. A batch id seen before from the
+        same owner adds nothing and answers what the first request got (a safe retry)."""
+
+    @abc.abstractmethod
+    def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
 
     @abc.abstractmethod
     def get_task(self, owner: str, task_id: str) -> TaskRecord | None: ...
@@ -190,6 +195,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER);
 CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (endpoint_id, state) WHERE state IN ({unfinished});
 CREATE INDEX IF NOT EXISTS tasks_results ON tasks (task_group_id, seq) WHERE seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (task_group_id);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
+    task_count INTEGER NOT NULL, created REAL NOT NULL);
 """.format(unfinished=", ".join(f"'{state}'" for state in UNFINISHED))
 # Finished tasks leave the (partial) endpoint index and only then enter the results index, so
 # each state change touches as few index entries as possible. Queries that must use the
@@ -440,6 +449,11 @@ class SQLiteStore(Store):
                    [state] * count, tasks.payloads, [now] * count, [tasks.retries] * count,
                    [tasks.walltime] * count, [tasks.priority] * count, [spec] * count)
         with self._write() as db:
+            if tasks.batch_id is not None:
+                seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
+                                  (tasks.batch_id,)).fetchone()
+                if seen is not None:
+                    return self._batch_seen(db, owner, seen)
             db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created) VALUES (?, ?, ?)",
                        (group_id, owner, now))
             if db.execute("SELECT owner FROM task_groups WHERE id = ?", (group_id,)).fetchone()[0] != owner:
@@ -448,7 +462,26 @@ class SQLiteStore(Store):
             db.executemany("INSERT INTO tasks (id, owner, function_id, endpoint_id, task_group_id, state, args, "
                            "created, retries, walltime, priority, resource_spec) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if tasks.batch_id is not None:  # the rowids of one transaction's inserts are consecutive
+                last = db.execute("SELECT max(rowid) FROM tasks").fetchone()[0]
+                db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, last - count + 1, count, now))
         return group_id, task_ids
+
+    @staticmethod
+    def _batch_seen(db: sqlite3.Connection, owner: str, seen: tuple[Any, ...]) -> tuple[str, list[str]] | None:
+        batch_owner, group_id, first, count = seen
+        if batch_owner != owner:
+            return None
+        rows = db.execute("SELECT id FROM tasks WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                          (first, first + count - 1)).fetchall()
+        return group_id, [r[0] for r in rows]
+
+    def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
+        with self._read() as db:
+            rows = db.execute("SELECT rowid, id FROM tasks WHERE task_group_id = ? AND rowid > ? ORDER BY rowid "
+                              "LIMIT ?", (task_group_id, after, limit)).fetchall()
+        return [r[1] for r in rows], rows[-1][0] if rows else after
 
     def get_task(self, owner: str, task_id: str) -> TaskRecord | None:
         with self._read() as db:

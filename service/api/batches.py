@@ -5,6 +5,8 @@ A batch body is a msgpack map::
     {"endpoint_id": str, "function_id": str,      # or "function_ids": [str, ...], one per task
      "args": [bytes, ...],                         # each task's serialized arguments
      "task_group_id": str,                         # optional: add to this group (a UUID)
+     "batch_id": str,                              # optional: a UUID naming this request, so a
+                                                   # retry of it adds nothing (same reply)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
@@ -70,10 +72,12 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
     if not 0 <= retries <= MAX_RETRIES:
         raise BadRequest(f"retries must be between 0 and {MAX_RETRIES}")
     group = field(data, "task_group_id", str, required=False)
+    batch_id = field(data, "batch_id", str, required=False)
     spec, walltime, priority = _resource_spec(data)
     return NewTasks(endpoint_id=field(data, "endpoint_id", str), function_ids=_function_ids(data, len(args)),
                     payloads=args, task_group_id=uuid_text(group, "task_group_id") if group else None,
-                    retries=retries, walltime=walltime, priority=priority, resource_spec=spec)
+                    retries=retries, walltime=walltime, priority=priority, resource_spec=spec,
+                    batch_id=uuid_text(batch_id, "batch_id") if batch_id else None)
 
 
 @blueprint.post("/batches")
@@ -91,7 +95,7 @@ def submit_batch() -> tuple[dict[str, Any], int]:
     state = RECEIVED if parts.dispatcher.is_online(tasks.endpoint_id) else WAITING
     added = parts.store.add_tasks(owner, tasks, state)
     if added is None:
-        raise NotFound(f"no task group {tasks.task_group_id!r}")
+        raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
     parts.dispatcher.tasks_added(tasks.endpoint_id)
     group_id, task_ids = added
     return {"task_group_id": group_id, "task_ids": task_ids}, 201

@@ -1,4 +1,8 @@
-"""``/v1/task_groups``: a group's progress, and its results by cursor with long-poll.
+"""``/v1/task_groups``: a group's progress, its task ids, and its results by cursor with long-poll.
+
+``GET /v1/task_groups/<id>/tasks?after=<cursor>&limit=<n>`` lists the group's task ids in
+submission order (msgpack ``{"task_group_id", "task_ids", "cursor"}``), so a client that
+restarted can re-attach to every task of a group.
 
 ``GET /v1/task_groups/<id>/results?after=<cursor>&wait=<s>&limit=<n>`` answers with a
 msgpack map::
@@ -25,6 +29,8 @@ from service.openapi import operation
 
 blueprint = Blueprint("task_groups", __name__)
 
+MAX_TASK_IDS = 100_000
+
 
 def _owned(task_group_id: str) -> None:
     if services().store.task_group_owner(task_group_id) != current_user().user_id:
@@ -40,6 +46,20 @@ def task_group(task_group_id: str) -> dict[str, Any]:
         raise NotFound(f"no task group {task_group_id!r}")
     return {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
             "failed": counts.failed, "pending": counts.pending}
+
+
+@blueprint.get("/task_groups/<task_group_id>/tasks")
+@operation("The group's task ids in submission order, after a cursor (msgpack: task_ids, cursor)",
+           response="msgpack", errors=(400, 404),
+           query=(("after", "integer", "cursor from the previous answer (default 0)"),
+                  ("limit", "integer", "most task ids in one answer")))
+def tasks(task_group_id: str) -> Response:
+    parts = services()
+    _owned(task_group_id)
+    after = query_number("after", 0, 0, 2**62, integer=True)
+    limit = query_number("limit", MAX_TASK_IDS, 1, MAX_TASK_IDS, integer=True)
+    task_ids, cursor = parts.store.group_task_ids(task_group_id, after, limit)
+    return msgpack_response({"task_group_id": task_group_id, "task_ids": task_ids, "cursor": cursor})
 
 
 @blueprint.get("/task_groups/<task_group_id>/results")
