@@ -30,6 +30,18 @@ serialized return value), ``RESULT_REMOTE_ERROR`` (payload: msgpack map with
 ``remote_type``, ``message``, ``traceback`` and optionally a dill-pickled ``exception``,
 made by the worker) or ``RESULT_TASK_ERROR`` (payload: msgpack ``TaskError.to_wire()``,
 made by a manager or interchange for lost workers, lost managers, timeouts).
+
+Acknowledged results (interchange <-> service)
+----------------------------------------------
+The service answers every ``ResultBatch`` it has committed to its store with
+``ResultsAck(task_ids)``: every id of that batch, committed or ignored as a duplicate (a
+batch the store could not commit is not acknowledged; its results come again). An
+interchange in service mode holds each result it sent, in memory or in its spool on
+disk, until a ``ResultsAck`` names it, and re-sends every unacknowledged result on each
+new connection (after its ``InterchangeRegistration``, always the first message of a
+connection). Redelivery is therefore at-least-once; the service drops results of tasks
+that are already finished, so none counts twice. A local upstream (the ``Endpoint``)
+never sends ``ResultsAck``; an interchange that is not in service mode ignores one.
 """
 
 from __future__ import annotations
@@ -476,6 +488,24 @@ class InterchangeRegistration(Message):
     pid: int
     manager_address: str
     protocol_version: int = PROTOCOL_VERSION
+
+
+@dataclasses.dataclass(slots=True)
+class ResultsAck(Message):
+    """The service committed the results of these tasks: the interchange may forget them."""
+
+    tag = "results_ack"
+    task_ids: list[Any]
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
+        ids = header.get("task_ids")
+        if not isinstance(ids, list):
+            raise ProtocolError("results_ack: field 'task_ids' missing or not a list")
+        _check_ids(ids, "results_ack")
+        if len(frames) != 1:
+            raise ProtocolError(f"results_ack: expected 1 frame, got {len(frames)}")
+        return cls(task_ids=ids)
 
 
 @dataclasses.dataclass(slots=True)

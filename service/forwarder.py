@@ -16,8 +16,9 @@ endpoint is silent for ``heartbeat_threshold`` or unreachable; its tasks stay
 
 The loop is a list of named steps: poll, ``receive_from_endpoints``, ``dispatch_woken``,
 ``tick`` (heartbeats, status requests, expiry, a sweep for waiting tasks, on a timer).
-Results are committed to the store before they are acknowledged; a result for a task
-that is already finished is ignored (task-id dedup), so a re-send never yields two results.
+Results are committed to the store before they are acknowledged (``ResultsAck``, which
+lets the interchange forget them); a result for a task that is already finished is
+ignored (task-id dedup) but acknowledged too, so a re-send never yields two results.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from zmq.utils import z85
 from fabric import protocol
 from fabric.errors import ProtocolError
 from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CommandReply, FunctionDefinitions, Heartbeat,
-                             InterchangeRegistration, ResultBatch, Shutdown, StatusReport, StatusRequest, Task,
-                             TaskBatch, batches_of)
+                             InterchangeRegistration, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
+                             Task, TaskBatch, batches_of)
 from service.config import ServiceConfig
 from service.errors import ServiceError, StoreError
 from service.events import ResultSignal
@@ -54,9 +55,6 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGES_PER_TURN = 256
 MAX_TASKS_PER_TURN = 4 * MAX_BATCH_TASKS
 ZAP_DOMAIN = "fabric"
-
-ResultsAck: Any = getattr(protocol, "ResultsAck", None)
-"""``ResultsAck(task_ids)``, once ``fabric.protocol`` defines it: sent after each commit."""
 
 
 class EndpointAuthenticator(ThreadAuthenticator):
@@ -327,8 +325,7 @@ class Forwarder:
         if outcome.ignored:
             logger.info("endpoint %s: ignored %d results of finished or unknown tasks", session.endpoint_id,
                         outcome.ignored)
-        if ResultsAck is not None:
-            self.send_to(session, ResultsAck(task_ids=list(batch.task_ids)))
+        self.send_to(session, ResultsAck(task_ids=list(batch.task_ids)))
         if outcome.committed:
             session.outstanding = max(0, session.outstanding - len(outcome.committed))
             self.signal.ring()

@@ -21,8 +21,8 @@ from fabric.errors import ProtocolError
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, PROTOCOL_VERSION, RESULT_OK, RESULT_REMOTE_ERROR,
                              RESULT_TASK_ERROR, CancelTasks, CommandReply, Drain, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration, Message,
-                             RegistrationReply, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
-                             WorkerReady, batches_of, decode, encode)
+                             RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest, Task,
+                             TaskBatch, WorkerReady, batches_of, decode, encode)
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND_TRIP = settings(max_examples=60, deadline=None)
@@ -104,6 +104,8 @@ EXAMPLES: list[Message] = [
     ManagerCommand(request_id=8, action="drain", manager_id="manager-1"),
     CommandReply(request_id=8, ok=False, message="unknown manager"),
     CancelTasks(task_ids=[1, "task-2"]),
+    ResultsAck(task_ids=[]),
+    ResultsAck(task_ids=["task-1", 2, b"task-3"]),
 ]
 
 
@@ -481,7 +483,7 @@ def test_missing_or_extra_frames_are_rejected(message: Message) -> None:
     ("message", "field"),
     [(REGISTRATION, "manager_id"), (REGISTRATION, "capacity"), (RegistrationReply(accepted=True), "accepted"),
      (WorkerReady(worker_id="w", pid=1), "pid"), (StatusRequest(request_id=1), "request_id"),
-     (CancelTasks(task_ids=[1]), "task_ids"), (ManagerCommand(request_id=1, action="hold", manager_id="m"),
+     (CancelTasks(task_ids=[1]), "task_ids"), (ResultsAck(task_ids=[1]), "task_ids"), (ManagerCommand(request_id=1, action="hold", manager_id="m"),
                                                "action")],
 )
 def test_missing_required_field_is_rejected(message: Message, field: str) -> None:
@@ -509,6 +511,10 @@ def test_missing_optional_field_takes_its_default() -> None:
         (Shutdown(), "reason", b"bytes are not text"),
         (StatusReport(request_id=1, managers=[], queued_tasks=0, outstanding_tasks=0), "managers", {}),
         (CancelTasks(task_ids=[]), "task_ids", 1),
+        (ResultsAck(task_ids=[]), "task_ids", "task-1"),
+        (ResultsAck(task_ids=[]), "task_ids", [["nested"]]),
+        (ResultsAck(task_ids=[]), "task_ids", [{"a": 1}]),
+        (ResultsAck(task_ids=[]), "task_ids", [1.5]),
         (CommandReply(request_id=1, ok=True), "ok", None),
     ],
 )
