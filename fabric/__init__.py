@@ -2,10 +2,14 @@
 
 The public facade::
 
-    from fabric import Endpoint
+    from fabric import Endpoint                 # a local endpoint, no service
     with Endpoint(workers=4) as endpoint:
         future = endpoint.submit(pow, 2, 10)
         print(future.result())
+
+    from fabric import Client, Executor         # through the service, to a registered endpoint
+    with Executor(endpoint_id, client=Client(service_url, token)) as executor:
+        print(executor.submit(pow, 2, 10).result())
 
 Submodules (``fabric.protocol``, ``fabric.serialize``, ``fabric.errors``) are shared by
 every process; the facade's classes are imported lazily so workers stay light.
@@ -15,22 +19,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (EndpointError, EndpointShutdown, FabricError, ManagerLost, PayloadTooLarge, ProtocolError,
-                           RemoteExecutionError, SerializationError, TaskCancelled, TaskError, TaskTimeout,
-                           WorkerLost)
+from fabric.errors import (AuthError, EndpointError, EndpointShutdown, FabricError, InvalidRequest, ManagerLost,
+                           NotFound, PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError,
+                           SerializationError, ServiceError, ServiceUnavailable, TaskCancelled, TaskError, TaskPending,
+                           TaskTimeout, WorkerLost)
 
 if TYPE_CHECKING:
+    from sdk.client import Client
     from sdk.endpoint import Endpoint, EndpointStatus
+    from sdk.executor import Executor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "FabricError", "ManagerLost",
-    "PayloadTooLarge", "ProtocolError", "RemoteExecutionError", "SerializationError", "TaskCancelled", "TaskError",
-    "TaskTimeout", "WorkerLost", "__version__",
+    "AuthError", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
+    "FabricError", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited",
+    "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
+    "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]
 
-_LAZY = {"Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint"}
+_LAZY = {"Client": "sdk.client", "Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint",
+         "Executor": "sdk.executor"}
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,13 @@
     ├── PayloadTooLarge          arguments or a result bigger than the configured limit
     ├── EndpointError            the local endpoint cannot take or finish work
     │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
+    ├── ServiceError             the service refused a request (status, error_type, request_id)
+    │   ├── AuthError            401/403: no token, a wrong one, or no access
+    │   ├── NotFound             404: no such function, endpoint, task or group *for you*
+    │   ├── InvalidRequest       400/405/409/415: a request the service cannot take
+    │   ├── RateLimited          429: too many requests; ``retry_after`` seconds
+    │   └── ServiceUnavailable   5xx, or the service cannot be reached
+    ├── TaskPending              the task has no result yet (``task_id``, ``state``)
     └── TaskError                a task ended without a result
         ├── RemoteExecutionError the function raised; carries the remote type, message, traceback
         ├── TaskTimeout          the task ran past its walltime; its worker was replaced
@@ -51,6 +58,54 @@ class PayloadTooLarge(FabricError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.what} of {self.size} bytes exceeds the limit of {self.limit} bytes"
+
+
+class ServiceError(FabricError):
+    """The service refused or failed a request; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, *, status: int = 0, error_type: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.message, self.status, self.error_type, self.request_id = message, status, error_type, request_id
+
+    def __str__(self) -> str:
+        where = f" (request {self.request_id})" if self.request_id else ""
+        status = f"{self.status} " if self.status else ""
+        return f"{status}{self.message}{where}"
+
+
+class AuthError(ServiceError):
+    """No token, an unknown or expired one, or a token without access to what was asked."""
+
+
+class NotFound(ServiceError, LookupError):
+    """No such function, endpoint, task or task group visible to the caller."""
+
+
+class InvalidRequest(ServiceError, ValueError):
+    """The service cannot take the request as sent (bad fields, wrong method or content type)."""
+
+
+class RateLimited(ServiceError):
+    """Too many requests; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(ServiceError):
+    """The service could not be reached, or failed to answer (5xx)."""
+
+
+class TaskPending(FabricError):
+    """The task has no result yet."""
+
+    def __init__(self, task_id: str, state: str) -> None:
+        super().__init__(task_id, state)
+        self.task_id, self.state = task_id, state
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} is {self.state}"
 
 
 class EndpointError(FabricError):

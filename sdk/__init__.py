@@ -1,1 +1,1 @@
-"""The client side: the local ``Endpoint`` executor (and, later, the service ``Client``)."""
+"""The client side: the local ``Endpoint``, and the service's ``Client`` and ``Executor``."""

@@ -1,0 +1,305 @@
+"""``Client``: the service's REST API from Python.
+
+::
+
+    from fabric import Client
+    client = Client("http://127.0.0.1:8470", token)      # or FABRIC_SERVICE_URL / FABRIC_TOKEN / fabric login
+    function_id = client.register_function(double)
+    endpoint_id = client.register_endpoint("laptop")["endpoint_id"]
+    batch = client.submit_batch(endpoint_id, function_id, [serialize_arguments((21,), {})])
+    print(client.get_result(batch.task_ids[0]))          # TaskPending until it is done
+
+Every refusal of the service becomes a typed exception of ``fabric.errors``
+(``AuthError``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``RateLimited``,
+``ServiceUnavailable``); a task's own failure is re-raised as the task's exception
+(``RemoteExecutionError``, ``TaskTimeout``, ...). Transient failures (no connection,
+502/503/504, 429) are retried with backoff for up to ``retry_for`` seconds; a batch is
+sent with a ``batch_id`` so a retried upload never adds its tasks twice.
+
+The client is safe to use from several threads (one HTTP session per thread).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+import requests
+
+from fabric.errors import (AuthError, ConfigError, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
+                           ServiceError, ServiceUnavailable, TaskPending)
+from fabric.serialize import serialize_function
+from sdk.credentials import resolve
+from sdk.results import outcome
+
+MSGPACK = "application/msgpack"
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
+FINISHED_STATES = frozenset({"success", "failed"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmittedBatch:
+    """What the service answered for a batch: its task group and the new task ids, in order."""
+
+    task_group_id: str
+    task_ids: list[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResultPage:
+    """Results of a task group after a cursor: columns, the next cursor, how many are unfinished."""
+
+    task_ids: list[str]
+    kinds: list[int]
+    payloads: list[bytes]
+    cursor: int
+    pending: int
+
+    def outcomes(self) -> list[tuple[str, bool, Any]]:
+        """``(task id, ok, value or exception)`` for each result (deserialized here, client side)."""
+        return [(task_id, *outcome(kind, payload))
+                for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
+
+
+class Client:
+    """One user's connection to the service.
+
+    ``service_url`` and ``token`` default to ``FABRIC_SERVICE_URL`` / ``FABRIC_TOKEN``,
+    then to what ``fabric login`` stored. ``timeout`` bounds one HTTP request (long polls
+    add their wait); ``retry_for`` is how long transient failures are retried.
+    """
+
+    def __init__(self, service_url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
+                 retry_for: float = 30.0) -> None:
+        credentials = resolve(service_url, token)
+        if credentials.service_url is None:
+            raise ConfigError("no service URL: pass service_url, set FABRIC_SERVICE_URL, or run `fabric login`")
+        if credentials.token is None:
+            raise ConfigError(f"no token for {credentials.service_url}: pass token, set FABRIC_TOKEN, "
+                              "or run `fabric login`")
+        self.service_url = credentials.service_url
+        self._token = credentials.token
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self._local = threading.local()
+        self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
+        self._functions_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({self.service_url!r})"
+
+    # -- identity ----------------------------------------------------------------------
+    def whoami(self) -> dict[str, Any]:
+        """``{"user_id", "name"}`` of the token's user."""
+        return self._json("GET", "/v1/auth/whoami")
+
+    # -- functions ---------------------------------------------------------------------
+    def register_function(self, function: Callable[..., Any], *, name: str | None = None,
+                          description: str = "") -> str:
+        """Register ``function`` (again: free) and return its id, the hash of its body."""
+        with self._functions_lock:
+            known = _cached(self._functions, function)
+        if known is not None:
+            return known
+        function_id, body = serialize_function(function)
+        self.register_function_body(body, name=name or function_name(function),
+                                    description=description or (getattr(function, "__doc__", None) or "")[:4096],
+                                    function_id=function_id)
+        with self._functions_lock, contextlib.suppress(TypeError):  # an unhashable callable is not cached
+            self._functions[function] = function_id
+        return function_id
+
+    def register_function_body(self, body: bytes, *, name: str = "", description: str = "",
+                               function_id: str | None = None) -> str:
+        """Register an already serialized function body; returns its id."""
+        data: dict[str, Any] = {"body": base64.b64encode(body).decode("ascii"), "name": name[:256],
+                                "description": description}
+        if function_id is not None:
+            data["function_id"] = function_id
+        return str(self._json("POST", "/v1/functions", json=data)["function_id"])
+
+    def get_function(self, function_id: str) -> dict[str, Any]:
+        """Name, description, creation time and the serialized body (bytes) of a function."""
+        record = self._json("GET", f"/v1/functions/{function_id}")
+        record["body"] = base64.b64decode(record["body"])
+        return record
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/functions")["functions"])
+
+    def delete_function(self, function_id: str) -> None:
+        self._request("DELETE", f"/v1/functions/{function_id}")
+        with self._functions_lock:
+            self._functions = {f: i for f, i in self._functions.items() if i != function_id}
+
+    # -- endpoints ---------------------------------------------------------------------
+    def register_endpoint(self, name: str) -> dict[str, Any]:
+        """Register an endpoint (or get yours of that name): ``endpoint_id``, ``forwarder_address``,
+        ``server_public_key``, and the endpoint's ``public_key`` and ``secret_key``."""
+        return self._json("POST", "/v1/endpoints", json={"name": name})
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/endpoints")["endpoints"])
+
+    def get_endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
+        """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts."""
+        return self._json("GET", f"/v1/endpoints/{endpoint_id}")
+
+    # -- tasks -------------------------------------------------------------------------
+    def submit_batch(self, endpoint_id: str, function_ids: str | Sequence[str], arguments: Sequence[bytes], *,
+                     task_group_id: str | None = None, retries: int = 0,
+                     resource_spec: dict[str, Any] | None = None, batch_id: str | None = None) -> SubmittedBatch:
+        """Submit tasks in one request: ``arguments`` are serialized ``(args, kwargs)`` payloads
+        (``fabric.serialize.serialize_arguments``), one per task; ``function_ids`` one id for
+        all, or one per task. Safe to retry: the batch carries ``batch_id`` (new if None)."""
+        body: dict[str, Any] = {"endpoint_id": endpoint_id, "args": list(arguments),
+                                "batch_id": batch_id or str(uuid.uuid4()), "retries": retries}
+        if isinstance(function_ids, str):
+            body["function_id"] = function_ids
+        else:
+            body["function_ids"] = list(function_ids)
+        if task_group_id is not None:
+            body["task_group_id"] = task_group_id
+        if resource_spec is not None:
+            body["resource_spec"] = resource_spec
+        reply = self._json("POST", "/v1/batches", data=msgpack.packb(body, use_bin_type=True),
+                           headers={"Content-Type": MSGPACK})
+        return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]))
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """A task's record: ``state``, times, and (once finished) ``result`` bytes and ``result_kind``."""
+        record = self._json("GET", f"/v1/tasks/{task_id}")
+        if record.get("result") is not None:
+            record["result"] = base64.b64decode(record["result"])
+        return record
+
+    def get_result(self, task_id: str) -> Any:
+        """The task's value; raises ``TaskPending`` while it runs, or the task's own exception."""
+        record = self.get_task(task_id)
+        if record["state"] not in FINISHED_STATES:
+            raise TaskPending(task_id, record["state"])
+        ok, value = outcome(record["result_kind"], record["result"] or b"")
+        if not ok:
+            raise value
+        return value
+
+    def get_task_group(self, task_group_id: str) -> dict[str, Any]:
+        """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``."""
+        return self._json("GET", f"/v1/task_groups/{task_group_id}")
+
+    def get_task_group_tasks(self, task_group_id: str) -> list[str]:
+        """Every task id of the group, in submission order."""
+        task_ids: list[str] = []
+        cursor = 0
+        while True:
+            page = self._msgpack("GET", f"/v1/task_groups/{task_group_id}/tasks", params={"after": cursor})
+            if not page["task_ids"]:
+                return task_ids
+            task_ids += page["task_ids"]
+            cursor = page["cursor"]
+
+    def get_results(self, task_group_id: str, *, after: int = 0, wait: float = 0.0,
+                    limit: int | None = None) -> ResultPage:
+        """Results of the group after cursor ``after``, waiting up to ``wait`` s for a first one."""
+        params: dict[str, Any] = {"after": after, "wait": wait}
+        if limit is not None:
+            params["limit"] = limit
+        page = self._msgpack("GET", f"/v1/task_groups/{task_group_id}/results", params=params,
+                             timeout=self.timeout + wait)
+        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+
+    # -- HTTP --------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {self._token}"
+            session.headers["User-Agent"] = "fabric-sdk"
+        return session
+
+    def _json(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        data = self._request(method, path, **options).json()
+        if not isinstance(data, dict):
+            raise ServiceError(f"{method} {path}: the service answered with a non-object")
+        return data
+
+    def _msgpack(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        response = self._request(method, path, **options)
+        try:
+            data = msgpack.unpackb(response.content, raw=False)
+        except Exception as exc:  # noqa: BLE001 - any undecodable answer is the service's fault
+            raise ServiceError(f"{method} {path}: undecodable answer: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ServiceError(f"{method} {path}: the service answered with a non-map")
+        return data
+
+    def _request(self, method: str, path: str, *, timeout: float | None = None, **options: Any) -> requests.Response:
+        """One request, retried on transient failures for up to ``retry_for`` seconds."""
+        deadline = time.monotonic() + self.retry_for
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(method, path, timeout or self.timeout, **options)
+            except (ServiceUnavailable, RateLimited) as exc:
+                pause = exc.retry_after if isinstance(exc, RateLimited) else min(2.0, 0.05 * 2 ** attempt)
+                pause *= 0.5 + random.random()
+                if time.monotonic() + pause > deadline:
+                    raise
+                attempt += 1
+                time.sleep(pause)
+
+    def _attempt(self, method: str, path: str, timeout: float, **options: Any) -> requests.Response:
+        try:
+            response = self._session().request(method, self.service_url + path, timeout=timeout, **options)
+        except requests.RequestException as exc:
+            raise ServiceUnavailable(f"cannot reach the service at {self.service_url}: {exc}") from exc
+        if response.status_code < 400:
+            return response
+        raise _error(response)
+
+
+def function_name(function: Callable[..., Any]) -> str:
+    """A readable name for a callable (``partial`` and callable objects have no ``__name__``)."""
+    return str(getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+               or type(function).__name__)[:256]
+
+
+def _cached(cache: dict[Any, str], function: Callable[..., Any]) -> str | None:
+    try:
+        return cache.get(function)
+    except TypeError:  # unhashable
+        return None
+
+
+def _error(response: requests.Response) -> Exception:
+    """The typed exception for an error response (``{"error": {"type", "message", "request_id", ...}}``)."""
+    status = response.status_code
+    try:
+        body = response.json()["error"]
+        message, error_type, request_id = str(body["message"]), str(body["type"]), str(body.get("request_id", ""))
+    except (ValueError, KeyError, TypeError):
+        body, message, error_type, request_id = {}, response.text[:500] or response.reason, "", ""
+    fields = {"status": status, "error_type": error_type, "request_id": request_id}
+    if status == 413:
+        error = PayloadTooLarge(int(body.get("size") or 0), int(body.get("limit") or 0), str(body.get("what", "request")))
+        error.request_id = request_id  # type: ignore[attr-defined]
+        return error
+    if status == 429:
+        return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), **fields)
+    if status in (401, 403):
+        return AuthError(message, **fields)
+    if status == 404:
+        return NotFound(message, **fields)
+    if status in TRANSIENT_STATUSES or status >= 500 and status != 501:
+        return ServiceUnavailable(message, **fields)
+    if 400 <= status < 500:
+        return InvalidRequest(message, **fields)
+    return ServiceError(message, **fields)

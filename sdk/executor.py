@@ -1,0 +1,349 @@
+"""``Executor``: a ``concurrent.futures.Executor`` that runs tasks on an endpoint through the service.
+
+::
+
+    from fabric import Executor
+    with Executor(endpoint_id) as executor:              # Client() from FABRIC_TOKEN / fabric login
+        future = executor.submit(pow, 2, 10)
+        print(future.result(), future.task_id)
+        print(list(executor.map(abs, range(-5, 0))))
+
+How tasks move. ``submit`` serializes the arguments in the caller's thread (so a value
+that cannot be serialized fails there) and queues the task; one *submitter* thread
+takes whatever is queued, registers functions it has not registered yet, and uploads
+the tasks in batches (``Client.submit_batch``, which retries safely). One *result
+watcher* thread long-polls the executor's task group for results by cursor and resolves
+futures in bulk. All tasks of an executor belong to one task group (``task_group_id``);
+``reload_tasks()`` re-attaches to a group later, from another process, and returns a
+future for each of its tasks.
+
+A submit blocks while ``max_queued_tasks`` tasks wait to be uploaded (back-pressure).
+Results are deserialized client side only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from fabric.errors import AuthError, FabricError, NotFound, PayloadTooLarge, ServiceError
+from fabric.serialize import serialize_arguments, serialize_function
+from sdk.client import Client, function_name
+from sdk.futures import TaskFuture
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_TASKS = 4096
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
+RESULT_WAIT = 10.0
+"""Seconds one long poll for results may wait on the service."""
+
+_live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+class ServiceTaskFuture(TaskFuture):
+    """A ``TaskFuture`` that knows its task's id once the service accepted it."""
+
+    def __init__(self, task_id: str | None = None) -> None:
+        super().__init__()
+        self.task_id = task_id
+
+
+@dataclasses.dataclass(slots=True)
+class _Queued:
+    future: ServiceTaskFuture
+    function_id: str
+    payload: bytes
+    options: tuple[int, tuple[tuple[str, Any], ...] | None]  # (retries, resource spec items)
+
+
+class Executor(concurrent.futures.Executor):
+    """Run functions on endpoint ``endpoint_id`` through the service ``client`` talks to.
+
+    ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
+    (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
+    while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload.
+    """
+
+    def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
+                 task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
+                 batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
+                 max_queued_tasks: int = 100_000) -> None:
+        self.endpoint_id = endpoint_id
+        self.client = client if client is not None else Client()
+        self.task_group_id = task_group_id or str(uuid.uuid4())
+        self.resource_spec = resource_spec
+        self.retries = retries
+        self.batch_tasks, self.batch_bytes, self.max_queued_tasks = batch_tasks, batch_bytes, max_queued_tasks
+        self._lock = threading.Condition()
+        self._queue: deque[_Queued] = deque()
+        self._bodies: dict[str, tuple[bytes, str]] = {}  # function id -> (body, name), not yet registered
+        self._function_ids: dict[Any, str] = {}
+        self._futures: dict[str, ServiceTaskFuture] = {}  # uploaded, unresolved, by task id
+        self._early: dict[str, tuple[bool, Any]] = {}  # results that beat their upload's reply
+        self._uploading = 0
+        self._cursor = 0
+        self._generation = 0  # bumped when the watcher must restart from cursor 0 (reload_tasks)
+        self._closing = False
+        self._stopped = False
+        self._submitter = threading.Thread(target=self._submit_loop, name="fabric-executor-submit", daemon=True)
+        self._watcher = threading.Thread(target=self._watch_loop, name="fabric-executor-results", daemon=True)
+        self._submitter.start()
+        self._watcher.start()
+        _live_executors.add(self)
+
+    def __repr__(self) -> str:
+        return f"Executor(endpoint_id={self.endpoint_id!r}, task_group_id={self.task_group_id!r})"
+
+    # -- submitting --------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ServiceTaskFuture:
+        """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
+        if self.endpoint_id is None:
+            raise ValueError("the executor has no endpoint_id")
+        function_id = self._function_id(fn)
+        payload = serialize_arguments(args, kwargs)
+        spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
+        future = ServiceTaskFuture()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("cannot submit to an executor that is shut down")
+            while len(self._queue) >= self.max_queued_tasks and not self._closing:
+                self._lock.wait()
+            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec)))
+            self._lock.notify_all()
+        return future
+
+    def _function_id(self, fn: Callable[..., Any]) -> str:
+        with contextlib.suppress(TypeError):  # unhashable callables are serialized every time
+            known = self._function_ids.get(fn)
+            if known is not None:
+                return known
+        function_id, body = serialize_function(fn)
+        with self._lock:
+            self._bodies.setdefault(function_id, (body, function_name(fn)))
+            with contextlib.suppress(TypeError):
+                self._function_ids[fn] = function_id
+        return function_id
+
+    def _submit_loop(self) -> None:
+        reason = "stopped"
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue and not self._closing:
+                        self._lock.wait()
+                    if not self._queue:
+                        return
+                    batch = self._take_batch()
+                    bodies, self._bodies = self._bodies, {}
+                    self._uploading += 1
+                    self._lock.notify_all()
+                try:
+                    self._register(bodies, batch)
+                    self._upload([q for q in batch if q.future.set_running_or_notify_cancel()])
+                finally:
+                    with self._lock:
+                        self._uploading -= 1
+                        if not self._uploading:
+                            self._early.clear()  # results of tasks no future of ours waits for
+                        self._lock.notify_all()
+        except BaseException as exc:
+            reason = f"failed: {exc!r}"
+            logger.exception("the executor's submitter failed")
+            raise
+        finally:
+            logger.debug("executor submitter ended: %s", reason)
+
+    def _take_batch(self) -> list[_Queued]:
+        """Queued tasks with the same options, up to the batch limits (caller holds the lock)."""
+        first = self._queue.popleft()
+        batch, size = [first], len(first.payload)
+        while (self._queue and len(batch) < self.batch_tasks and self._queue[0].options == first.options
+               and size + len(self._queue[0].payload) <= self.batch_bytes):
+            queued = self._queue.popleft()
+            batch.append(queued)
+            size += len(queued.payload)
+        return batch
+
+    def _register(self, bodies: dict[str, tuple[bytes, str]], batch: list[_Queued]) -> None:
+        for function_id, (body, name) in bodies.items():
+            try:
+                self.client.register_function_body(body, name=name, function_id=function_id)
+            except FabricError as exc:
+                for queued in batch:
+                    if queued.function_id == function_id and queued.future.set_running_or_notify_cancel():
+                        queued.future.set_exception(exc)
+                        queued.function_id = ""
+                with self._lock:  # later tasks of this function fail the same way
+                    self._function_ids = {f: i for f, i in self._function_ids.items() if i != function_id}
+        batch[:] = [q for q in batch if q.function_id]
+
+    def _upload(self, batch: list[_Queued]) -> None:
+        """Upload a batch; an oversized one is split, and only the tasks too big on their own fail."""
+        if not batch:
+            return
+        retries, spec = batch[0].options
+        try:
+            submitted = self.client.submit_batch(
+                self.endpoint_id or "", [q.function_id for q in batch], [q.payload for q in batch],
+                task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None)
+        except PayloadTooLarge as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            if exc.what == "task arguments" and exc.limit:
+                for queued in batch:
+                    if len(queued.payload) > exc.limit:
+                        queued.future.set_exception(PayloadTooLarge(len(queued.payload), exc.limit, exc.what))
+                rest = [q for q in batch if len(q.payload) <= exc.limit]
+                if len(rest) < len(batch):
+                    self._upload(rest)
+                    return
+            half = len(batch) // 2
+            self._upload(batch[:half])
+            self._upload(batch[half:])
+            return
+        except FabricError as exc:
+            logger.warning("uploading %d tasks failed: %s", len(batch), exc)
+            for queued in batch:
+                queued.future.set_exception(exc)
+            return
+        self._attach(submitted.task_ids, [q.future for q in batch])
+
+    def _attach(self, task_ids: list[str], futures: list[ServiceTaskFuture]) -> None:
+        with self._lock:
+            for task_id, future in zip(task_ids, futures):
+                future.task_id = task_id
+                early = self._early.pop(task_id, None)
+                if early is None:
+                    self._futures[task_id] = future
+                else:
+                    _resolve(future, *early)
+            self._lock.notify_all()
+
+    # -- results -----------------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        reason = "stopped"
+        pause = 0.0
+        try:
+            while True:
+                with self._lock:
+                    while not self._stopped and not self._futures:  # cursors make waiting safe
+                        self._lock.wait()
+                    if self._stopped:
+                        return
+                    group, cursor, generation = self.task_group_id, self._cursor, self._generation
+                if pause:
+                    time.sleep(pause)
+                try:
+                    page = self.client.get_results(group, after=cursor, wait=RESULT_WAIT)
+                except NotFound:  # the group's first batch is not in yet
+                    pause = 0.05
+                    continue
+                except AuthError as exc:
+                    self._fail_all(exc)
+                    continue
+                except ServiceError as exc:
+                    logger.warning("cannot fetch results of task group %s (retrying): %s", group, exc)
+                    pause = min(5.0, max(0.1, pause * 2))
+                    continue
+                pause = 0.0
+                self._deliver(page.outcomes(), page.cursor, generation)
+        except BaseException as exc:
+            reason = f"failed: {exc!r}"
+            logger.exception("the executor's result watcher failed")
+            self._fail_all(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+            raise
+        finally:
+            logger.debug("executor result watcher ended: %s", reason)
+
+    def _deliver(self, outcomes: list[tuple[str, bool, Any]], cursor: int, generation: int) -> None:
+        resolved = []
+        with self._lock:
+            if generation == self._generation:
+                self._cursor = cursor
+            for task_id, ok, value in outcomes:
+                future = self._futures.pop(task_id, None)
+                if future is not None:
+                    resolved.append((future, ok, value))
+                elif self._uploading:
+                    self._early[task_id] = (ok, value)
+            self._lock.notify_all()
+        for future, ok, value in resolved:  # outside the lock: callbacks run here
+            _resolve(future, ok, value)
+
+    def _fail_all(self, exc: Exception) -> None:
+        with self._lock:
+            futures, self._futures = list(self._futures.values()), {}
+        for future in futures:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_exception(exc)
+
+    def reload_tasks(self, task_group_id: str | None = None) -> list[ServiceTaskFuture]:
+        """Re-attach to a task group (default: this executor's) and return a future per task,
+        in submission order; finished tasks resolve at once, the rest as results arrive.
+        Later submits go to that group."""
+        group = task_group_id or self.task_group_id
+        task_ids = self.client.get_task_group_tasks(group)
+        futures = []
+        with self._lock:
+            self.task_group_id = group
+            self._cursor, self._generation = 0, self._generation + 1
+            for task_id in task_ids:
+                future = self._futures.get(task_id)
+                if future is None:
+                    future = self._futures[task_id] = ServiceTaskFuture(task_id)
+                    future.set_running_or_notify_cancel()
+                futures.append(future)
+            self._lock.notify_all()
+        return futures
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking tasks. Queued tasks are still uploaded (unless ``cancel_futures``).
+        ``wait``: also wait for every result; otherwise stop watching for results at once
+        (the tasks still run; ``reload_tasks`` gets their results later)."""
+        with self._lock:
+            self._closing = True
+            if cancel_futures:
+                while self._queue:
+                    self._queue.popleft().future.cancel()
+            self._lock.notify_all()
+        if threading.current_thread() is not self._submitter:
+            self._submitter.join()
+        if wait:
+            with self._lock:
+                pending = list(self._futures.values())
+            concurrent.futures.wait(pending)
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+        if wait and threading.current_thread() is not self._watcher:
+            self._watcher.join()
+        _live_executors.discard(self)
+
+
+def _resolve(future: ServiceTaskFuture, ok: bool, value: Any) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):  # e.g. resolved by reload and watcher
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+@atexit.register
+def _upload_queued_at_exit() -> None:
+    """Tasks submitted but not yet uploaded when the interpreter exits are uploaded first."""
+    for executor in list(_live_executors):
+        executor.shutdown(wait=False)
+
