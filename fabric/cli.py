@@ -3,7 +3,10 @@
 ::
 
     fabric --version
+    fabric login --service-url URL        (token from FABRIC_TOKEN or standard input)
+    fabric logout
     fabric endpoint run-local --workers 2 --tasks 5000
+    fabric endpoint configure|start|stop|list|status NAME ...   (fabric.endpoint_cli)
     fabric bench endpoint|peers|scale|micro|all|plot ...
 
 ``endpoint run-local`` is the demo: it starts a local endpoint (interchange, managers and
@@ -90,11 +93,66 @@ def build_parser() -> argparse.ArgumentParser:
                            type=str.upper, help="log level of this process and the endpoint's processes "
                                                 "(default: FABRIC_LOG_LEVEL or WARNING)")
     run_local.set_defaults(handler=run_local_demo)
+    from fabric import endpoint_cli  # configure, start, stop, list, status
+
+    endpoint_cli.add_commands(actions)
     endpoint.set_defaults(handler=None, parser=endpoint)
+    _add_login(commands)
     _add_bench(commands)
     parser.set_defaults(handler=None, parser=parser)
     run_local.set_defaults(parser=run_local)
     return parser
+
+
+def _add_login(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``fabric login`` / ``fabric logout``: the token the SDK and ``fabric endpoint`` use."""
+    login = commands.add_parser(
+        "login", help="store a service URL and token for the SDK and the endpoint commands",
+        description="Check a token against the service and store it (with the service URL) in "
+                    "$FABRIC_HOME/credentials.json (default ~/.fabric), readable by you only. The token is read "
+                    "from FABRIC_TOKEN, else from standard input (a prompt in a terminal). Client() and "
+                    "`fabric endpoint start` use it when FABRIC_TOKEN is not set.")
+    login.add_argument("--service-url", default=None,
+                       help="the service, e.g. http://127.0.0.1:8470 (default: FABRIC_SERVICE_URL)")
+    login.set_defaults(handler=run_login, parser=login)
+    logout = commands.add_parser("logout", help="forget the stored token",
+                                 description="Remove $FABRIC_HOME/credentials.json.")
+    logout.set_defaults(handler=run_logout, parser=logout)
+
+
+def run_login(options: argparse.Namespace) -> int:
+    """``fabric login``: verify a token with the service, then store it."""
+    import getpass
+    import os
+
+    from fabric.errors import ConfigError
+    from sdk.client import Client
+    from sdk.credentials import SERVICE_VARIABLE, TOKEN_VARIABLE, store_credentials
+
+    url = options.service_url or os.environ.get(SERVICE_VARIABLE)
+    if not url:
+        raise ConfigError(f"give --service-url (or set {SERVICE_VARIABLE})")
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise ConfigError("no token given")
+    user = Client(url, token, retry_for=5.0).whoami()
+    path = store_credentials(url.rstrip("/"), token)
+    print(f"logged in to {url} as {user['name']} (token stored in {path})")
+    return 0
+
+
+def run_logout(options: argparse.Namespace) -> int:
+    """``fabric logout``: remove the stored token."""
+    from sdk.credentials import fabric_home, forget_credentials
+
+    if forget_credentials():
+        print(f"logged out (removed {fabric_home() / 'credentials.json'})")
+    else:
+        print("not logged in")
+    return 0
 
 
 def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
