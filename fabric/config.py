@@ -96,6 +96,22 @@ def _check_prefetch(prefetch: int | None) -> None:
         raise ConfigError(f"prefetch must be a non-negative integer or None, got {prefetch!r}")
 
 
+Z85_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+
+
+def _check_curve_keys(server: str | None, public: str | None, secret: str | None) -> None:
+    """CurveZMQ keys: all three or none, each 40 z85 characters (a 32-byte key)."""
+    keys = [key for key in (server, public, secret) if key is not None]
+    if not keys:
+        return
+    if len(keys) != 3:
+        raise ConfigError("upstream_server_key, upstream_public_key and upstream_secret_key go together: "
+                          "give all three or none")
+    for key in keys:
+        if len(key) != 40 or not set(key) <= Z85_ALPHABET:
+            raise ConfigError(f"a CurveZMQ key is 40 z85 characters, got {len(key)} characters")
+
+
 def _check_heartbeats(period: float, threshold: float) -> None:
     _positive("heartbeat_period", period)
     _positive("heartbeat_threshold", threshold)
@@ -274,6 +290,15 @@ class InterchangeConfig(_JsonConfig):
     the endpoint keeps a fixed pool of ``local_managers`` one-manager blocks (crashed
     ones are replaced). ``max_message_bytes`` caps any inbound message; bigger ones are
     refused and the sender disconnected.
+
+    With ``upstream_server_key``, ``upstream_public_key`` and ``upstream_secret_key``
+    (z85 CurveZMQ keys, 40 characters; all three or none) the upstream connection is a
+    CurveZMQ client of that server. ``exit_with_upstream``: stop once the upstream has been
+    silent for ``heartbeat_threshold`` (the local ``Endpoint``). With ``spool_dir`` the
+    interchange is in *service mode* (``exit_with_upstream`` must then be False): it
+    outlives service outages, reconnecting and registering again; every result it sends
+    is held until the service acknowledges it (``ResultsAck``), and results it cannot
+    deliver are kept on disk in ``spool_dir`` (also across interchange restarts).
     """
 
     upstream_address: str
@@ -292,9 +317,19 @@ class InterchangeConfig(_JsonConfig):
     exit_with_upstream: bool = True
     provider: ProviderConfig = dataclasses.field(default_factory=ProviderConfig)
     scaling: ScalingConfig | None = None
+    upstream_server_key: str | None = None
+    upstream_public_key: str | None = None
+    upstream_secret_key: str | None = None
+    spool_dir: str | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
+        _check_curve_keys(self.upstream_server_key, self.upstream_public_key, self.upstream_secret_key)
+        if self.spool_dir is not None:
+            if not self.spool_dir:
+                raise ConfigError("spool_dir must be a folder path or None, not empty")
+            if self.exit_with_upstream:
+                raise ConfigError("spool_dir (service mode) needs exit_with_upstream=False")
         if self.local_managers < 0:
             raise ConfigError(f"local_managers must be >= 0, got {self.local_managers!r}")
         if self.workers_per_manager < 1:
@@ -308,6 +343,11 @@ class InterchangeConfig(_JsonConfig):
         if not 0 < low < high < 65536:
             raise ConfigError(f"manager_port_range {self.manager_port_range!r} is not a port range")
         object.__setattr__(self, "manager_port_range", (low, high))
+
+    @property
+    def service_mode(self) -> bool:
+        """Results are held until acknowledged and spooled to ``spool_dir`` while undeliverable."""
+        return self.spool_dir is not None
 
     @property
     def scaling_settings(self) -> ScalingConfig:

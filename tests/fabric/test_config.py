@@ -123,6 +123,38 @@ def test_interchange_defaults() -> None:
     assert config.local_managers == 1
     assert config.workers_per_manager == 1
     assert config.exit_with_upstream is True
+    assert config.spool_dir is None and not config.service_mode
+    assert config.upstream_server_key is config.upstream_public_key is config.upstream_secret_key is None
+
+
+KEYS = {"upstream_server_key": "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+        "upstream_public_key": "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
+        "upstream_secret_key": "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs"}
+
+
+def test_curve_keys_and_service_mode() -> None:
+    config = interchange(**KEYS, spool_dir="/tmp/spool", exit_with_upstream=False)
+    assert config.service_mode
+    assert InterchangeConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"upstream_server_key": KEYS["upstream_server_key"]},
+        {k: v for k, v in KEYS.items() if k != "upstream_secret_key"},
+        {**KEYS, "upstream_public_key": "too short"},
+        {**KEYS, "upstream_secret_key": "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%c,"},  # ',' is not z85
+        {**KEYS, "upstream_server_key": b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"},
+        {"spool_dir": "/tmp/spool"},  # service mode must not exit with its upstream
+        {"spool_dir": "", "exit_with_upstream": False},
+        {"spool_dir": 3, "exit_with_upstream": False},
+    ],
+    ids=repr,
+)
+def test_invalid_keys_and_spool_settings(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        interchange(**overrides)
 
 
 @pytest.mark.parametrize(
