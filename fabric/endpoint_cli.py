@@ -1,22 +1,16 @@
 """``fabric endpoint configure|start|stop|list|status``: endpoints that connect out to a service.
 
-Every endpoint has a folder under ``fabric_home()`` (``$FABRIC_HOME`` or ``~/.fabric``)::
-
-    endpoints/NAME/config.json     its settings, JSON a user may edit (``configure`` writes it)
-    endpoints/NAME/endpoint.json   its registration with the service (mode 0600: the secret key)
-    endpoints/NAME/daemon.pid      the pid of the running endpoint
-    endpoints/NAME/endpoint.log    what the endpoint daemon logs (appended to)
-    endpoints/NAME/spool/          the interchange's spool (results waiting for the service)
-
-``start`` registers the endpoint with the service (the same name always gets the same id
-and keys back, and a fresh forwarder address), then runs the endpoint's interchange: in
-this process with ``--foreground``, else as a daemon (``python -m fabric.endpoint_cli
-DIR``: a new session, not tied to the ``fabric`` process that started it) and waits until
-the service reports it online. ``stop`` ends the daemon and everything it started.
+``configure`` writes an endpoint's ``config.json`` (``fabric.endpoint_home`` has the folder's
+layout). ``start`` registers the endpoint with the service (the same name always gets the
+same id and keys back, and the forwarder's current address), stores the registration,
+then runs the endpoint's interchange: in this process with ``--foreground``, else as a
+daemon (``python -m fabric.endpoint_cli DIR``: a new session, not tied to the ``fabric``
+process that started it) and waits until the service reports it online. ``stop`` ends
+the endpoint and everything it started; ``list`` and ``status`` report.
 
 Secrets never go on a command line (other users can read it): the daemon reads the
 registration from its folder. Only stdlib modules and ``fabric.config`` are imported up
-front; ``psutil`` and the interchange are imported when a command needs them.
+front; ``psutil``, the SDK and the interchange are imported when a command needs them.
 """
 
 from __future__ import annotations
@@ -26,7 +20,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,9 +27,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from fabric.config import PROVIDER_KINDS, InterchangeConfig, ProviderConfig, ScalingConfig
+from fabric.endpoint_home import (NAME_PATTERN, EndpointPaths, EndpointSettings, claim_pid_file, endpoint_process,
+                                  read_json, release_pid_file, stored_registration, write_json)
 from fabric.errors import ConfigError, EndpointError
 
 if TYPE_CHECKING:
@@ -54,135 +49,9 @@ HTTP_TIMEOUT = 10.0
 SERVICE_RETRY = 3.0
 """Seconds a request to the service is retried while it cannot be reached (it may be restarting)."""
 LOG_TAIL_LINES = 20
-NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
-CPU_AFFINITY_PATTERN = re.compile(r"none|block|block-reverse|alternating|list:\d+(,\d+)*(:\d+(,\d+)*)*")
-SET_BY_START = ("upstream_address", "endpoint_id", "upstream_server_key", "upstream_public_key",
-                "upstream_secret_key", "spool_dir", "exit_with_upstream")
-"""InterchangeConfig fields that come from the registration and the folder, never from config.json."""
 
 
-# -- files ---------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
-class EndpointPaths:
-    """The files of the endpoint ``name`` in ``home``."""
-
-    name: str
-    directory: Path
-
-    @classmethod
-    def of(cls, name: str, home: Path | None = None) -> EndpointPaths:
-        if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
-            raise ConfigError(f"bad endpoint name {name!r}: use 1 to 128 letters, digits, '-', '_' or '.'")
-        if home is None:
-            from sdk.credentials import fabric_home
-
-            home = fabric_home()
-        return cls(name, home / "endpoints" / name)
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "config.json"
-
-    @property
-    def registration(self) -> Path:
-        return self.directory / "endpoint.json"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / "daemon.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "endpoint.log"
-
-    @property
-    def spool(self) -> Path:
-        return self.directory / "spool"
-
-
-def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    """Replace ``path`` atomically with ``data`` as JSON, created with ``mode``."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: {what} must be a JSON object")
-    return data
-
-
-# -- settings (config.json) ----------------------------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
-class EndpointSettings:
-    """An endpoint's ``config.json``: its service and the interchange settings it overrides."""
-
-    service_url: str
-    interchange: dict[str, Any]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EndpointSettings:
-        """Check every value by building the real configuration classes (``ConfigError`` if bad)."""
-        data = dict(data)
-        service_url = check_service_url(data.pop("service_url", None))
-        reserved = sorted(set(data) & set(SET_BY_START))
-        if reserved:
-            raise ConfigError(f"{reserved} are set by `fabric endpoint start`, not in the configuration")
-        affinity = data.get("cpu_affinity", "none")
-        if isinstance(affinity, str) and not CPU_AFFINITY_PATTERN.fullmatch(affinity):
-            raise ConfigError(f"cpu_affinity must be none, block, block-reverse, alternating or "
-                              f"list:0,1:2,3, got {affinity!r}")
-        settings = cls(service_url, data)
-        settings.interchange_config({"forwarder_address": "tcp://127.0.0.1:1", "endpoint_id": "unregistered"})
-        return settings
-
-    @classmethod
-    def load(cls, paths: EndpointPaths) -> EndpointSettings:
-        if not paths.config.exists():
-            raise ConfigError(f"no endpoint named {paths.name!r} in {paths.directory.parent}; "
-                              f"create it with `fabric endpoint configure {paths.name}`")
-        data = read_json(paths.config, "the configuration")
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{paths.config}: {exc}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"service_url": self.service_url, **self.interchange}
-
-    def interchange_config(self, registration: dict[str, Any], spool_dir: str | None = None) -> InterchangeConfig:
-        """The interchange's configuration once the endpoint is registered."""
-        keys: dict[str, Any] = {}
-        if "secret_key" in registration:
-            keys = {"upstream_server_key": registration["server_public_key"],
-                    "upstream_public_key": registration["public_key"],
-                    "upstream_secret_key": registration["secret_key"], "spool_dir": spool_dir}
-        return InterchangeConfig.from_dict({
-            **self.interchange, **keys, "upstream_address": registration["forwarder_address"],
-            "endpoint_id": registration["endpoint_id"], "exit_with_upstream": False})
-
-
-def check_service_url(url: Any) -> str:
-    if not isinstance(url, str) or not url:
-        raise ConfigError("service_url is missing: pass --service-url, set FABRIC_SERVICE_URL or run `fabric login`")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"service_url must be an http:// or https:// URL, got {url!r}")
-    return url.rstrip("/")
-
-
+# -- configure's options -------------------------------------------------------------------
 def settings_from_options(options: argparse.Namespace) -> EndpointSettings:
     """``configure``'s options as settings: every interchange knob a user may edit, spelled out."""
     from sdk.credentials import resolve
@@ -241,15 +110,7 @@ def register(paths: EndpointPaths, settings: EndpointSettings) -> dict[str, Any]
         logger.warning("endpoint %s was %s; the service registered it as %s", paths.name,
                        previous.get("endpoint_id"), registration["endpoint_id"])
     write_json(paths.registration, registration, mode=0o600)
-    os.chmod(paths.registration, 0o600)
     return registration
-
-
-def stored_registration(paths: EndpointPaths) -> dict[str, Any] | None:
-    try:
-        return read_json(paths.registration, "the registration")
-    except FileNotFoundError:
-        return None
 
 
 def service_view(settings: EndpointSettings, endpoint_id: str, retry_for: float = SERVICE_RETRY) -> dict[str, Any]:
@@ -264,8 +125,10 @@ def service_view(settings: EndpointSettings, endpoint_id: str, retry_for: float 
 
 def describe(error: BaseException, service_url: str) -> str:
     """One line for a failed request: the root cause of a connection failure, else the error."""
+    from fabric.errors import ServiceError
+
     cause: BaseException | None = error.__cause__
-    if cause is None or getattr(error, "status", 0):
+    if cause is None or (isinstance(error, ServiceError) and error.status):
         return str(error)
     while cause is not None:  # requests -> urllib3 -> the socket's own error
         root = cause
@@ -275,57 +138,6 @@ def describe(error: BaseException, service_url: str) -> str:
 
 
 # -- processes -----------------------------------------------------------------------------
-def endpoint_process(paths: EndpointPaths) -> psutil.Process | None:
-    """The live process the pid file names, if it really is this endpoint; a stale pid file is removed."""
-    import psutil
-
-    try:
-        pid = int(paths.pid_file.read_text().split()[0])
-    except FileNotFoundError:
-        return None
-    except (ValueError, IndexError, OSError):
-        pid = 0
-    try:
-        process = psutil.Process(pid) if pid > 0 else None
-        if process is not None and process.status() != psutil.STATUS_ZOMBIE and _is_endpoint(process, paths):
-            return process
-    except psutil.Error:
-        pass
-    logger.info("removing the stale pid file %s", paths.pid_file)
-    paths.pid_file.unlink(missing_ok=True)
-    return None
-
-
-def _is_endpoint(process: psutil.Process, paths: EndpointPaths) -> bool:
-    """A daemon names its folder on its command line; a foreground endpoint is ``... endpoint start NAME``."""
-    args = process.cmdline()
-    if str(paths.directory) in args and "fabric.endpoint_cli" in args:
-        return True
-    return "endpoint" in args and "start" in args and paths.name in args and "--foreground" in args
-
-
-def claim_pid_file(paths: EndpointPaths, pid: int) -> bool:
-    """Create the pid file naming ``pid`` unless one exists (atomically); True if it was created."""
-    temporary = paths.pid_file.with_name(f".daemon.pid.{os.getpid()}")
-    temporary.write_text(f"{pid}\n")
-    try:
-        os.link(temporary, paths.pid_file)
-    except FileExistsError:
-        return False
-    finally:
-        temporary.unlink(missing_ok=True)
-    return True
-
-
-def release_pid_file(paths: EndpointPaths, pid: int) -> None:
-    """Remove the pid file if it still names ``pid``."""
-    try:
-        if int(paths.pid_file.read_text().split()[0]) == pid:
-            paths.pid_file.unlink()
-    except (OSError, ValueError, IndexError):
-        pass
-
-
 def refuse_if_running(paths: EndpointPaths) -> None:
     process = endpoint_process(paths)
     if process is not None:
