@@ -13,14 +13,18 @@ together (opportunistic batching, no timers). Rules:
   longer than ``heartbeat_threshold``. A lost manager's tasks that it never handed to a
   worker go back to the queue; the others are retried while their retry budget lasts,
   else they fail with ``ManagerLost``.
+* Task ids are unique: the service re-sends unfinished tasks on every new connection, so
+  a submitted task the scheduler already holds (queued, or at a manager) is ignored, and
+  one whose result waits for the service's acknowledgement (``held_results``) is not run
+  again: ``ResendResults`` asks for that result to be sent once more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Container
 from typing import Any
-
 
 from fabric.errors import ManagerLost, TaskCancelled
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, Drain, FunctionDefinitions, ManagerRegistration,
@@ -189,13 +193,27 @@ class ForgetManager:
     reason: str
 
 
-Action = SendToManager | SendUpstream | ForgetManager
+@dataclasses.dataclass(slots=True)
+class ResendResults:
+    """These tasks were submitted again, but their results are held: send those once more."""
+
+    task_ids: list[Any]
+
+
+Action = SendToManager | SendUpstream | ForgetManager | ResendResults
 
 
 class Scheduler:
-    def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES) -> None:
+    """``held_results`` answers whether a task's result waits for its acknowledgement
+    (the interchange's result spool; empty for a local upstream, which never acknowledges)."""
+
+    def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES,
+                 held_results: Container[Any] = ()) -> None:
         self.heartbeat_threshold = heartbeat_threshold
         self.batch_bytes = batch_bytes
+        self.held_results = held_results
+        self.task_ids: set[Any] = set()  # every task queued or at a manager
+        self.duplicates = 0
         self.queue = TaskQueue()
         self.functions: dict[str, Any] = {}
         self.managers: dict[str, ManagerState] = {}
@@ -208,7 +226,7 @@ class Scheduler:
     def handle(self, event: object) -> list[Action]:
         match event:
             case TasksSubmitted(tasks):
-                self.queue.extend(tasks)
+                return self._submit(tasks)
             case ManagerResults(manager_id, batch, now):
                 self._on_results(manager_id, batch, now)
             case ManagerSeen(manager_id, now):
@@ -249,6 +267,31 @@ class Scheduler:
             self._results = []
         return actions
 
+    def _submit(self, tasks: list[Task]) -> list[Action]:
+        known, held = self.task_ids, self.held_results
+        ids = [t.task_id for t in tasks]
+        if known.isdisjoint(ids):  # the usual case, checked in bulk
+            size = len(known)
+            known.update(ids)
+            if len(known) - size == len(ids) and not (held and any(i in held for i in ids)):
+                self.queue.extend(tasks)
+                return []
+            known.difference_update(ids)
+        fresh: list[Task] = []
+        answered: dict[Any, None] = {}
+        for task in tasks:
+            task_id = task.task_id
+            if task_id in known or task_id in answered:
+                self.duplicates += 1
+            elif task_id in held:
+                self.duplicates += 1
+                answered[task_id] = None
+            else:
+                known.add(task_id)
+                fresh.append(task)
+        self.queue.extend(fresh)
+        return [ResendResults(list(answered))] if answered else []
+
     def _dispatch(self, manager: ManagerState, tasks: list[Task]) -> list[Action]:
         manager_id = manager.registration.manager_id
         actions: list[Action] = []
@@ -275,6 +318,7 @@ class Scheduler:
             if unknown:  # not this manager's tasks (or already answered): never forward those
                 batch = _without(batch, set(unknown))
             started.difference_update(batch.task_ids)
+            self.task_ids.difference_update(batch.task_ids)
             if batch.task_ids:
                 self._results.append(batch)
 
@@ -291,6 +335,7 @@ class Scheduler:
             else:
                 error = ManagerLost(task_id=task_id, manager_id=manager_id, hostname=manager.registration.hostname)
                 failed.append(task_error_result(task_id, error))
+                self.task_ids.discard(task_id)
         self.queue.push_front(requeue)
         if failed:
             self._results.append(ResultBatch.build(failed))
@@ -306,6 +351,7 @@ class Scheduler:
 
     def _cancel(self, task_ids: list[Any]) -> None:
         removed = self.queue.remove(set(task_ids))
+        self.task_ids.difference_update(t.task_id for t in removed)
         if removed:
             self._results.append(ResultBatch.build(
                 [task_error_result(t.task_id, TaskCancelled(task_id=t.task_id)) for t in removed]))
