@@ -84,3 +84,38 @@ def test_pi_chunk_is_deterministic_and_plausible() -> None:
     hits = cli.pi_chunk(7, 10_000)
     assert hits == cli.pi_chunk(7, 10_000)
     assert 0.75 < hits / 10_000 < 0.82
+
+
+def test_endpoint_lists_its_lifecycle_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["endpoint"]) == 2
+    err = capsys.readouterr().err
+    for action in ("run-local", "configure", "start", "stop", "list", "status"):
+        assert re.search(rf"^\s+{action}\b", err, re.M), err
+
+
+@pytest.mark.parametrize("action, options", [
+    ("configure", ["--service-url", "--workers", "--managers", "--prefetch", "--accelerators", "--cpu-affinity",
+                   "--provider", "--force"]),
+    ("start", ["--foreground", "--log-level"]),
+    ("status", ["--json"]),
+])
+def test_endpoint_command_help_describes_the_options(capsys: pytest.CaptureFixture[str], action: str,
+                                                     options: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["endpoint", action, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: fabric endpoint {action}" in out
+    for option in options:
+        assert option in out
+
+
+def test_the_parser_imports_nothing_heavy() -> None:
+    """``fabric --help`` stays fast: building the parser imports no endpoint, SDK or service machinery."""
+    heavy = ("zmq", "requests", "psutil", "msgpack", "dill", "flask", "interchange", "sdk.client", "service")
+    probe = (f"import sys, fabric.cli; fabric.cli.build_parser(); "
+             f"print([m for m in {heavy!r} if m in sys.modules])")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=TIMEOUT,
+                               check=False, cwd=Path(cli.__file__).resolve().parents[1])
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
