@@ -415,8 +415,8 @@ def status_command(options: argparse.Namespace) -> int:
         report["service_error"] = "not registered yet: `fabric endpoint start` registers it"
     else:
         try:
-            report["service"] = service_view(settings, report["endpoint_id"])
-        except EndpointError as exc:
+            report["service"] = service_view(settings, report["endpoint_id"], retry_for=0.0)
+        except (EndpointError, ConfigError) as exc:
             report["service_error"] = str(exc)
     if options.json:
         print(json.dumps(report, indent=2))
@@ -435,8 +435,9 @@ def _status_text(report: dict[str, Any]) -> str:
         return "\n".join(lines)
     heard = view.get("last_heartbeat")
     heartbeat = f"{max(0.0, time.time() - heard):.1f} s ago" if heard else "never"
+    reported = "" if view.get("status") == "online" else " (last reported)"
     lines += [f"service view: {view.get('status')}, last heartbeat {heartbeat}",
-              f"capacity:     {view.get('managers', 0)} manager(s), {view.get('workers', 0)} worker(s)",
+              f"capacity:     {view.get('managers', 0)} manager(s), {view.get('workers', 0)} worker(s){reported}",
               f"tasks:        {view.get('outstanding_tasks', 0)} outstanding, {view.get('waiting_tasks', 0)} waiting"]
     return "\n".join(lines)
 
@@ -483,5 +484,7 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--json", action="store_true", help="print JSON")
 
 
-if __name__ == "__main__":
-    sys.exit(daemon_main())
+if __name__ == "__main__":  # the daemon: run this module's daemon_main under its own name (logger names)
+    from fabric.endpoint_cli import daemon_main as run_daemon
+
+    sys.exit(run_daemon())
