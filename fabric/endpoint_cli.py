@@ -139,7 +139,7 @@ def describe(error: BaseException, service_url: str) -> str:
 
 # -- processes -----------------------------------------------------------------------------
 def refuse_if_running(paths: EndpointPaths) -> None:
-    process = endpoint_process(paths)
+    process = endpoint_process(paths, remove_stale=True)
     if process is not None:
         raise EndpointError(f"endpoint {paths.name} is already running (pid {process.pid}); "
                             f"stop it with `fabric endpoint stop {paths.name}`")
@@ -359,7 +359,7 @@ def stop_command(options: argparse.Namespace) -> int:
     paths = EndpointPaths.of(options.name)
     if not paths.config.exists():
         raise ConfigError(f"no endpoint named {paths.name!r} in {paths.directory.parent}")
-    process = endpoint_process(paths)
+    process = endpoint_process(paths, remove_stale=True)
     if process is None:
         print(f"endpoint {paths.name} is not running")
         return 0
@@ -375,7 +375,7 @@ def list_command(options: argparse.Namespace) -> int:
 
     home = fabric_home()
     folders = sorted((home / "endpoints").iterdir()) if (home / "endpoints").is_dir() else []
-    rows = [_list_row(EndpointPaths(folder.name, folder)) for folder in folders
+    rows = [_list_row(EndpointPaths.of(folder.name, home)) for folder in folders
             if NAME_PATTERN.fullmatch(folder.name) and (folder / "config.json").exists()]
     if not rows:
         print(f"no endpoints configured in {home / 'endpoints'}; create one with `fabric endpoint configure NAME`")

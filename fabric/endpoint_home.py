@@ -170,8 +170,9 @@ def stored_registration(paths: EndpointPaths) -> dict[str, Any] | None:
 
 
 # -- the pid file ---------------------------------------------------------------------------
-def endpoint_process(paths: EndpointPaths) -> psutil.Process | None:
-    """The live process the pid file names, if it really is this endpoint; a stale pid file is removed."""
+def endpoint_process(paths: EndpointPaths, *, remove_stale: bool = False) -> psutil.Process | None:
+    """The live process the pid file names, if it really is this endpoint (its command line
+    says so); with ``remove_stale`` a pid file naming anything else is removed."""
     import psutil
 
     try:
@@ -186,16 +187,18 @@ def endpoint_process(paths: EndpointPaths) -> psutil.Process | None:
             return process
     except psutil.Error:
         pass
-    logger.info("removing the stale pid file %s", paths.pid_file)
-    paths.pid_file.unlink(missing_ok=True)
+    if remove_stale:
+        logger.info("removing the stale pid file %s", paths.pid_file)
+        paths.pid_file.unlink(missing_ok=True)
     return None
 
 
 def _is_endpoint(process: psutil.Process, paths: EndpointPaths) -> bool:
-    """A daemon names its folder on its command line; a foreground endpoint is ``... endpoint start NAME``."""
+    """A daemon is ``python -m fabric.endpoint_cli DIR``; a foreground one ``... endpoint start NAME --foreground``."""
     args = process.cmdline()
-    if str(paths.directory) in args and "fabric.endpoint_cli" in args:
-        return True
+    if "fabric.endpoint_cli" in args[:-1]:
+        directory = Path(args[args.index("fabric.endpoint_cli") + 1])
+        return directory.name == paths.name and directory.resolve() == paths.directory.resolve()
     return "endpoint" in args and "start" in args and paths.name in args and "--foreground" in args
 
 
