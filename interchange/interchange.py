@@ -1,39 +1,49 @@
 """The interchange process: one per endpoint, between its upstream and its managers.
 
-It connects a DEALER out to its upstream (the local ``Endpoint`` client, or the service)
-and binds a ROUTER for managers. Its loop is a list of named steps: poll,
-``receive_from_upstream``, ``receive_from_managers``, ``tick`` (heartbeats, expiry and
-scaling, on a timer), then ``execute(scheduler.flush())``. All dispatch decisions are
-the sans-IO ``Scheduler``'s and all scaling decisions the sans-IO ``Strategy``'s
-(carried out by ``interchange.scaling``); this module only moves frames.
+It connects out to its upstream (the local ``Endpoint`` client, or the service: see
+``interchange.upstream``, which also keeps unacknowledged results in service mode) and
+binds a ROUTER for managers. Its loop is a list of named steps: poll,
+``on_monitor_events`` (upstream connections come and go), ``receive_from_upstream``,
+``receive_from_managers``, ``tick`` (heartbeats, expiry and scaling, on a timer), then
+``execute(scheduler.flush())`` and ``upstream.pump`` (re-sent results). All dispatch
+decisions are the sans-IO ``Scheduler``'s and all scaling decisions the sans-IO
+``Strategy``'s (carried out by ``interchange.scaling``); this module only moves frames.
 
 User payloads are never deserialized here. Malformed or oversized messages are logged
-and dropped; the interchange keeps serving.
+and dropped; the interchange keeps serving. SIGTERM and SIGINT stop it cleanly:
+managers are told to shut down and unacknowledged results go to the spool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import zmq
 
-from fabric import protocol
+from fabric import process, protocol
 from fabric.config import InterchangeConfig
 from fabric.errors import ProtocolError
-from fabric.process import exit_with_parent
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
-                             RegistrationReply, ResultBatch, Shutdown, StatusReport, StatusRequest, TaskBatch)
+                             RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
+                             TaskBatch)
 from interchange.scaling import Scaling
 from interchange.scheduler import (ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
-                                   ManagerLeft, ManagerResults, ManagerSeen, Scheduler, SendToManager,
+                                   ManagerLeft, ManagerResults, ManagerSeen, ResendResults, Scheduler, SendToManager,
                                    SendUpstream, TasksCancelled, TasksSubmitted, Tick)
+from interchange.spool import ResultSpool
+from interchange.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +53,33 @@ MAX_MESSAGES_PER_TURN = 256
 class Interchange:
     def __init__(self, config: InterchangeConfig) -> None:
         self.config = config
+        self.spool = ResultSpool(config.spool_dir) if config.spool_dir is not None else None
         self.scheduler = Scheduler(heartbeat_threshold=config.heartbeat_threshold,
-                                   batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes))
+                                   batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes),
+                                   held_results=self.spool if self.spool is not None else ())
         self.context: zmq.Context[Any] = zmq.Context.instance()
-        self.upstream = self.context.socket(zmq.DEALER)
-        self.upstream.setsockopt(zmq.IDENTITY, config.endpoint_id.encode())
-        self.upstream.setsockopt(zmq.LINGER, 2000)
-        self.upstream.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
-        self.upstream.setsockopt(zmq.SNDHWM, 0)  # flow control is ours (capacity, windows):
-        self.upstream.setsockopt(zmq.RCVHWM, 0)  # ZeroMQ must never drop or block on its queues
-        self.upstream.connect(config.upstream_address)
+        try:
+            self._open_sockets(config)
+        except BaseException:
+            if self.spool is not None:
+                self.spool.close()
+            raise
+        self.scaling = Scaling(config, self.manager_address, self.scheduler)
+        self.poller = zmq.Poller()
+        self.poller.register(self.upstream.socket, zmq.POLLIN)
+        if self.upstream.monitor is not None:
+            self.poller.register(self.upstream.monitor, zmq.POLLIN)
+        self.poller.register(self.managers, zmq.POLLIN)
+        self.wake_fd: int | None = None  # readable when a signal arrived (``stop_on_signals``)
+        self.tick_interval = min(1.0, config.heartbeat_period / 2)
+        now = time.monotonic()
+        self.next_tick = now + self.tick_interval
+        self.managers_beat = now
+        self.malformed = 0
+        self.stop_reason: str | None = None
+
+    def _open_sockets(self, config: InterchangeConfig) -> None:
+        self.upstream = Upstream(self.context, config, self.registration, self.spool)
         self.managers = self.context.socket(zmq.ROUTER)
         self.managers.setsockopt(zmq.LINGER, 0)
         self.managers.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
@@ -66,22 +93,14 @@ class Interchange:
         else:
             port = self.managers.bind_to_random_port(host, *config.manager_port_range)
         self.manager_address = f"{host}:{port}"
-        self.scaling = Scaling(config, self.manager_address, self.scheduler)
-        self.poller = zmq.Poller()
-        self.poller.register(self.upstream, zmq.POLLIN)
-        self.poller.register(self.managers, zmq.POLLIN)
-        self.tick_interval = min(1.0, config.heartbeat_period / 2)
-        now = time.monotonic()
-        self.next_tick = now + self.tick_interval
-        self.upstream_heard = self.upstream_sent = self.managers_beat = now
-        self.malformed = 0
-        self.stop_reason: str | None = None
+
+    def registration(self) -> InterchangeRegistration:
+        return InterchangeRegistration(endpoint_id=self.config.endpoint_id, hostname=socket.gethostname(),
+                                       pid=os.getpid(), manager_address=self.manager_address)
 
     # -- the loop --------------------------------------------------------------------
     def start(self) -> None:
-        self.send_upstream(InterchangeRegistration(
-            endpoint_id=self.config.endpoint_id, hostname=socket.gethostname(), pid=os.getpid(),
-            manager_address=self.manager_address))
+        self.upstream.start()
         self.scaling.start(time.monotonic())
         logger.info("interchange %s serving managers on %s", self.config.endpoint_id, self.manager_address)
 
@@ -89,7 +108,12 @@ class Interchange:
         while self.stop_reason is None:
             timeout = max(0.0, self.next_tick - time.monotonic())
             events = dict(self.poller.poll(math.ceil(timeout * 1000)))
-            if self.upstream in events:
+            if self.wake_fd is not None and self.wake_fd in events:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_fd, 64)
+            if self.upstream.monitor is not None and self.upstream.monitor in events:
+                self.upstream.on_monitor_events(time.monotonic())
+            if self.upstream.socket in events:
                 self.receive_from_upstream()
             if self.managers in events:
                 self.receive_from_managers()
@@ -97,15 +121,23 @@ class Interchange:
             if now >= self.next_tick:
                 self.tick(now)
             self.execute(self.scheduler.flush())
+            self.upstream.pump(now)
+            if self.upstream.unreachable:
+                self.stop_reason = "upstream unreachable"
         return self.stop_reason
+
+    def stop(self, reason: str) -> None:
+        """Make ``run`` return after this loop turn (safe from a signal handler)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
 
     def receive_from_upstream(self) -> None:
         for _ in range(MAX_MESSAGES_PER_TURN):
             try:
-                frames = self.upstream.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self.upstream.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self.upstream_heard = time.monotonic()
+            self.upstream.heard(time.monotonic())
             message = self.decode(frames, "upstream")
             if message is not None:
                 self.on_upstream_message(message)
@@ -113,7 +145,9 @@ class Interchange:
     def on_upstream_message(self, message: protocol.Message) -> None:
         match message:
             case TaskBatch(tasks):
-                self.scheduler.handle(TasksSubmitted(tasks))
+                self.execute(self.scheduler.handle(TasksSubmitted(tasks)))
+            case ResultsAck(task_ids):
+                self.upstream.acknowledged(task_ids)
             case FunctionDefinitions(function_ids, bodies):
                 self.scheduler.handle(FunctionsSubmitted(function_ids, bodies))
             case Heartbeat():
@@ -199,11 +233,9 @@ class Interchange:
             self.managers_beat = now
             for manager_id in list(self.scheduler.managers):
                 self.send_manager(manager_id, Heartbeat())
-        if now - self.upstream_sent >= self.config.heartbeat_period:
-            self.send_upstream(Heartbeat())
-        silent = now - self.upstream_heard
-        if self.config.exit_with_upstream and silent > self.config.heartbeat_threshold:
-            self.stop_reason = f"upstream silent for {silent:.1f} s"
+        reason = self.upstream.tick(now)
+        if reason is not None:
+            self.stop(reason)
 
     def decode(self, frames: list[Any], source: str) -> protocol.Message | None:
         try:
@@ -219,19 +251,21 @@ class Interchange:
             if isinstance(action, SendToManager):
                 self.send_manager(action.manager_id, action.message)
             elif isinstance(action, SendUpstream):
-                self.send_upstream(action.message)
+                if isinstance(action.message, ResultBatch):
+                    self.upstream.send_results(action.message)
+                else:
+                    self.send_upstream(action.message)
+            elif isinstance(action, ResendResults):
+                logger.debug("%d tasks came again whose results are held: re-sending those", len(action.task_ids))
+                self.upstream.resend(action.task_ids)
             elif isinstance(action, ForgetManager):
                 logger.warning("manager %s lost: %s", action.manager_id, action.reason)
 
     def send_upstream(self, message: protocol.Message) -> None:
         """Send without ever blocking: with no high-water mark, a send can only fail when
-        the upstream connection is gone (e.g. dropped for an oversized message)."""
-        try:
-            self.upstream.send_multipart(message.to_frames(), zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            self.stop_reason = "upstream unreachable"
-            return
-        self.upstream_sent = time.monotonic()
+        there is no upstream connection (for a local upstream: it is gone, e.g. dropped for
+        an oversized message; ``run`` then stops)."""
+        self.upstream.send(message)
 
     def send_manager(self, manager_id: str, message: protocol.Message) -> None:
         try:
@@ -240,22 +274,61 @@ class Interchange:
             logger.debug("cannot send to manager %s: %s", manager_id, exc)
 
     def close(self, reason: str) -> None:
+        """Managers told to stop, unacknowledged results spooled, blocks cancelled, sockets closed."""
         for manager_id in list(self.scheduler.managers):
             self.send_manager(manager_id, Shutdown(reason=reason))
-        self.scaling.stop()
-        self.upstream.close()
-        self.managers.close()
-        self.context.term()
+        try:
+            self.upstream.close()
+        finally:
+            self.scaling.stop()
+            self.managers.close()
+            self.context.term()
 
 
-def main(config: InterchangeConfig) -> str:
-    """Entry point of an interchange process; returns why it stopped."""
-    exit_with_parent()
+@contextlib.contextmanager
+def stop_on_signals(interchange: Interchange) -> Iterator[None]:
+    """SIGTERM and SIGINT end ``interchange.run`` after its current loop turn (main thread only:
+    elsewhere the caller handles signals). The handlers before are restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        interchange.stop(f"terminated by {signal.Signals(signum).name}")
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)  # wakes the poll at once
+    interchange.wake_fd = read_fd
+    interchange.poller.register(read_fd, zmq.POLLIN)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        interchange.poller.unregister(read_fd)
+        interchange.wake_fd = None
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def main(config: InterchangeConfig, *, exit_with_parent: bool = True) -> str:
+    """Run one interchange in this process until it stops; returns why it stopped.
+
+    ``exit_with_parent``: the kernel ends this process when its parent exits (the local
+    ``Endpoint``'s child); False for a detached interchange (``fabric endpoint start``).
+    """
+    if exit_with_parent:
+        process.exit_with_parent()
     interchange = Interchange(config)
     reason = "interrupted"
     try:
-        interchange.start()
-        reason = interchange.run()
+        with stop_on_signals(interchange):
+            interchange.start()
+            reason = interchange.run()
     finally:
         interchange.close(reason)
     logger.info("interchange %s exiting: %s", config.endpoint_id, reason)
