@@ -1,0 +1,326 @@
+"""``fabric endpoint configure|start|stop|list|status`` against a real service process.
+
+Every command runs as a real ``python -m fabric.cli`` subprocess with its own
+``FABRIC_HOME``; the endpoint daemons, their managers and workers are real processes,
+checked with psutil and killed by the ``endpoints`` fixture whatever happens in a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from service_helpers import TIMEOUT, Api, ServiceProcess, poll_until
+
+import fabric
+from fabric import cli
+from fabric.cli import pi_chunk
+from fabric.endpoint_home import EndpointSettings
+from fabric.protocol import RESULT_OK
+from fabric.serialize import deserialize, serialize_arguments, serialize_function
+
+REPOSITORY = Path(fabric.__file__).resolve().parents[1]
+
+
+class Endpoints:
+    """Runs ``fabric`` commands in one FABRIC_HOME and remembers every endpoint process they start."""
+
+    def __init__(self, home: Path, service: ServiceProcess, token: str) -> None:
+        self.home, self.service, self.token = home, service, token
+        self.env = {key: value for key, value in os.environ.items()
+                    if key not in ("FABRIC_SERVICE_URL", "FABRIC_TOKEN", "FABRIC_LOG_LEVEL")}
+        self.env.update(FABRIC_HOME=str(home), FABRIC_TOKEN=token,
+                        PYTHONPATH=os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])))
+        self.pids: set[int] = set()  # daemons and foreground endpoints: each leads what it started
+        self.foreground: list[subprocess.Popen[str]] = []
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "fabric.cli", "endpoint", *args]
+
+    def run(self, *args: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=3 * TIMEOUT,
+                                  env=env or self.env, cwd=cwd, check=False)
+        finally:
+            self.remember(args[1] if args[0] == "start" and len(args) > 1 else None)
+
+    def remember(self, name: str | None) -> None:
+        if name is not None and self.pid_file(name).exists():
+            with contextlib.suppress(ValueError):
+                self.pids.add(int(self.pid_file(name).read_text()))
+
+    def start_foreground(self, name: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(self.command("start", name, "--foreground"), env=self.env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.foreground.append(process)
+        self.pids.add(process.pid)
+        return process
+
+    def configure(self, name: str, *options: str) -> None:
+        completed = self.run("configure", name, "--service-url", self.service.url, "--workers", "1", *options)
+        assert completed.returncode == 0, completed.stderr
+
+    def folder(self, name: str) -> Path:
+        return self.home / "endpoints" / name
+
+    def pid_file(self, name: str) -> Path:
+        return self.folder(name) / "daemon.pid"
+
+    def registration(self, name: str) -> dict[str, Any]:
+        return json.loads((self.folder(name) / "endpoint.json").read_text())  # type: ignore[no-any-return]
+
+    def clean_up(self) -> None:
+        """SIGKILL every endpoint of this test with all it started (daemons lead their process group)."""
+        leaders = set(self.pids)
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if any(str(self.home) in arg for arg in process.cmdline()):
+                    leaders.add(process.pid)
+        doomed: list[psutil.Process] = []
+        for pid in leaders:
+            doomed += group_members(pid)
+            with contextlib.suppress(psutil.Error):
+                doomed += [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        for process in living(doomed):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        for foreground in self.foreground:
+            foreground.communicate(timeout=TIMEOUT)
+
+
+def group_members(group: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == group:
+                members.append(process)
+    return members
+
+
+def living(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The endpoint process, its managers and their workers."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def one_line_error(completed: subprocess.CompletedProcess[str], text: str) -> None:
+    assert completed.returncode == 1, (completed.stdout, completed.stderr)
+    assert completed.stderr.count("\n") == 1 and completed.stderr.startswith("fabric: error: "), completed.stderr
+    assert text in completed.stderr, completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+@pytest.fixture
+def service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_service()
+
+
+@pytest.fixture
+def endpoints(tmp_path: Path, service: ServiceProcess) -> Iterator[Endpoints]:
+    made = Endpoints(tmp_path / "home", service, service.add_user("alice"))
+    try:
+        yield made
+    finally:
+        made.clean_up()
+
+
+def online(api: Api, endpoint_id: str) -> dict[str, Any] | None:
+    view = api.get(f"/v1/endpoints/{endpoint_id}").json()
+    return view if view["status"] == "online" else None  # type: ignore[no-any-return]
+
+
+def run_pi_chunk(api: Api, endpoint_id: str, seed: int) -> int:
+    """Register ``fabric.cli.pi_chunk``, run it once on the endpoint, return its result."""
+    function_id, body = serialize_function(pi_chunk)
+    assert api.register_function(body, name="pi_chunk") == function_id
+    submitted = api.submit({"endpoint_id": endpoint_id, "function_id": function_id,
+                            "args": [serialize_arguments((seed, 1000), {})]}).json()
+    (kind, payload), = api.all_results(submitted["task_group_id"], 1).values()
+    assert kind == RESULT_OK, payload
+    return deserialize(payload)  # type: ignore[no-any-return]
+
+
+# -- configure -----------------------------------------------------------------------------
+def test_configure_writes_a_config_the_real_classes_accept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FABRIC_HOME", str(tmp_path))
+    monkeypatch.delenv("FABRIC_SERVICE_URL", raising=False)
+    assert cli.main(["endpoint", "configure", "gpu-node_1.a", "--service-url", "http://127.0.0.1:8470/",
+                     "--workers", "3", "--managers", "2", "--prefetch", "4", "--accelerators", "0,1",
+                     "--cpu-affinity", "list:0,1:2,3"]) == 0
+    assert "fabric endpoint start gpu-node_1.a" in capsys.readouterr().out
+    data = json.loads((tmp_path / "endpoints" / "gpu-node_1.a" / "config.json").read_text())
+    assert data["service_url"] == "http://127.0.0.1:8470"
+    assert (data["workers_per_manager"], data["local_managers"], data["prefetch"]) == (3, 2, 4)
+    assert (data["accelerators"], data["cpu_affinity"]) == (["0", "1"], "list:0,1:2,3")
+    assert data["provider"]["kind"] == "local" and data["scaling"] is None
+    assert {"heartbeat_period", "heartbeat_threshold"} <= set(data)
+    config = EndpointSettings.from_dict(data).interchange_config(
+        {"forwarder_address": "tcp://127.0.0.1:9", "endpoint_id": "e"})
+    assert (config.workers_per_manager, config.local_managers, config.exit_with_upstream) == (3, 2, False)
+
+    assert cli.main(["endpoint", "configure", "gpu-node_1.a", "--service-url", "http://x"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    monkeypatch.setenv("FABRIC_SERVICE_URL", "https://fabric.example.org")
+    assert cli.main(["endpoint", "configure", "gpu-node_1.a", "--force", "--provider", "slurm"]) == 0
+    data = json.loads((tmp_path / "endpoints" / "gpu-node_1.a" / "config.json").read_text())
+    assert data["service_url"] == "https://fabric.example.org"
+    assert data["provider"]["kind"] == "slurm" and data["scaling"]["max_blocks"] >= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ok", "--workers", "0"], "workers_per_manager must be >= 1"),
+    (["ok", "--managers", "-1"], "local_managers must be >= 0"),
+    (["ok", "--prefetch", "-2"], "prefetch must be a non-negative integer"),
+    (["ok", "--cpu-affinity", "sideways"], "cpu_affinity must be"),
+    (["ok", "--accelerators", "0,,1"], "--accelerators"),
+    (["ok", "--provider", "kubernetes"], "needs an image"),
+    (["ok", "--service-url", "ftp://example.org"], "http:// or https://"),
+    (["bad/name"], "bad endpoint name"),
+    ([".."], "bad endpoint name"),
+])
+def test_configure_refuses_bad_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    monkeypatch.setenv("FABRIC_HOME", str(tmp_path))
+    monkeypatch.setenv("FABRIC_SERVICE_URL", "http://127.0.0.1:8470")
+    assert cli.main(["endpoint", "configure", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fabric: error: ") and err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.glob("**/config.json"))
+
+
+def test_configure_needs_a_service_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FABRIC_HOME", str(tmp_path))
+    monkeypatch.delenv("FABRIC_SERVICE_URL", raising=False)
+    assert cli.main(["endpoint", "configure", "laptop"]) == 1
+    assert "service_url is missing" in capsys.readouterr().err
+
+
+# -- start, list, status, stop --------------------------------------------------------------
+def test_daemon_runs_tasks_until_stopped(endpoints: Endpoints, service: ServiceProcess) -> None:
+    api = Api(service.url, endpoints.token)
+    endpoints.configure("laptop")
+    endpoints.pid_file("laptop").write_text(f"{os.getpid()}\n")  # a stale pid file: a live pid, not the endpoint
+
+    started = endpoints.run("start", "laptop")
+    assert started.returncode == 0, started.stderr
+    endpoint_id = endpoints.registration("laptop")["endpoint_id"]
+    assert endpoint_id in started.stdout and "online" in started.stdout
+    assert stat.S_IMODE((endpoints.folder("laptop") / "endpoint.json").stat().st_mode) == 0o600
+    daemon = psutil.Process(int(endpoints.pid_file("laptop").read_text()))
+    assert daemon.pid != os.getpid() and os.getpgid(daemon.pid) == daemon.pid  # its own session, outliving `start`
+    assert online(api, endpoint_id)
+    assert run_pi_chunk(api, endpoint_id, seed=7) == pi_chunk(7, 1000)
+
+    listed = endpoints.run("list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split()[:4] == ["NAME", "ENDPOINT", "ID", "STATE"]
+    assert listed.stdout.splitlines()[1].split() == ["laptop", endpoint_id, "running", service.url]
+    relative = endpoints.run("list", env={**endpoints.env, "FABRIC_HOME": endpoints.home.name},
+                             cwd=endpoints.home.parent)  # the same folder, spelled another way
+    assert relative.stdout == listed.stdout, relative.stderr
+    poll_until(lambda: (online(api, endpoint_id) or {}).get("workers") == 1, "the service to count the worker")
+    status = endpoints.run("status", "laptop", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert (report["state"], report["pid"], report["endpoint_id"]) == ("running", daemon.pid, endpoint_id)
+    assert report["service"]["status"] == "online" and report["service"]["workers"] == 1
+    assert report["service"]["managers"] == 1 and report["service"]["outstanding_tasks"] == 0
+    text = endpoints.run("status", "laptop").stdout
+    assert "online" in text and f"pid {daemon.pid}" in text and "1 worker(s)" in text
+
+    again = endpoints.run("start", "laptop")
+    one_line_error(again, f"already running (pid {daemon.pid})")
+
+    tree = process_tree(daemon.pid)
+    assert len(tree) >= 3  # the daemon, a manager, a worker
+    stopped = endpoints.run("stop", "laptop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    assert not living(tree) and not endpoints.pid_file("laptop").exists()
+    poll_until(lambda: not online(api, endpoint_id), "the service to see the endpoint offline")
+    assert "not running" in endpoints.run("stop", "laptop").stdout
+    assert endpoints.run("list").stdout.splitlines()[1].split()[2] == "stopped"
+
+    service.stop()
+    status = endpoints.run("status", "laptop", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["state"] == "stopped" and report["service"] is None
+    assert "cannot reach the service" in report["service_error"]
+
+
+def test_foreground_endpoint_stops_on_sigterm(endpoints: Endpoints, service: ServiceProcess) -> None:
+    api = Api(service.url, endpoints.token)
+    endpoints.configure("desk")
+    process = endpoints.start_foreground("desk")
+
+    def registered_and_online() -> bool:
+        assert process.poll() is None, process.communicate()
+        return (endpoints.folder("desk") / "endpoint.json").exists() and bool(
+            online(api, endpoints.registration("desk")["endpoint_id"]))
+
+    poll_until(registered_and_online, "the endpoint to be online")
+    endpoint_id = endpoints.registration("desk")["endpoint_id"]
+    assert run_pi_chunk(api, endpoint_id, seed=3) == pi_chunk(3, 1000)
+    assert endpoints.run("list").stdout.splitlines()[1].split()[2] == "running"
+    poll_until(lambda: len(process_tree(process.pid)) >= 3, "the manager and its worker")
+    tree = process_tree(process.pid)
+
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, err
+    assert re.search(r"exiting: (stopped|terminated) by SIGTERM", err) and "Traceback" not in err
+    poll_until(lambda: not living(tree), "the manager and worker to exit")
+    assert not endpoints.pid_file("desk").exists()
+    poll_until(lambda: not online(api, endpoint_id), "the service to see the endpoint offline")
+
+
+def test_a_daemon_that_dies_at_start_shows_its_log(endpoints: Endpoints) -> None:
+    endpoints.configure("busy")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = endpoints.folder("busy") / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), "manager_port": taken.getsockname()[1]}))
+        started = endpoints.run("start", "busy")
+    assert started.returncode == 1
+    assert "did not start" in started.stderr and "Address already in use" in started.stderr, started.stderr
+    assert not endpoints.pid_file("busy").exists()
+
+
+def test_start_errors_are_one_line(endpoints: Endpoints, service: ServiceProcess) -> None:
+    one_line_error(endpoints.run("start", "nowhere"), "no endpoint named 'nowhere'")
+    endpoints.configure("laptop")
+    no_token = {k: v for k, v in endpoints.env.items() if k != "FABRIC_TOKEN"}
+    one_line_error(endpoints.run("start", "laptop", env=no_token), "no token for")
+    one_line_error(endpoints.run("start", "laptop", env={**endpoints.env, "FABRIC_TOKEN": "wrong"}),
+                   "refused the token")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert endpoints.run("configure", "laptop", "--force", "--service-url", f"http://127.0.0.1:{port}").returncode == 0
+    one_line_error(endpoints.run("start", "laptop"), "cannot reach the service")
+    assert not endpoints.pid_file("laptop").exists()
