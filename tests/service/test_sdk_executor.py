@@ -1,0 +1,213 @@
+"""The SDK's ``Executor`` end to end: a real service process, a real endpoint process (an
+interchange in service mode with its managers and workers, connected over CurveZMQ), a
+real SQLite file. What a user checks: results, exactly-once execution, and that nothing is
+lost when the endpoint, the service or the client is away."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_helpers import TIMEOUT, ServiceProcess, poll_until
+
+from sdk_functions import double, fail, record
+
+from fabric import Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError
+from fabric.config import InterchangeConfig
+from fabric.process import child_environment
+
+FAST = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0, "rate_limit": 0, "max_task_bytes": 256 * 1024}
+
+
+class EndpointProcess:
+    """``python -m interchange`` in service mode for a registered endpoint: what `fabric endpoint start` runs."""
+
+    def __init__(self, registration: dict[str, Any], spool: Path, workers: int = 2) -> None:
+        config = InterchangeConfig(
+            upstream_address=registration["forwarder_address"], endpoint_id=registration["endpoint_id"],
+            upstream_server_key=registration["server_public_key"], upstream_public_key=registration["public_key"],
+            upstream_secret_key=registration["secret_key"], spool_dir=str(spool), exit_with_upstream=False,
+            workers_per_manager=workers, heartbeat_period=0.2, heartbeat_threshold=2.0)
+        self.process = subprocess.Popen([sys.executable, "-m", "interchange", "--config", config.to_json()],
+                                        env=child_environment())  # workers import sdk_functions
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``cluster.service(**settings)`` and ``cluster.endpoint(registration)``: started, always stopped."""
+    services: list[ServiceProcess] = []
+    endpoints: list[EndpointProcess] = []
+
+    class Cluster:
+        @staticmethod
+        def service(**settings: Any) -> ServiceProcess:
+            service = ServiceProcess(tmp_path / "service", **{**FAST, **settings})
+            services.append(service)
+            return service
+
+        @staticmethod
+        def endpoint(registration: dict[str, Any]) -> EndpointProcess:
+            endpoint = EndpointProcess(registration, tmp_path / "spool")
+            endpoints.append(endpoint)
+            return endpoint
+
+    yield Cluster  # type: ignore[misc]
+    for endpoint in endpoints:
+        endpoint.stop()
+    for service in services:
+        if service.process.poll() is None:
+            service.stop()
+
+
+def user(service: ServiceProcess, name: str = "alice") -> Client:
+    return Client(service.url, service.add_user(f"{name}-{uuid.uuid4().hex[:6]}"))
+
+
+def executions(path: Path) -> list[int]:
+    return sorted(int(line) for line in path.read_text().split()) if path.exists() else []
+
+
+def test_ten_thousand_tasks_through_the_executor(cluster: Any) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    cluster.endpoint(registration)
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        assert list(executor.map(double, range(10_000))) == [2 * i for i in range(10_000)]
+        failing = executor.submit(fail, "on purpose")
+        with pytest.raises(RemoteExecutionError) as caught:
+            failing.result(TIMEOUT)
+        assert caught.value.remote_type == "builtins.ValueError" and "on purpose" in caught.value.traceback
+        assert failing.task_id is not None
+        assert client.get_task(failing.task_id)["state"] == "failed"
+        group = executor.task_group_id
+    assert client.get_task_group(group) == {"task_group_id": group, "tasks": 10_001, "success": 10_000,
+                                            "failed": 1, "pending": 0}
+    status = client.get_endpoint_status(registration["endpoint_id"])
+    assert status["status"] == "online" and status["outstanding_tasks"] == 0
+
+
+def test_tasks_wait_for_an_endpoint_that_is_down(cluster: Any, tmp_path: Path) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("cluster")
+    log = tmp_path / "ran"
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        futures = [executor.submit(record, str(log), i, 0) for i in range(50)]
+        poll_until(lambda: all(f.task_id for f in futures), "the tasks to be accepted")
+        assert client.get_endpoint_status(registration["endpoint_id"])["waiting_tasks"] == 50
+        assert not any(f.done() for f in futures)
+        cluster.endpoint(registration)
+        assert [f.result(TIMEOUT) for f in futures] == list(range(50))
+    assert executions(log) == list(range(50))
+
+
+def test_service_killed_with_tasks_in_flight_every_task_completes_once(cluster: Any, tmp_path: Path) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("cluster")
+    cluster.endpoint(registration)
+    log = tmp_path / "ran"
+    port = int(service.url.rsplit(":", 1)[1])
+    forwarder_port = int(service.forwarder_address.rsplit(":", 1)[1])
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        futures = [executor.submit(record, str(log), i, 0.02) for i in range(200)]
+        poll_until(lambda: 20 <= len(executions(log)) and sum(f.done() for f in futures) >= 10,
+                   "some tasks to run and some results to arrive")
+        service.kill()
+        assert len(executions(log)) < 200, "every task ran before the kill: the test proves nothing"
+        cluster.service(port=port, forwarder_port=forwarder_port)
+        assert [f.result(TIMEOUT) for f in futures] == list(range(200))
+    assert executions(log) == list(range(200))  # each exactly once: no task ran again after the restart
+
+
+def test_a_new_client_reloads_the_results_of_one_that_exited(cluster: Any, tmp_path: Path) -> None:
+    service = cluster.service()
+    token = service.add_user("erin")
+    client = Client(service.url, token)
+    registration = client.register_endpoint("cluster")
+    log = tmp_path / "ran"
+    script = textwrap.dedent(f"""
+        from fabric import Client, Executor
+        from sdk_functions import record
+        executor = Executor({registration["endpoint_id"]!r}, client=Client({service.url!r}, {token!r}))
+        futures = [executor.submit(record, {str(log)!r}, i, 0) for i in range(30)]
+        executor.shutdown(wait=False)   # uploads what is queued, does not wait for results
+        print(executor.task_group_id)
+    """)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT,
+                          env=environment)
+    assert done.returncode == 0, done.stderr
+    group = done.stdout.strip()
+    assert client.get_task_group(group)["pending"] == 30  # the endpoint was down: nothing ran yet
+    cluster.endpoint(registration)
+    with Executor(registration["endpoint_id"], client=Client(service.url, token)) as executor:
+        futures = executor.reload_tasks(group)
+        assert [f.result(TIMEOUT) for f in futures] == list(range(30))
+        assert executor.submit(double, 4).result(TIMEOUT) == 8  # later submits join the reloaded group
+    assert client.get_task_group(group)["tasks"] == 31
+    assert executions(log) == list(range(30))
+
+
+def test_another_user_cannot_run_on_my_endpoint(cluster: Any) -> None:
+    service = cluster.service()
+    alice, bob = user(service, "alice"), user(service, "bob")
+    registration = alice.register_endpoint("private")
+    with Executor(registration["endpoint_id"], client=bob) as executor:
+        with pytest.raises(NotFound):
+            executor.submit(double, 1).result(TIMEOUT)
+    with pytest.raises(NotFound):
+        Executor(registration["endpoint_id"], client=bob).reload_tasks(str(uuid.uuid4()))
+
+
+def test_bad_tasks_fail_alone(cluster: Any) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    cluster.endpoint(registration)
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        with pytest.raises(SerializationError):
+            executor.submit(double, _Unpicklable())
+        futures = [executor.submit(len, b"x" * size) for size in (1, 512 * 1024, 3)]
+        done, _ = concurrent.futures.wait(futures, TIMEOUT)
+        assert len(done) == 3
+        assert futures[0].result() == 1 and futures[2].result() == 3
+        with pytest.raises(PayloadTooLarge) as caught:
+            futures[1].result()
+        assert caught.value.limit == 256 * 1024
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle this")
+
+
+def test_results_arrive_in_bulk_not_by_polling_each_task(cluster: Any) -> None:
+    """One task's round trip through the service, and the executor's as_completed view."""
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    cluster.endpoint(registration)
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        assert executor.submit(double, 1).result(TIMEOUT) == 2
+        futures = {executor.submit(double, i): i for i in range(500)}
+        seen = {futures[f]: f.result() for f in concurrent.futures.as_completed(futures, TIMEOUT)}
+        assert seen == {i: 2 * i for i in range(500)}
