@@ -32,7 +32,13 @@ ENDPOINT_DESCRIPTION = (
     "printed as ONE JSON line. Several kinds or worker counts (e.g. --kind all --workers 1,2,4,8), or "
     "--output-dir: a sweep, each cell in a fresh child process, one JSON line per cell, plus record.json "
     "and report.md in the output directory. Workers beyond this machine's CPUs are marked oversubscribed. "
-    "The service path (SDK -> HTTP -> service -> endpoint, issue 3) is not measured yet.")
+    "The service path is `bench service`.")
+
+SERVICE_DESCRIPTION = (
+    "Measure the service path: the SDK's Executor -> HTTP -> a real service process (SQLite store, "
+    "forwarder) -> a real endpoint connected over CurveZMQ -> back, all started on this machine on free "
+    "ports. Throughput of --tasks tasks, sequential round-trip latency, start-up, peak RSS per process role "
+    "(client, service, interchange, manager, worker). Prints ONE JSON line; exit status 1 if a result is wrong.")
 
 
 # --- argument types ---------------------------------------------------------------------
@@ -122,6 +128,23 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     _add_output(parser, f"tiny task counts ({_quick_tasks()}) and 5 round trips")
 
 
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", type=name_list(list(KINDS)), default=["noop"], metavar="KIND",
+                        help=f"the task to run (default: noop). {_kinds_help()}")
+    parser.add_argument("--tasks", type=at_least(1), default=None,
+                        help="tasks in the throughput run (default: 100,000; with --quick: the kind's quick count)")
+    parser.add_argument("--workers", type=int_list(1), default=[2], metavar="N", help="workers per manager (default: 2)")
+    parser.add_argument("--managers", type=at_least(1), default=1, help="local managers (default: 1)")
+    parser.add_argument("--prefetch", type=at_least(0), default=None,
+                        help="tasks each manager holds beyond one per worker (default: adaptive)")
+    parser.add_argument("--latency-samples", type=at_least(0), default=None,
+                        help="sequential round trips to time (default: 200; with --quick: 5)")
+    parser.add_argument("--output", type=Path, default=None, help="also append the JSON line to this file")
+    parser.add_argument("--log-level", default=None,
+                        help="log level of the service's and endpoint's processes (default: WARNING)")
+    parser.add_argument("--quick", action="store_true", help="tiny task counts and 5 round trips (a smoke test)")
+
+
 def add_peers_arguments(parser: argparse.ArgumentParser) -> None:
     counts = ", ".join(f"{k.name} {k.peer_tasks:,}" for k in KINDS.values())
     parser.add_argument("--systems", type=name_list(SYSTEMS), default=list(SYSTEMS), metavar="NAME[,NAME...]",
@@ -192,6 +215,9 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
     "endpoint": ("benchmarks.endpoint",
                  "the endpoint path: throughput, latency, start-up, peak RSS per process; kinds and worker counts swept",
                  add_endpoint_arguments),
+    "service": ("benchmarks.service",
+                "the service path: Executor -> HTTP -> service -> endpoint -> back, on this machine",
+                add_service_arguments),
     "peers": ("benchmarks.peers",
               "side by side, same workload and machine: fabric, ProcessPoolExecutor, Dask, Ray, Parsl HTEX",
               add_peers_arguments),
@@ -208,6 +234,7 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
 
 DESCRIPTIONS = {
     "endpoint": ENDPOINT_DESCRIPTION,
+    "service": SERVICE_DESCRIPTION,
     "peers": "Run the same workloads on fabric and its peers, one system at a time, each in a fresh child process "
              "on this machine: Parsl HighThroughputExecutor (LocalProvider), Dask distributed LocalCluster "
              "(processes), Ray (local), concurrent.futures.ProcessPoolExecutor (no network: the lower bound). "
