@@ -72,6 +72,14 @@ class TaskFuture(Future):  # type: ignore[type-arg]
             self._result, self._exception, self._state = result, exception, FINISHED
         return True
 
+    def set_running_or_notify_cancel(self) -> bool:
+        if self._lazy_condition is None:
+            with _CREATION_LOCK:
+                if self._lazy_condition is None and self._state == PENDING:  # nobody waits or cancelled it
+                    self._state = RUNNING
+                    return True
+        return super().set_running_or_notify_cancel()
+
     def set_result(self, result: Any) -> None:
         if not self._finish_untouched(result, None):
             super().set_result(result)
