@@ -16,6 +16,7 @@ and exits before the scheduler would kill it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -80,6 +81,10 @@ class Manager:
         self.stream_owner: dict[int, str] = {}
         self.poller = zmq.Poller()
         self.poller.register(self.interchange, zmq.POLLIN)
+        self.signals, self.signals_in = socket.socketpair()  # set_wakeup_fd: a signal wakes the poll
+        for end in (self.signals, self.signals_in):
+            end.setblocking(False)
+        self.poller.register(self.signals.fileno(), zmq.POLLIN)
         devices = config.accelerators
         if devices is None:
             devices = discover_accelerators(os.environ)
@@ -131,6 +136,9 @@ class Manager:
             now = time.monotonic()
             self.check_walltime()
             self.execute(self.scheduler.handle(Tick(now)))
+            if self.signals.fileno() in events:
+                with contextlib.suppress(BlockingIOError):
+                    self.signals.recv(4096)
             if self.interchange in events:
                 self.receive_from_interchange()
             self.receive_from_workers(events)
@@ -297,6 +305,10 @@ class Manager:
 
     # -- shut-down -------------------------------------------------------------------
     def close(self, reason: str) -> None:
+        try:  # first, so the interchange re-queues what we never started without waiting for us
+            self.interchange.send_multipart(ManagerExiting(reason=reason).to_frames(), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
         for worker_id in self.processes:
             self.send_worker(worker_id, Shutdown(reason=reason))
         deadline = time.monotonic() + 2.0
@@ -305,24 +317,20 @@ class Manager:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 stop(process, timeout=1.0)
-        try:
-            self.interchange.send_multipart(ManagerExiting(reason=reason).to_frames(), zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
         for fd in self.pidfds:
             os.close(fd)
         for worker_id in list(self.streams):
             self.close_stream(worker_id)
         self.interchange.close()
         self.context.term()
+        self.signals.close()
+        self.signals_in.close()
 
-
-class Terminated(Exception):
-    """SIGTERM arrived: the batch scheduler (or a provider cancelling the block) ends us."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(f"terminated by {signal.Signals(signum).name}")
+    def terminate(self, signum: int, frame: object) -> None:
+        """SIGTERM handler: the batch scheduler (or a provider cancelling the block) ends us.
+        It only sets the reason; the loop sees it when the wake-up descriptor ends its poll."""
+        if self.exit_reason is None:
+            self.exit_reason = f"terminated by {signal.Signals(signum).name}"
 
 
 def main(config: ManagerConfig) -> str:
@@ -330,14 +338,14 @@ def main(config: ManagerConfig) -> str:
     exit_with_parent()
     manager = Manager(config)
     reason = "interrupted"
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, manager.terminate)
+    previous_fd = signal.set_wakeup_fd(manager.signals_in.fileno(), warn_on_full_buffer=False)
     try:
         manager.start()
         reason = manager.run()
-    except Terminated as exc:
-        reason = str(exc)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the goodbye short
+        signal.set_wakeup_fd(previous_fd)
         manager.close(reason)
         signal.signal(signal.SIGTERM, previous)
     logger.info("manager %s exiting: %s", config.manager_id, reason)

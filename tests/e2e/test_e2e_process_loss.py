@@ -173,3 +173,23 @@ def test_no_endpoint_process_outlives_the_client(ending) -> None:
         client.wait(TIMEOUT)
         client.stdout.close()
         client.stdin.close()
+
+
+def test_manager_terminated_says_goodbye_and_its_queued_tasks_run_elsewhere(make_endpoint, tmp_path) -> None:
+    """SIGTERM (a batch job ending, a provider cancelling a block) at any moment: the manager
+    tells the interchange it leaves, stops its workers and exits; tasks it never started run
+    on the replacement, and no worker is left behind."""
+    endpoint = make_endpoint(workers=1, managers=1, prefetch=3, **LOSS_HEARTBEATS)
+    [manager] = endpoint.wait_for_workers(timeout=TIMEOUT).managers
+    process = psutil.Process(manager["pid"])
+    workers = process.children()
+    marker = tmp_path / "pid"
+    endpoint.submit_task(fns.record_pid_unless_retried, (str(marker), TIMEOUT), retries=0)
+    waiting = [endpoint.submit(fns.square, x) for x in range(3)]
+    poll_until(lambda: read_pid(marker), "the first task to start")
+
+    process.send_signal(signal.SIGTERM)
+
+    process.wait(TIMEOUT)
+    wait_gone(workers, "its workers")
+    assert [future.result(TIMEOUT) for future in waiting] == [("square", x, x * x) for x in range(3)]
