@@ -56,7 +56,8 @@ class Interchange:
         self.spool = ResultSpool(config.spool_dir) if config.spool_dir is not None else None
         self.scheduler = Scheduler(heartbeat_threshold=config.heartbeat_threshold,
                                    batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes),
-                                   held_results=self.spool if self.spool is not None else ())
+                                   held_results=self.spool if self.spool is not None else (),
+                                   report_started=config.service_mode)
         self.context: zmq.Context[Any] = zmq.Context.instance()
         try:
             self._open_sockets(config)
@@ -251,7 +252,7 @@ class Interchange:
             if isinstance(action, SendToManager):
                 self.send_manager(action.manager_id, action.message)
             elif isinstance(action, SendUpstream):
-                if isinstance(action.message, ResultBatch):
+                if isinstance(action.message, ResultBatch) and action.message.task_ids:
                     self.upstream.send_results(action.message)
                 else:
                     self.send_upstream(action.message)

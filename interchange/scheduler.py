@@ -208,8 +208,10 @@ class Scheduler:
     (the interchange's result spool; empty for a local upstream, which never acknowledges)."""
 
     def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES,
-                 held_results: Container[Any] = ()) -> None:
+                 held_results: Container[Any] = (), report_started: bool = False) -> None:
         self.heartbeat_threshold = heartbeat_threshold
+        self.report_started = report_started  # forward which tasks began running (the service shows it)
+        self._started: list[Any] = []
         self.batch_bytes = batch_bytes
         self.held_results = held_results
         self.task_ids: set[Any] = set()  # every task queued or at a manager
@@ -261,6 +263,9 @@ class Scheduler:
                 if free <= 0 or not self.queue:
                     break
                 actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH_TASKS)))
+        if self._started:
+            actions.append(SendUpstream(ResultBatch(started=self._started)))
+            self._started = []
         if self._results:
             for batch in ResultBatch.merge_within(self._results, self.batch_bytes):
                 actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob)))
@@ -313,6 +318,8 @@ class Scheduler:
         started, outstanding = manager.started, manager.outstanding
         if batch.started:
             started.update(batch.started)
+            if self.report_started:
+                self._started += [task_id for task_id in batch.started if task_id in outstanding]
         if batch.task_ids:
             unknown = [i for i, task_id in enumerate(batch.task_ids) if outstanding.pop(task_id, None) is None]
             if unknown:  # not this manager's tasks (or already answered): never forward those

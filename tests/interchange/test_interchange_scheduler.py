@@ -614,3 +614,17 @@ def test_results_for_tasks_a_manager_does_not_hold_are_never_forwarded() -> None
     s.handle(ManagerResults(owner_of_1, ok(1), 1.0))  # a duplicate answer
     [batch] = upstream(s.flush())
     assert batch.task_ids == [1]
+
+
+def test_started_tasks_are_reported_upstream_only_when_asked() -> None:
+    for report in (False, True):
+        s = Scheduler(heartbeat_threshold=THRESHOLD, report_started=report)
+        s.handle(ManagerJoined(registration("m1", 4), 0.0))
+        submit(s, task(1), task(2))
+        s.flush()
+        s.handle(ManagerResults("m1", ResultBatch(started=[1, 2, 99]), 0.1))  # 99: not this manager's
+        s.handle(ManagerResults("m1", ok(1), 0.2))
+        sent = upstream(s.flush())
+        started = [b.started for b in sent if not b.task_ids]
+        assert started == ([[1, 2]] if report else [])
+        assert [results_of(b) for b in sent if b.task_ids] == [[(1, RESULT_OK, b"result-1")]]

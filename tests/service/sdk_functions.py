@@ -20,3 +20,13 @@ def record(path: str, value: int, seconds: float) -> int:
     with open(path, "a") as log:
         log.write(f"{value}\n")
     return value
+
+
+def wait_for(path: str, timeout: float = 60.0) -> str:
+    """Return once ``path`` exists (a gate the test opens), or after ``timeout`` seconds."""
+    import os
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from service_helpers import TIMEOUT, ServiceProcess, poll_until
 
-from sdk_functions import double, fail, record
+from sdk_functions import double, fail, record, wait_for
 
 from fabric import Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError
 from fabric.config import InterchangeConfig
@@ -211,3 +211,21 @@ def test_results_arrive_in_bulk_not_by_polling_each_task(cluster: Any) -> None:
         futures = {executor.submit(double, i): i for i in range(500)}
         seen = {futures[f]: f.result() for f in concurrent.futures.as_completed(futures, TIMEOUT)}
         assert seen == {i: 2 * i for i in range(500)}
+
+
+def test_a_task_shows_its_state_as_it_moves(cluster: Any, tmp_path: Path) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    gate = tmp_path / "gate"
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        future = executor.submit(wait_for, str(gate))
+        poll_until(lambda: future.task_id, "the task to be accepted")
+        assert client.get_task(future.task_id)["state"] == "waiting-for-endpoint"
+        cluster.endpoint(registration)
+        poll_until(lambda: client.get_task(future.task_id)["state"] == "running", "the task to be running")
+        gate.touch()
+        assert future.result(TIMEOUT) == str(gate)
+    record = client.get_task(future.task_id)
+    assert record["state"] == "success"
+    assert record["created"] <= record["dispatched"] <= record["started"] <= record["completed"]
