@@ -287,19 +287,20 @@ def _error(response: requests.Response) -> Exception:
         message, error_type, request_id = str(body["message"]), str(body["type"]), str(body.get("request_id", ""))
     except (ValueError, KeyError, TypeError):
         body, message, error_type, request_id = {}, response.text[:500] or response.reason, "", ""
-    fields = {"status": status, "error_type": error_type, "request_id": request_id}
     if status == 413:
         error = PayloadTooLarge(int(body.get("size") or 0), int(body.get("limit") or 0), str(body.get("what", "request")))
         error.request_id = request_id  # type: ignore[attr-defined]
         return error
+    kind: type[ServiceError] = ServiceError
     if status == 429:
-        return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), **fields)
+        return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), status=status,
+                           error_type=error_type, request_id=request_id)
     if status in (401, 403):
-        return AuthError(message, **fields)
-    if status == 404:
-        return NotFound(message, **fields)
-    if status in TRANSIENT_STATUSES or status >= 500 and status != 501:
-        return ServiceUnavailable(message, **fields)
-    if 400 <= status < 500:
-        return InvalidRequest(message, **fields)
-    return ServiceError(message, **fields)
+        kind = AuthError
+    elif status == 404:
+        kind = NotFound
+    elif status in TRANSIENT_STATUSES or status >= 500 and status != 501:
+        kind = ServiceUnavailable
+    elif 400 <= status < 500:
+        kind = InvalidRequest
+    return kind(message, status=status, error_type=error_type, request_id=request_id)

@@ -110,4 +110,3 @@ class NewTasks:
     priority: int = 0
     resource_spec: dict[str, Any] | None = None
     batch_id: str | None = None
-    batch_id: str | None = None
