@@ -28,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -38,6 +38,7 @@ from fabric.errors import (AuthError, ConfigError, InvalidRequest, NotFound, Pay
                            ServiceError, ServiceUnavailable, TaskPending)
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
+from sdk.progress import Progress
 from sdk.results import outcome
 
 MSGPACK = "application/msgpack"
@@ -51,6 +52,21 @@ class SubmittedBatch:
 
     task_group_id: str
     task_ids: list[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskResult:
+    """One finished task: ``ok`` and its value, or not ``ok`` and the exception it raised."""
+
+    task_id: str
+    ok: bool
+    value: Any
+
+    def result(self) -> Any:
+        """The value, or raise the task's exception."""
+        if not self.ok:
+            raise self.value
+        return self.value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,6 +190,39 @@ class Client:
                            headers={"Content-Type": MSGPACK})
         return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]))
 
+    def submit_many(self, endpoint_id: str, function_id: str, arguments: Iterable[bytes], *,
+                    task_group_id: str | None = None, batch_tasks: int = 4096, batch_bytes: int = 16 * 2**20,
+                    retries: int = 0, resource_spec: dict[str, Any] | None = None,
+                    progress: bool | None = None) -> tuple[str, int]:
+        """Stream any number of tasks (serialized arguments, e.g. a generator) in batches, each
+        uploaded before more arguments are read; returns (task group id, tasks submitted).
+        Stream the results with ``iter_results``."""
+        group = task_group_id or str(uuid.uuid4())
+        count = 0
+        bar = Progress(progress, "uploaded")
+        chunk: list[bytes] = []
+        size = 0
+        try:
+            for payload in arguments:
+                chunk.append(payload)
+                size += len(payload)
+                if len(chunk) >= batch_tasks or size >= batch_bytes:
+                    count += self._submit_chunk(endpoint_id, function_id, chunk, group, retries, resource_spec, bar)
+                    chunk, size = [], 0
+            if chunk:
+                count += self._submit_chunk(endpoint_id, function_id, chunk, group, retries, resource_spec, bar)
+        finally:
+            bar.close()
+        return group, count
+
+    def _submit_chunk(self, endpoint_id: str, function_id: str, chunk: list[bytes], group: str, retries: int,
+                      resource_spec: dict[str, Any] | None, bar: Progress) -> int:
+        self.submit_batch(endpoint_id, function_id, chunk, task_group_id=group, retries=retries,
+                          resource_spec=resource_spec)
+        bar.add_submitted(len(chunk))
+        bar.add_done(len(chunk))
+        return len(chunk)
+
     def get_task(self, task_id: str) -> dict[str, Any]:
         """A task's record: ``state``, times, and (once finished) ``result`` bytes and ``result_kind``."""
         record = self._json("GET", f"/v1/tasks/{task_id}")
@@ -194,6 +243,27 @@ class Client:
     def get_task_group(self, task_group_id: str) -> dict[str, Any]:
         """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``."""
         return self._json("GET", f"/v1/task_groups/{task_group_id}")
+
+    def cancel_task_group(self, task_group_id: str) -> int:
+        """Cancel the group's unfinished tasks: those not yet sent to the endpoint at once, those
+        queued there as the endpoint gets to it (running ones finish). Their futures and results
+        say ``TaskCancelled``. Returns how many were cancelled at the service."""
+        return int(self._json("POST", f"/v1/task_groups/{task_group_id}/cancel")["cancelled"])
+
+    def retry_task_group(self, task_group_id: str) -> int:
+        """Run the group's failed tasks (not the cancelled ones) again; returns how many."""
+        return int(self._json("POST", f"/v1/task_groups/{task_group_id}/retry")["retried"])
+
+    def iter_results(self, task_group_id: str, *, after: int = 0, wait: float = 10.0) -> Iterator[TaskResult]:
+        """Every result of the group from cursor ``after`` on, as they finish, until none is pending."""
+        cursor = after
+        while True:
+            page = self.get_results(task_group_id, after=cursor, wait=wait)
+            for task_id, ok, value in page.outcomes():
+                yield TaskResult(task_id, ok, value)
+            cursor = page.cursor
+            if not page.pending and not page.task_ids:
+                return
 
     def get_task_group_tasks(self, task_group_id: str) -> list[str]:
         """Every task id of the group, in submission order."""

@@ -17,8 +17,12 @@ futures in bulk. All tasks of an executor belong to one task group (``task_group
 ``reload_tasks()`` re-attaches to a group later, from another process, and returns a
 future for each of its tasks.
 
-A submit blocks while ``max_queued_tasks`` tasks wait to be uploaded (back-pressure).
-Results are deserialized client side only.
+Memory stays bounded however many tasks go through: a submit blocks while
+``max_queued_tasks`` tasks wait to be uploaded (back-pressure), and ``map`` keeps at most
+``window`` tasks unfinished, submitting more as results are consumed, in order. A progress
+bar (``sdk.progress``) shows tasks finished out of submitted when the work takes a while
+and someone is watching (``progress=True/False`` to choose). Results are deserialized
+client side only.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fabric.errors import AuthError, FabricError, NotFound, PayloadTooLarge, ServiceError
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
+from sdk.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ DEFAULT_BATCH_TASKS = 4096
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 RESULT_WAIT = 10.0
 """Seconds one long poll for results may wait on the service."""
+MAP_WINDOW = 100_000
+"""Tasks ``map`` keeps unfinished at most (its memory bound)."""
 
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
 
@@ -72,13 +79,14 @@ class Executor(concurrent.futures.Executor):
 
     ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
-    while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload.
+    while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
+    shows a progress bar (None: when stderr is a terminal or in a notebook).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
                  task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_queued_tasks: int = 100_000) -> None:
+                 max_queued_tasks: int = 100_000, progress: bool | None = None) -> None:
         self.endpoint_id = endpoint_id
         self.client = client if client is not None else Client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
@@ -96,6 +104,7 @@ class Executor(concurrent.futures.Executor):
         self._generation = 0  # bumped when the watcher must restart from cursor 0 (reload_tasks)
         self._closing = False
         self._stopped = False
+        self.progress = Progress(progress)
         self._submitter = threading.Thread(target=self._submit_loop, name="fabric-executor-submit", daemon=True)
         self._watcher = threading.Thread(target=self._watch_loop, name="fabric-executor-results", daemon=True)
         self._submitter.start()
@@ -219,6 +228,7 @@ class Executor(concurrent.futures.Executor):
                 queued.future.set_exception(exc)
             return
         self._attach(submitted.task_ids, [q.future for q in batch])
+        self.progress.add_submitted(len(batch))
 
     def _attach(self, task_ids: list[str], futures: list[ServiceTaskFuture]) -> None:
         with self._lock:
@@ -281,6 +291,7 @@ class Executor(concurrent.futures.Executor):
             self._lock.notify_all()
         for future, ok, value in resolved:  # outside the lock: callbacks run here
             _resolve(future, ok, value)
+        self.progress.add_done(len(resolved))
 
     def _fail_all(self, exc: Exception) -> None:
         with self._lock:
@@ -288,6 +299,40 @@ class Executor(concurrent.futures.Executor):
         for future in futures:
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 future.set_exception(exc)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1, window: int = MAP_WINDOW) -> Iterator[Any]:
+        """``fn`` over the iterables' items, results in order, like ``concurrent.futures``.
+
+        Streams: at most ``window`` tasks are unfinished at once (the first ``window`` are
+        submitted now, one more each time a result is taken), so a million items never
+        become a million futures. ``timeout`` bounds the whole iteration from this call;
+        ``chunksize`` is accepted for compatibility (tasks are batched anyway).
+        """
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        items = zip(*iterables)
+        pending: deque[ServiceTaskFuture] = deque()
+        for arguments in items:  # the first window now, as the stock map submits everything now
+            pending.append(self.submit(fn, *arguments))
+            if len(pending) >= window:
+                break
+        return self._map_results(fn, items, pending, window, deadline)
+
+    def _map_results(self, fn: Callable[..., Any], items: Iterator[tuple[Any, ...]],
+                     pending: deque[ServiceTaskFuture], window: int, deadline: float | None) -> Iterator[Any]:
+        try:
+            while pending:
+                future = pending.popleft()
+                for arguments in items:  # keep the window full
+                    pending.append(self.submit(fn, *arguments))
+                    if len(pending) >= window:
+                        break
+                yield future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        finally:
+            for future in pending:  # the caller stopped early, or a task failed
+                future.cancel()
 
     def reload_tasks(self, task_group_id: str | None = None) -> list[ServiceTaskFuture]:
         """Re-attach to a task group (default: this executor's) and return a future per task,
@@ -330,6 +375,7 @@ class Executor(concurrent.futures.Executor):
             self._lock.notify_all()
         if wait and threading.current_thread() is not self._watcher:
             self._watcher.join()
+        self.progress.close()
         _live_executors.discard(self)
 
 

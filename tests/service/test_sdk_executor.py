@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from service_helpers import TIMEOUT, ServiceProcess, poll_until
 
@@ -23,6 +24,7 @@ from sdk_functions import double, fail, record, wait_for
 from fabric import Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError
 from fabric.config import InterchangeConfig
 from fabric.process import child_environment
+from fabric.serialize import serialize_arguments
 
 FAST = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0, "rate_limit": 0, "max_task_bytes": 256 * 1024}
 
@@ -229,3 +231,39 @@ def test_a_task_shows_its_state_as_it_moves(cluster: Any, tmp_path: Path) -> Non
     record = client.get_task(future.task_id)
     assert record["state"] == "success"
     assert record["created"] <= record["dispatched"] <= record["started"] <= record["completed"]
+
+
+def test_map_streams_two_hundred_thousand_tasks_in_order_within_its_window(cluster: Any) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    cluster.endpoint(registration)
+    count, window = 200_000, 5_000
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        results = executor.map(double, range(count), window=window)
+        assert next(results) == 0
+        submitted = client.get_task_group(executor.task_group_id)["tasks"]
+        assert submitted <= window + 1, f"map submitted {submitted} tasks ahead of the caller, not a window"
+        process = psutil.Process()
+        base = peak = process.memory_info().rss
+        for index, value in enumerate(results, start=1):
+            assert value == 2 * index
+            if index % 20_000 == 0:
+                peak = max(peak, process.memory_info().rss)
+        assert index == count - 1
+    assert client.get_task_group(executor.task_group_id)["success"] == count
+    assert peak - base < 64 * 2**20, f"the client grew by {(peak - base) / 2**20:.0f} MB"
+
+
+def test_client_streams_a_generator_of_tasks_and_its_results(cluster: Any) -> None:
+    service = cluster.service()
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    cluster.endpoint(registration)
+    function_id = client.register_function(double)
+    arguments = (serialize_arguments((i,), {}) for i in range(3_000))  # a generator, read batch by batch
+    group, submitted = client.submit_many(registration["endpoint_id"], function_id, arguments, batch_tasks=1_000)
+    assert submitted == 3_000 and client.get_task_group(group)["tasks"] == 3_000
+    task_ids = client.get_task_group_tasks(group)
+    seen = {r.task_id: r.result() for r in client.iter_results(group)}
+    assert [seen[task_id] for task_id in task_ids] == [2 * i for i in range(3_000)]
