@@ -70,6 +70,16 @@ def cluster(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             endpoints.append(endpoint)
             return endpoint
 
+        @classmethod
+        def running(cls, *, start_endpoint: bool = True) -> tuple[ServiceProcess, Client, dict[str, Any]]:
+            """A service, a user's client, and the user's endpoint (started unless told otherwise)."""
+            service = cls.service()
+            client = user(service)
+            registration = client.register_endpoint("laptop")
+            if start_endpoint:
+                cls.endpoint(registration)
+            return service, client, registration
+
     yield Cluster  # type: ignore[misc]
     for endpoint in endpoints:
         endpoint.stop()
@@ -87,10 +97,7 @@ def executions(path: Path) -> list[int]:
 
 
 def test_ten_thousand_tasks_through_the_executor(cluster: Any) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("laptop")
-    cluster.endpoint(registration)
+    _, client, registration = cluster.running()
     with Executor(registration["endpoint_id"], client=client) as executor:
         assert list(executor.map(double, range(10_000))) == [2 * i for i in range(10_000)]
         failing = executor.submit(fail, "on purpose")
@@ -107,9 +114,7 @@ def test_ten_thousand_tasks_through_the_executor(cluster: Any) -> None:
 
 
 def test_tasks_wait_for_an_endpoint_that_is_down(cluster: Any, tmp_path: Path) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("cluster")
+    _, client, registration = cluster.running(start_endpoint=False)
     log = tmp_path / "ran"
     with Executor(registration["endpoint_id"], client=client) as executor:
         futures = [executor.submit(record, str(log), i, 0) for i in range(50)]
@@ -122,10 +127,7 @@ def test_tasks_wait_for_an_endpoint_that_is_down(cluster: Any, tmp_path: Path) -
 
 
 def test_service_killed_with_tasks_in_flight_every_task_completes_once(cluster: Any, tmp_path: Path) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("cluster")
-    cluster.endpoint(registration)
+    service, client, registration = cluster.running()
     log = tmp_path / "ran"
     port = int(service.url.rsplit(":", 1)[1])
     forwarder_port = int(service.forwarder_address.rsplit(":", 1)[1])
@@ -181,10 +183,7 @@ def test_another_user_cannot_run_on_my_endpoint(cluster: Any) -> None:
 
 
 def test_bad_tasks_fail_alone(cluster: Any) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("laptop")
-    cluster.endpoint(registration)
+    _, client, registration = cluster.running()
     with Executor(registration["endpoint_id"], client=client) as executor:
         with pytest.raises(SerializationError):
             executor.submit(double, _Unpicklable())
@@ -204,10 +203,7 @@ class _Unpicklable:
 
 def test_results_arrive_in_bulk_not_by_polling_each_task(cluster: Any) -> None:
     """One task's round trip through the service, and the executor's as_completed view."""
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("laptop")
-    cluster.endpoint(registration)
+    _, client, registration = cluster.running()
     with Executor(registration["endpoint_id"], client=client) as executor:
         assert executor.submit(double, 1).result(TIMEOUT) == 2
         futures = {executor.submit(double, i): i for i in range(500)}
@@ -216,9 +212,7 @@ def test_results_arrive_in_bulk_not_by_polling_each_task(cluster: Any) -> None:
 
 
 def test_a_task_shows_its_state_as_it_moves(cluster: Any, tmp_path: Path) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("laptop")
+    _, client, registration = cluster.running(start_endpoint=False)
     gate = tmp_path / "gate"
     with Executor(registration["endpoint_id"], client=client) as executor:
         future = executor.submit(wait_for, str(gate))
@@ -234,10 +228,7 @@ def test_a_task_shows_its_state_as_it_moves(cluster: Any, tmp_path: Path) -> Non
 
 
 def test_map_streams_two_hundred_thousand_tasks_in_order_within_its_window(cluster: Any) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("laptop")
-    cluster.endpoint(registration)
+    _, client, registration = cluster.running()
     count, window = 200_000, 5_000
     with Executor(registration["endpoint_id"], client=client) as executor:
         results = executor.map(double, range(count), window=window)
@@ -256,10 +247,7 @@ def test_map_streams_two_hundred_thousand_tasks_in_order_within_its_window(clust
 
 
 def test_client_streams_a_generator_of_tasks_and_its_results(cluster: Any) -> None:
-    service = cluster.service()
-    client = user(service)
-    registration = client.register_endpoint("laptop")
-    cluster.endpoint(registration)
+    _, client, registration = cluster.running()
     function_id = client.register_function(double)
     arguments = (serialize_arguments((i,), {}) for i in range(3_000))  # a generator, read batch by batch
     group, submitted = client.submit_many(registration["endpoint_id"], function_id, arguments, batch_tasks=1_000)
