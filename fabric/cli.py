@@ -4,6 +4,7 @@
 
     fabric --version
     fabric login --service-url URL        (token from FABRIC_TOKEN or standard input)
+    fabric login --service-url URL --globus --globus-scope SCOPE   (a Globus Auth token: sdk.globus_login)
     fabric logout
     fabric endpoint run-local --workers 2 --tasks 5000
     fabric endpoint configure|start|stop|list|status NAME ...   (fabric.endpoint_cli)
@@ -114,6 +115,13 @@ def _add_login(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "`fabric endpoint start` use it when FABRIC_TOKEN is not set.")
     login.add_argument("--service-url", default=None,
                        help="the service, e.g. http://127.0.0.1:8470 (default: FABRIC_SERVICE_URL)")
+    login.add_argument("--globus", action="store_true",
+                       help="get a Globus Auth token instead: client credentials from FABRIC_GLOBUS_CLIENT_ID and "
+                            "FABRIC_GLOBUS_CLIENT_SECRET if set, else log in in a browser (native app flow)")
+    login.add_argument("--globus-scope", default=None,
+                       help="the scope the service requires (default: FABRIC_GLOBUS_SCOPE)")
+    login.add_argument("--globus-client-id", default=None,
+                       help="the native app's client id for a browser login (default: FABRIC_GLOBUS_NATIVE_CLIENT_ID)")
     login.set_defaults(handler=run_login, parser=login)
     logout = commands.add_parser("logout", help="forget the stored token",
                                  description="Remove $FABRIC_HOME/credentials.json.")
@@ -132,7 +140,7 @@ def run_login(options: argparse.Namespace) -> int:
     url = options.service_url or os.environ.get(SERVICE_VARIABLE)
     if not url:
         raise ConfigError(f"give --service-url (or set {SERVICE_VARIABLE})")
-    token = os.environ.get(TOKEN_VARIABLE)
+    token = _globus_token(options) if options.globus else os.environ.get(TOKEN_VARIABLE)
     if not token:
         token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
     token = token.strip()
@@ -142,6 +150,22 @@ def run_login(options: argparse.Namespace) -> int:
     path = store_credentials(url.rstrip("/"), token)
     print(f"logged in to {url} as {user['name']} (token stored in {path})")
     return 0
+
+
+def _globus_token(options: argparse.Namespace) -> str:
+    """``fabric login --globus``: a token from Globus Auth (``sdk.globus_login``)."""
+    import os
+
+    from fabric.errors import ConfigError
+    from sdk import globus_login
+
+    scope = options.globus_scope or os.environ.get(globus_login.SCOPE_VARIABLE)
+    if not scope:
+        raise ConfigError(f"give --globus-scope (or set {globus_login.SCOPE_VARIABLE}): the scope the service requires")
+    native_client_id = options.globus_client_id or os.environ.get(globus_login.NATIVE_CLIENT_VARIABLE)
+    return globus_login.globus_token(
+        scope, environ=os.environ, native_client_id=native_client_id, say=print,
+        read_code=lambda prompt: input(prompt) if sys.stdin.isatty() else sys.stdin.readline())
 
 
 def run_logout(options: argparse.Namespace) -> int:

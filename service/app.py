@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.api import BLUEPRINTS
 from service.api.common import Services, services
-from service.auth import IdentityProvider, LocalTokens, RateLimiter
+from service.auth import IdentityProvider, RateLimiter, make_identity
 from service.config import ServiceConfig
 from service.errors import ApiError, RateLimited, StoreError, Unauthorized
 from service.events import Dispatcher, NoDispatcher, ResultSignal
@@ -37,14 +37,14 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
                dispatcher: Dispatcher | None = None, signal: ResultSignal | None = None,
                forwarder_address: str | None = None) -> Flask:
     """The service's WSGI app. Parts not given are made from ``config`` (a SQLite store
-    in its data directory, local tokens, no forwarder in this process)."""
+    in its data directory, the identity provider it names, no forwarder in this process)."""
     app = Flask("service", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if store is None:
         store = SQLiteStore(config.database_path, synchronous=config.sqlite_synchronous)
     app.extensions["fabric"] = Services(
-        config=config, store=store, identity=identity or LocalTokens(store),
+        config=config, store=store, identity=identity or make_identity(config, store),
         limiter=RateLimiter(config.rate_limit, config.rate_burst), dispatcher=dispatcher or NoDispatcher(),
         signal=signal or ResultSignal(),
         forwarder_address=forwarder_address or f"tcp://{config.forwarder_host}:{config.forwarder_port}",

@@ -2,8 +2,8 @@
 
 Every request carries ``Authorization: Bearer <token>``; an ``IdentityProvider`` turns the
 token into a ``User`` (or refuses it). ``LocalTokens`` checks the tokens that
-``fabric service add-user`` created; a Globus Auth provider (token introspection) can
-take its place without touching the routes.
+``fabric service add-user`` created; ``service.globus_auth.GlobusAuthIdentity`` checks
+Globus Auth tokens by introspection. ``make_identity`` picks one from the configuration.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import abc
 import threading
 import time
 
+from service.config import ServiceConfig
 from service.store import Store, User
 
 
@@ -20,7 +21,20 @@ class IdentityProvider(abc.ABC):
 
     @abc.abstractmethod
     def authenticate(self, token: str) -> User | None:
-        """The token's user, or None for an unknown, expired or malformed token."""
+        """The token's user, or None for an unknown, expired or malformed token. Raises
+        ``IdentityUnavailable`` when the token cannot be checked now (never admits it)."""
+
+
+def make_identity(config: ServiceConfig, store: Store) -> IdentityProvider:
+    """The identity provider ``config.identity`` names."""
+    if config.identity == "globus":
+        from service.globus_auth import GlobusAuthIdentity
+
+        assert config.globus_client_id is not None and config.globus_client_secret is not None  # checked by config
+        return GlobusAuthIdentity(store, client_id=config.globus_client_id, client_secret=config.globus_client_secret,
+                                  required_scope=config.required_scope, cache_seconds=config.globus_cache_seconds,
+                                  identities_path=config.identities_path)
+    return LocalTokens(store)
 
 
 class LocalTokens(IdentityProvider):

@@ -5,6 +5,9 @@
     fabric service start [--port 8470] [--forwarder-port 8471] [--data-dir DIR] [--config FILE]
     fabric service add-user NAME [--data-dir DIR]      # prints a new token for NAME
 
+The Globus Auth client secret (identity ``globus``) may come from
+``FABRIC_GLOBUS_CLIENT_SECRET`` instead of the settings file (it wins over the file).
+
 ``main(argv)`` returns the exit status: 0 on success (``start``: after a clean SIGTERM),
 2 for bad arguments, 1 with a one-line message on stderr when the service cannot run.
 """
@@ -17,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from fabric.errors import ConfigError
-from service.config import ServiceConfig
+from service.config import GLOBUS_SECRET_VARIABLE, ServiceConfig
 from service.errors import ServiceError
 
 
@@ -50,7 +53,8 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> ServiceConfig:
     overrides = {name: value for name, value in (
         ("data_dir", args.data_dir), ("port", args.port), ("host", args.host),
-        ("forwarder_port", args.forwarder_port), ("forwarder_host", args.forwarder_host)) if value is not None}
+        ("forwarder_port", args.forwarder_port), ("forwarder_host", args.forwarder_host),
+        ("globus_client_secret", os.environ.get(GLOBUS_SECRET_VARIABLE) or None)) if value is not None}
     if args.config:
         config = ServiceConfig.from_file(args.config, **overrides)
     else:

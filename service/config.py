@@ -17,6 +17,8 @@ from typing import Any
 from fabric.errors import ConfigError
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+IDENTITY_PROVIDERS = ("local", "globus")
+GLOBUS_SECRET_VARIABLE = "FABRIC_GLOBUS_CLIENT_SECRET"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,8 +41,20 @@ class ServiceConfig:
     ``max_outstanding`` tasks per endpoint are dispatched and unfinished at once; inbound
     messages past ``max_message_bytes`` are refused.
 
+    Purging: a background thread deletes, every ``purge_interval`` seconds, the finished
+    tasks whose results the client fetched (failed ones stay for a retry), and finished
+    tasks older than ``result_ttl`` seconds (default 7 days) whether fetched or not; a task
+    group with every task purged and idle that long goes too.
+
     ``sqlite_synchronous``: ``NORMAL`` (default) keeps every committed transaction across a
     crash or SIGKILL of the service; ``FULL`` also across a power loss of the machine.
+
+    Identity: ``identity`` is ``local`` (tokens made by ``fabric service add-user``) or
+    ``globus`` (Globus Auth tokens, checked by introspection as the confidential client
+    ``globus_client_id`` / ``globus_client_secret``; the CLI takes the secret from
+    ``FABRIC_GLOBUS_CLIENT_SECRET`` too). A token must carry ``globus_required_scope``
+    (None: ``https://auth.globus.org/scopes/<client id>/all``); answers are cached for
+    ``globus_cache_seconds`` (0: ask every time).
     """
 
     data_dir: str
@@ -63,6 +77,13 @@ class ServiceConfig:
     max_outstanding: int = 100_000
     max_message_bytes: int = 256 * 1024 * 1024
     sqlite_synchronous: str = "NORMAL"
+    result_ttl: float = 7 * 24 * 3600.0
+    purge_interval: float = 5.0
+    identity: str = "local"
+    globus_client_id: str | None = None
+    globus_client_secret: str | None = dataclasses.field(default=None, repr=False)
+    globus_required_scope: str | None = None
+    globus_cache_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:
@@ -76,7 +97,7 @@ class ServiceConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("heartbeat_period", "heartbeat_threshold", "max_wait"):
+        for name in ("heartbeat_period", "heartbeat_threshold", "max_wait", "result_ttl", "purge_interval"):
             _positive(name, getattr(self, name))
         if not isinstance(self.rate_limit, (int, float)) or self.rate_limit < 0:
             raise ConfigError(f"rate_limit must be >= 0 (0: no limit), got {self.rate_limit!r}")
@@ -84,6 +105,31 @@ class ServiceConfig:
             raise ConfigError("heartbeat_threshold must be at least twice heartbeat_period")
         if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
             raise ConfigError(f"sqlite_synchronous must be one of {SYNCHRONOUS_MODES}")
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        if self.identity not in IDENTITY_PROVIDERS:
+            raise ConfigError(f"identity must be one of {IDENTITY_PROVIDERS}, got {self.identity!r}")
+        for name in ("globus_client_id", "globus_client_secret", "globus_required_scope"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{name} must be a non-empty string or None")
+        value = self.globus_cache_seconds
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"globus_cache_seconds must be >= 0, got {value!r}")
+        if self.identity == "globus" and not (self.globus_client_id and self.globus_client_secret):
+            raise ConfigError("identity 'globus' needs globus_client_id and globus_client_secret "
+                              f"(or {GLOBUS_SECRET_VARIABLE} in the environment)")
+
+    @property
+    def required_scope(self) -> str:
+        """The scope a Globus token must carry to be admitted."""
+        return self.globus_required_scope or f"https://auth.globus.org/scopes/{self.globus_client_id}/all"
+
+    @property
+    def identities_path(self) -> Path:
+        """Which store user each Globus identity is (identity ``globus``)."""
+        return Path(self.data_dir) / "globus_identities.db"
 
     @property
     def database_path(self) -> Path:

@@ -10,7 +10,8 @@
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
-        └── RateLimited           429  too many requests from one user; ``retry_after`` seconds
+        ├── RateLimited           429  too many requests from one user; ``retry_after`` seconds
+        └── IdentityUnavailable   503  the identity provider cannot check tokens now (never access)
 
 An ``ApiError`` becomes the body ``{"error": {"type", "message", "request_id", ...}}`` with
 its ``status``; ``type`` is the class's ``error_type``, stable for clients to branch on, and
@@ -90,3 +91,10 @@ class RateLimited(ApiError):
 
     def details(self) -> dict[str, object]:
         return {"retry_after": self.retry_after}
+
+
+class IdentityUnavailable(ApiError):
+    """The identity provider (Globus Auth) could not be asked about a token: no access, retry later."""
+
+    status = 503
+    error_type = "identity_unavailable"
