@@ -182,6 +182,11 @@ def latency_summary(durations: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    """``ours / theirs`` to 3 decimals; ``None`` when either is missing or ``theirs`` is 0."""
+    return round(ours / theirs, 3) if ours is not None and theirs else None
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask), else the machine's count."""
     affinity = getattr(os, "sched_getaffinity", None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks import children
 from benchmarks import record as records
 from benchmarks import tasks
-from benchmarks.measure import BenchmarkError, RssSampler, Tally, latency_summary, usable_cpus
+from benchmarks.measure import BenchmarkError, RssSampler, Tally, latency_summary, ratio, usable_cpus
 from benchmarks.systems import SYSTEMS, System
 from benchmarks.workloads import KINDS, Kind
 
@@ -117,14 +117,10 @@ def run_cell(name: str, workers: int, round_index: int, options: argparse.Namesp
     if options.quick:
         command.append("--quick")
     base = {"system": name, "workers": workers, "round": round_index}
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=options.cell_timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {**base, "error": f"timed out after {options.cell_timeout} s"}
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    if completed.returncode != 0 or not lines:
-        return {**base, "error": f"exit status {completed.returncode}: {completed.stderr.strip()[-800:]}"}
-    return {**base, **json.loads(lines[-1])}
+    done = children.run_cell(command, options.cell_timeout)
+    if done.error is not None or done.record is None:
+        return {**base, "error": done.error or "no JSON line"}
+    return {**base, **done.record}
 
 
 def ratios(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,15 +137,11 @@ def ratios(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             found.append({
                 "round": round_index, "workers": workers, "kind": kind, "peer": system,
-                "tasks_per_second": round(mine["tasks_per_second"] / theirs["tasks_per_second"], 3),
-                "latency_median": _ratio(mine["latency_ms"]["median"], theirs["latency_ms"]["median"]),
-                "latency_p99": _ratio(mine["latency_ms"]["p99"], theirs["latency_ms"]["p99"]),
+                "tasks_per_second": ratio(mine["tasks_per_second"], theirs["tasks_per_second"]),
+                "latency_median": ratio(mine["latency_ms"]["median"], theirs["latency_ms"]["median"]),
+                "latency_p99": ratio(mine["latency_ms"]["p99"], theirs["latency_ms"]["p99"]),
             })
     return found
-
-
-def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    return round(ours / theirs, 3) if ours is not None and theirs else None
 
 
 def run_section(options: argparse.Namespace, log: records.Log) -> dict[str, Any]:
