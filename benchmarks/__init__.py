@@ -2,7 +2,8 @@
 
 Run it as ``fabric bench COMMAND`` or ``python -m benchmarks COMMAND``:
 
-``endpoint``  the endpoint path (``benchmarks.endpoint``, swept by ``benchmarks.endpoint_sweep``)
+``endpoint``  the endpoint path (``benchmarks.endpoint``, swept by ``benchmarks.sweep``)
+``service``   the service path: SDK -> HTTP -> service -> endpoint (``benchmarks.service``, swept alike)
 ``peers``     the same workloads on Parsl, Dask, Ray and ``ProcessPoolExecutor`` (``benchmarks.peers``)
 ``scale``     the interchange scheduler under thousands of simulated managers (``benchmarks.scale``)
 ``micro``     pytest-benchmark micro benchmarks (``benchmarks/micro``)

@@ -21,7 +21,7 @@ SYSTEMS = ("fabric", "processpool", "dask", "ray", "parsl")
 PEER_KINDS = ("noop", "sleep10ms", "payload100k")
 SWEEP_WORKERS = (1, 2, 4, 8)
 SCALE_MANAGERS = (10, 100, 1000, 10000)
-SECTIONS = ("endpoint", "peers", "scale", "micro")
+SECTIONS = ("endpoint", "service", "peers", "scale", "micro")
 
 RESULTS_HELP = "benchmarks/results/<timestamp>/ next to the benchmarks package (git-ignored)"
 
@@ -32,13 +32,17 @@ ENDPOINT_DESCRIPTION = (
     "printed as ONE JSON line. Several kinds or worker counts (e.g. --kind all --workers 1,2,4,8), or "
     "--output-dir: a sweep, each cell in a fresh child process, one JSON line per cell, plus record.json "
     "and report.md in the output directory. Workers beyond this machine's CPUs are marked oversubscribed. "
-    "The service path is `bench service`.")
+    "The service path is `bench service`, with the same options.")
 
 SERVICE_DESCRIPTION = (
     "Measure the service path: the SDK's Executor -> HTTP -> a real service process (SQLite store, "
     "forwarder) -> a real endpoint connected over CurveZMQ -> back, all started on this machine on free "
-    "ports. Throughput of --tasks tasks, sequential round-trip latency, start-up, peak RSS per process role "
-    "(client, service, interchange, manager, worker). Prints ONE JSON line; exit status 1 if a result is wrong.")
+    "ports: throughput, round-trip latency (median, p99, p99.9), start-up time, peak RSS of every process role "
+    "(client, service, interchange, manager, worker). Every result is checked; the exit status is 1 if any is "
+    "wrong. One kind and one worker count: one measurement in this process, printed as ONE JSON line. Several "
+    "kinds or worker counts (e.g. --kind all --workers 1,2,4,8), or --output-dir: a sweep, each cell in a fresh "
+    "child process, one JSON line per cell, plus record.json and report.md in the output directory. Workers "
+    "beyond this machine's CPUs are marked oversubscribed.")
 
 
 # --- argument types ---------------------------------------------------------------------
@@ -101,48 +105,42 @@ def _quick_tasks() -> str:
 # --- the commands -----------------------------------------------------------------------
 
 
-def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = ", ".join(f"{k.name} {k.default_tasks:,}" for k in KINDS.values())
-    sweep = ", ".join(f"{k.name} {k.sweep_tasks:,}" for k in KINDS.values())
+def _add_path_arguments(parser: argparse.ArgumentParser, *, tasks: str, samples: str, log_level: str) -> None:
+    """The options of the endpoint and service paths (``benchmarks.sweep``); the help names their defaults."""
     parser.add_argument("--kind", type=name_list(list(KINDS)), default=["noop"], metavar="KIND[,KIND...]",
                         help=f"the task(s) to run, comma-separated, or 'all' (default: noop). {_kinds_help()}")
     parser.add_argument("--tasks", type=at_least(1), default=None,
-                        help=f"tasks in each throughput run (default for one measurement: {defaults}; "
-                             f"in a sweep: {sweep}; with --quick: {_quick_tasks()})")
+                        help=f"tasks in each throughput run (default: {tasks}; with --quick: {_quick_tasks()})")
     parser.add_argument("--workers", type=int_list(1), default=[2], metavar="N[,N...]",
                         help="workers per manager; a comma list sweeps them (default: 2)")
     parser.add_argument("--managers", type=at_least(1), default=1, help="local managers (default: 1)")
     parser.add_argument("--prefetch", type=at_least(0), default=None,
                         help="tasks each manager holds beyond one per worker (default: adaptive)")
     parser.add_argument("--latency-samples", type=at_least(0), default=None,
-                        help="sequential round trips to time (default: 200 for one measurement; in a sweep "
-                             + ", ".join(f"{k.name} {k.sweep_latency_samples:,}" for k in KINDS.values())
-                             + "; with --quick: 5)")
+                        help=f"sequential round trips to time (default: {samples}; with --quick: 5)")
     parser.add_argument("--output", type=Path, default=None,
                         help="also append the JSON line(s) to this file")
     parser.add_argument("--record-samples", action="store_true",
                         help="put every round-trip time (ms) in the JSON line as latency_samples_ms "
                              "(a sweep always keeps them in record.json, for the plots)")
-    parser.add_argument("--log-level", default=None,
-                        help="log level of the endpoint's processes (default: FABRIC_LOG_LEVEL or WARNING)")
+    parser.add_argument("--log-level", default=None, help=log_level)
     _add_output(parser, f"tiny task counts ({_quick_tasks()}) and 5 round trips")
 
 
+def _per_kind(field: str) -> str:
+    return ", ".join(f"{k.name} {getattr(k, field):,}" for k in KINDS.values())
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_path_arguments(
+        parser, tasks=f"for one measurement {_per_kind('default_tasks')}; in a sweep {_per_kind('sweep_tasks')}",
+        samples=f"200 for one measurement; in a sweep {_per_kind('sweep_latency_samples')}",
+        log_level="log level of the endpoint's processes (default: FABRIC_LOG_LEVEL or WARNING)")
+
+
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", type=name_list(list(KINDS)), default=["noop"], metavar="KIND",
-                        help=f"the task to run (default: noop). {_kinds_help()}")
-    parser.add_argument("--tasks", type=at_least(1), default=None,
-                        help="tasks in the throughput run (default: 100,000; with --quick: the kind's quick count)")
-    parser.add_argument("--workers", type=int_list(1), default=[2], metavar="N", help="workers per manager (default: 2)")
-    parser.add_argument("--managers", type=at_least(1), default=1, help="local managers (default: 1)")
-    parser.add_argument("--prefetch", type=at_least(0), default=None,
-                        help="tasks each manager holds beyond one per worker (default: adaptive)")
-    parser.add_argument("--latency-samples", type=at_least(0), default=None,
-                        help="sequential round trips to time (default: 200; with --quick: 5)")
-    parser.add_argument("--output", type=Path, default=None, help="also append the JSON line to this file")
-    parser.add_argument("--log-level", default=None,
-                        help="log level of the service's and endpoint's processes (default: WARNING)")
-    parser.add_argument("--quick", action="store_true", help="tiny task counts and 5 round trips (a smoke test)")
+    _add_path_arguments(parser, tasks=_per_kind("service_tasks"), samples=_per_kind("service_latency_samples"),
+                        log_level="log level of the service's and the endpoint's processes (default: WARNING)")
 
 
 def add_peers_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +190,7 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", type=name_list(SECTIONS, everything="none"), default=[], metavar="SECTION[,...]",
                         help=f"sections to leave out ({', '.join(SECTIONS)})")
     parser.add_argument("--workers", type=int_list(1), default=list(SWEEP_WORKERS), metavar="N[,N...]",
-                        help=f"worker counts for the endpoint sweep and the peers "
+                        help=f"worker counts for the endpoint and service sweeps and the peers "
                              f"(default: {','.join(map(str, SWEEP_WORKERS))})")
     parser.add_argument("--systems", type=name_list(SYSTEMS), default=list(SYSTEMS), metavar="NAME[,NAME...]",
                         help="systems for the side-by-side run (default: all)")
@@ -216,7 +214,7 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
                  "the endpoint path: throughput, latency, start-up, peak RSS per process; kinds and worker counts swept",
                  add_endpoint_arguments),
     "service": ("benchmarks.service",
-                "the service path: Executor -> HTTP -> service -> endpoint -> back, on this machine",
+                "the service path: Executor -> HTTP -> service -> endpoint -> back; kinds and worker counts swept",
                 add_service_arguments),
     "peers": ("benchmarks.peers",
               "side by side, same workload and machine: fabric, ProcessPoolExecutor, Dask, Ray, Parsl HTEX",
@@ -245,10 +243,12 @@ DESCRIPTIONS = {
              "expiry. Reports dispatch rate and heartbeat cost per manager count and where the curve bends.",
     "micro": "Run benchmarks/micro with pytest-benchmark (--benchmark-only, JSON saved as micro.json) and write "
              "record.json and report.md. The same files run as: pytest benchmarks/micro --benchmark-only.",
-    "all": "Run endpoint (all kinds, swept workers), peers, scale and micro into one record directory, then "
-           "draw the charts if matplotlib is installed.",
+    "all": "Run endpoint and service (all kinds, swept workers; the service table gains ratios service / "
+           "endpoint), peers, scale and micro into one record directory, then draw the charts if matplotlib "
+           "is installed.",
     "plot": "Draw PNG charts from a record directory: throughput vs workers per system, latency distribution "
-            "per system, the scale curve (whichever the record has data for).",
+            "per system, throughput and latency of the endpoint and service paths (side by side when the record "
+            "has both), the scale curve (whichever the record has data for).",
 }
 
 

@@ -22,16 +22,14 @@ Every result is checked (see ``benchmarks.workloads``); ``correct`` says whether
 right, and the exit status is 1 when any was wrong.
 
 Several kinds or worker counts (``--kind all --workers 1,2,4,8``), or ``--output-dir``,
-make a sweep (``benchmarks.endpoint_sweep``): every cell runs in a fresh child process,
-prints its JSON line, and the sweep writes ``record.json`` and ``report.md``.
+make a sweep (``benchmarks.sweep``): every cell runs in a fresh child process, prints its
+JSON line, and the sweep writes ``record.json`` and ``report.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -39,11 +37,8 @@ from typing import Any
 
 import psutil
 
-import fabric
-from benchmarks import cli, workloads
-from benchmarks.measure import (BenchmarkError, RssSampler, Tally, latency_summary, machine_info, module_role,
-                                oversubscribed, percentile)
-from fabric.errors import FabricError
+from benchmarks import cli, sweep, workloads
+from benchmarks.measure import BenchmarkError, RssSampler, Tally, latency_summary, machine_info, module_role, percentile
 
 __all__ = ["KINDS", "BenchmarkError", "Kind", "RssSampler", "Tally", "build_parser", "latency_summary",
            "machine_info", "main", "measure_latency", "measure_throughput", "percentile", "run",
@@ -51,6 +46,9 @@ __all__ = ["KINDS", "BenchmarkError", "Kind", "RssSampler", "Tally", "build_pars
 
 RESULT_TIMEOUT = 300.0
 """The benchmark fails if it waits this long for any one result."""
+
+DEFAULT_LATENCY_SAMPLES = 200
+"""Sequential round trips of one measurement (a sweep cell gets its kind's ``sweep_latency_samples``)."""
 
 Kind = workloads.Kind
 KINDS = workloads.KINDS
@@ -88,12 +86,12 @@ def _collect(phase: str, index: int, future: concurrent.futures.Future[Any], kin
 
 
 def warm_up(endpoint: Any, kind: Kind, tasks_count: int, tally: Tally) -> None:
-    """A burst (fills caches, starts the adaptive prefetch) then a few sequential tasks."""
-    burst = min(2_000, max(10, tasks_count // 50))
+    """A burst (fills caches, starts the adaptive prefetch) then a few sequential tasks (fewer for tiny runs)."""
+    burst = min(2_000, tasks_count, max(10, tasks_count // 50))
     futures = [endpoint.submit(kind.function, *kind.arguments(i)) for i in range(burst)]
     for i, future in enumerate(futures):
         _collect("warm-up", i, future, kind, tally)
-    for i in range(10):
+    for i in range(min(10, tasks_count)):
         _collect("warm-up", i, endpoint.submit(kind.function, *kind.arguments(i)), kind, tally)
 
 
@@ -130,13 +128,11 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     from fabric import Endpoint  # noqa: PLC0415 - keeps ``--help`` fast
 
     kind = KINDS[options.kind[0]]
-    workers = options.workers[0]
-    count = options.tasks if options.tasks is not None else (kind.quick_tasks if options.quick else kind.default_tasks)
-    samples = options.latency_samples if options.latency_samples is not None else (5 if options.quick else 200)
+    count, samples = sweep.counts(options, kind, kind.default_tasks, DEFAULT_LATENCY_SAMPLES)
     tally = Tally()
     with RssSampler(classify=fabric_role) as rss:
         started = time.perf_counter()
-        endpoint = Endpoint(workers=workers, managers=options.managers, prefetch=options.prefetch,
+        endpoint = Endpoint(workers=options.workers[0], managers=options.managers, prefetch=options.prefetch,
                             log_level=options.log_level)
         try:
             first = endpoint.submit(workloads.tasks.noop)
@@ -151,32 +147,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             stopping = time.perf_counter()
             endpoint.shutdown(wait=False, cancel_futures=True)
             shutdown = time.perf_counter() - stopping
-    record: dict[str, Any] = {
-        "benchmark": "endpoint",
-        "kind": kind.name,
-        "tasks": count,
-        "workers": workers,
-        "managers": options.managers,
-        "prefetch": options.prefetch,
-        "oversubscribed": oversubscribed(workers * options.managers),
-        "correct": tally.wrong == 0,
-        "wrong_results": tally.wrong,
-        "tasks_per_second": round(count / elapsed, 1),
-        "throughput_seconds": round(elapsed, 4),
-        "latency_ms": latency_summary(durations),
-        "startup_seconds": round(startup, 4),
-        "shutdown_seconds": round(shutdown, 4),
-        "peak_rss_mb": round(rss.peak_bytes / 2**20, 1),
-        "peak_processes": rss.peak_processes,
-        "peak_rss_by_role": rss.roles_mb(),
-        "machine": machine_info(),
-        "fabric_version": fabric.__version__,
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "errors": tally.errors,
-    }
-    if options.record_samples:
-        record["latency_samples_ms"] = [round(d * 1000.0, 4) for d in durations]
-    return record
+    measured = sweep.Measured(kind, count, tally, durations, elapsed, startup, rss)
+    return {**sweep.path_record(sweep.ENDPOINT, options, measured), "shutdown_seconds": round(shutdown, 4)}
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -186,32 +158,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def is_single(options: argparse.Namespace) -> bool:
-    """One kind, one worker count and no ``--output-dir``: measured in this process."""
-    return len(options.kind) == 1 and len(options.workers) == 1 and options.output_dir is None
-
-
 def execute(options: argparse.Namespace, prog: str = "benchmarks.endpoint") -> int:
     """Run what ``options`` ask for: one measurement here, or a sweep of child processes."""
-    if not is_single(options):
-        from benchmarks import endpoint_sweep  # noqa: PLC0415
-
-        return endpoint_sweep.execute(options, prog)
-    try:
-        record = run(options)
-    except (BenchmarkError, FabricError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    line = json.dumps(record)
-    if options.output is not None:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        with options.output.open("a", encoding="utf-8") as output:
-            output.write(line + "\n")
-    print(line, flush=True)
-    if not record["correct"]:
-        print(f"{prog}: {record['wrong_results']} wrong results: " + "; ".join(record["errors"]), file=sys.stderr)
-        return 1
-    return 0
+    return sweep.execute(sweep.ENDPOINT, options, prog, run)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -1,10 +1,12 @@
 """Benchmark of the service path: ``Executor`` -> HTTP -> service (store, forwarder) -> endpoint -> back.
 
-Run it as ``python -m benchmarks.service --tasks 100000`` (or ``fabric bench service ...``).
-It starts, on this machine and on free ports, a real service process (``python -m service
-start``, a fresh SQLite store in a temporary folder), a user, and a real endpoint connected
-to it over CurveZMQ (``python -m interchange`` in service mode, with its managers and
-workers), then drives it with the SDK's ``Executor``. It prints ONE JSON line:
+Run it as ``python -m benchmarks.service --kind noop --tasks 100000`` (or ``fabric bench
+service ...``). It starts, on this machine and on free ports, a real service process
+(``python -m service start``, a fresh SQLite store in a temporary folder), a user, and a
+real endpoint connected to it over CurveZMQ (``python -m interchange`` in service mode,
+with its managers and workers), then drives it with the SDK's ``Executor``. One
+measurement (one kind, one worker count) prints ONE JSON line, with the same fields as
+``benchmarks.endpoint``'s (``benchmarks.sweep.path_record``):
 
 ``tasks_per_second``
     ``--tasks`` tasks through ``Executor.submit``, timed from the first submit to the last
@@ -17,13 +19,22 @@ workers), then drives it with the SDK's ``Executor``. It prints ONE JSON line:
 ``peak_rss_by_role``
     peak RSS per process role (``client``, ``service``, ``interchange``, ``manager``,
     ``worker``), sampled every 50 ms.
+
+Default task counts are the kind's ``service_tasks`` and ``service_latency_samples``
+(``benchmarks.workloads``). Several kinds or worker counts (``--kind all --workers
+1,2,4,8``), or ``--output-dir``, make a sweep (``benchmarks.sweep``): each cell in a fresh
+child process, then ``record.json`` and ``report.md``.
+
+The service is started so that the kernel stops it when this process ends, however it
+ends (the interchange, its managers and workers already exit with their parents), so a
+killed benchmark leaves no process behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
+import ctypes
 import json
 import os
 import shutil
@@ -32,25 +43,33 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-import fabric
-from benchmarks import cli, workloads
+from benchmarks import cli, sweep, workloads
 from benchmarks.endpoint import measure_latency, measure_throughput, warm_up
-from benchmarks.measure import (BenchmarkError, RssSampler, Tally, latency_summary, machine_info, module_role,
-                                oversubscribed)
-from fabric.errors import FabricError
+from benchmarks.measure import BenchmarkError, RssSampler, Tally, module_role
 
 ROLES = ("service", "interchange", "manager", "worker")
 START_TIMEOUT = 60.0
 
 
 def service_role(process: psutil.Process) -> str:
-    return module_role(process, ROLES)
+    """The role of a descendant; ``python -m service add-user`` (a short tool run) is ``other``."""
+    role = module_role(process, ROLES)
+    if role == "service" and "start" not in _command(process):
+        return "other"
+    return role
+
+
+def _command(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
 
 
 @contextlib.contextmanager
@@ -60,7 +79,8 @@ def running_service(data_dir: Path, log_level: str | None) -> Iterator[dict[str,
     settings.write_text(json.dumps({"data_dir": str(data_dir), "port": 0, "forwarder_port": 0, "rate_limit": 0}))
     log = (data_dir / "service.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "service", "start", "--config", str(settings),
-                                "--log-level", log_level or "WARNING"], stdout=log, stderr=subprocess.STDOUT)
+                                "--log-level", log_level or "WARNING"], stdout=log, stderr=subprocess.STDOUT,
+                               preexec_fn=_exit_with_parent())  # noqa: PLW1509 - one syscall, no locks
     try:
         yield _wait_for_file(data_dir / "service.json", process, "the service")
     finally:
@@ -87,6 +107,26 @@ def running_endpoint(registration: dict[str, Any], options: argparse.Namespace,
         yield process
     finally:
         _stop(process)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when this process exits (Linux; else ``None``).
+
+    libc is looked up here, before the fork, so the child only makes the ``prctl`` call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    return in_child
 
 
 def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> dict[str, Any]:
@@ -119,11 +159,11 @@ def _add_user(data_dir: Path) -> str:
 
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
+    """Run one measurement (``options.kind`` and ``options.workers`` hold one value each)."""
     from fabric import Client, Executor  # noqa: PLC0415 - keeps ``--help`` fast
 
     kind = workloads.KINDS[options.kind[0]]
-    count = options.tasks if options.tasks is not None else (kind.quick_tasks if options.quick else 100_000)
-    samples = options.latency_samples if options.latency_samples is not None else (5 if options.quick else 200)
+    count, samples = sweep.counts(options, kind, kind.service_tasks, kind.service_latency_samples)
     tally = Tally()
     folder = Path(tempfile.mkdtemp(prefix="fabric-bench-service-"))
     try:
@@ -143,43 +183,18 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     elapsed = measure_throughput(executor, kind, count, tally)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    workers = options.workers[0]
-    return {
-        "benchmark": "service", "kind": kind.name, "tasks": count, "workers": workers,
-        "managers": options.managers, "oversubscribed": oversubscribed(workers * options.managers),
-        "correct": tally.wrong == 0, "wrong_results": tally.wrong,
-        "tasks_per_second": round(count / elapsed, 1), "throughput_seconds": round(elapsed, 4),
-        "latency_ms": latency_summary(durations), "startup_seconds": round(startup, 4),
-        "peak_rss_mb": round(rss.peak_bytes / 2**20, 1), "peak_rss_by_role": rss.roles_mb(),
-        "machine": machine_info(), "fabric_version": fabric.__version__,
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "errors": tally.errors,
-    }
+    return sweep.path_record(sweep.SERVICE, options, sweep.Measured(kind, count, tally, durations, elapsed, startup, rss))
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog or "python -m benchmarks.service", description=__doc__.split("\n\n")[0]
-                                     + ": a real service, a real endpoint, the SDK's Executor; one JSON line.")
+    parser = argparse.ArgumentParser(prog=prog or "python -m benchmarks.service", description=cli.SERVICE_DESCRIPTION)
     cli.add_service_arguments(parser)
     return parser
 
 
 def execute(options: argparse.Namespace, prog: str = "benchmarks.service") -> int:
-    try:
-        record = run(options)
-    except (BenchmarkError, FabricError, OSError, subprocess.CalledProcessError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    line = json.dumps(record)
-    if options.output is not None:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        with options.output.open("a", encoding="utf-8") as output:
-            output.write(line + "\n")
-    print(line, flush=True)
-    if not record["correct"]:
-        print(f"{prog}: {record['wrong_results']} wrong results: " + "; ".join(record["errors"]), file=sys.stderr)
-        return 1
-    return 0
+    """Run what ``options`` ask for: one measurement here, or a sweep of child processes."""
+    return sweep.execute(sweep.SERVICE, options, prog, run)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -1,9 +1,10 @@
 """``fabric bench all``: every section into one record directory, then the charts.
 
-The sections run in order (endpoint sweep over every kind, peers, scale, micro), each with
-its own command's defaults except what ``all`` passes on (``--workers``, ``--systems``,
-``--repeat``, ``--quick``). The record is rewritten after each section, so an interrupted
-run keeps what it finished.
+The sections run in order (endpoint and service sweeps over every kind, peers, scale,
+micro), each with its own command's defaults except what ``all`` passes on (``--workers``,
+``--systems``, ``--repeat``, ``--quick``). The service section takes its ratios service /
+endpoint from the endpoint section made just before it. The record is rewritten after each
+section, so an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def section_options(name: str, options: argparse.Namespace) -> argparse.Namespac
     workers = ",".join(map(str, options.workers))
     argv = {
         "endpoint": ["--kind", "all", "--workers", workers],
+        "service": ["--kind", "all", "--workers", workers],
         "peers": ["--systems", ",".join(options.systems), "--workers", workers, "--repeat", str(options.repeat)],
         "scale": [],
         "micro": [],
@@ -34,11 +36,13 @@ def section_options(name: str, options: argparse.Namespace) -> argparse.Namespac
     return parser.parse_args(argv)
 
 
-def run_section(name: str, section_args: argparse.Namespace, directory: Any) -> dict[str, Any]:
-    if name == "endpoint":
-        from benchmarks import endpoint_sweep  # noqa: PLC0415
+def run_section(name: str, section_args: argparse.Namespace, directory: Any,
+                sections: dict[str, Any]) -> dict[str, Any]:
+    """Run section ``name``; ``sections``: those already in the record."""
+    if name in ("endpoint", "service"):
+        from benchmarks import sweep  # noqa: PLC0415
 
-        return endpoint_sweep.run_section(section_args, records.log)
+        return sweep.run_section(sweep.PATHS[name], section_args, records.log, sections.get("endpoint"))
     if name == "peers":
         from benchmarks import peers  # noqa: PLC0415
 
@@ -60,7 +64,8 @@ def execute(options: argparse.Namespace, prog: str) -> int:
         if name in options.skip:
             continue
         try:
-            record["sections"][name] = run_section(name, section_options(name, options), directory)
+            record["sections"][name] = run_section(name, section_options(name, options), directory,
+                                                   record["sections"])
         except Exception:  # noqa: BLE001 - one broken section must not lose the others
             failed.append(name)
             record.setdefault("failed_sections", {})[name] = traceback.format_exc()[-2000:]

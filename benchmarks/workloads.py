@@ -66,7 +66,10 @@ class Kind:
     """One kind of benchmark task: its function, arguments and result check.
 
     ``default_tasks`` is the single endpoint run's default, ``sweep_tasks`` and
-    ``sweep_latency_samples`` the sweep's, ``peer_tasks`` and ``peer_latency_samples`` the
+    ``sweep_latency_samples`` the endpoint sweep's, ``service_tasks`` and
+    ``service_latency_samples`` the service path's (one run or a sweep: through HTTP and the
+    store a cell moves roughly a tenth of the endpoint path's tasks, so a full service sweep
+    takes a few minutes on 2 cores), ``peer_tasks`` and ``peer_latency_samples`` the
     side-by-side run's (the same for every system), ``quick_tasks`` the count of ``--quick`` runs.
     """
 
@@ -81,21 +84,23 @@ class Kind:
     quick_tasks: int = 20
     peer_tasks: int = 2_000
     peer_latency_samples: int = 1000
+    service_tasks: int = 1_000
+    service_latency_samples: int = 200
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("noop", tasks.noop, 100_000, lambda i: (), lambda i, value: value is None,
          "returns None at once", sweep_tasks=100_000, sweep_latency_samples=2000, quick_tasks=200,
-         peer_tasks=10_000),
+         peer_tasks=10_000, service_tasks=20_000, service_latency_samples=1000),
     Kind("sleep10ms", tasks.sleep10ms, 1_000, lambda i: (i,), lambda i, value: value == i,
          "sleeps 10 ms, returns its argument", sweep_tasks=1_000, sweep_latency_samples=300, quick_tasks=20,
-         peer_tasks=400, peer_latency_samples=100),
+         peer_tasks=400, peer_latency_samples=100, service_tasks=500),
     Kind("payload100k", tasks.echo, 20_000, lambda i: (payload(i),), check_payload,
          "receives 100 kB of bytes and returns them", sweep_tasks=5_000, quick_tasks=40),
     Kind("payload10m", tasks.echo, 50, lambda i: (payload(i, tasks.LARGE_PAYLOAD_BYTES),),
          lambda i, value: check_payload(i, value, tasks.LARGE_PAYLOAD_BYTES),
          "receives 10 MB of bytes and returns them", sweep_tasks=50, sweep_latency_samples=20, quick_tasks=3,
-         peer_tasks=20, peer_latency_samples=10),
+         peer_tasks=20, peer_latency_samples=10, service_tasks=10, service_latency_samples=5),
     Kind("numpy", tasks.add_one, 20_000, lambda i: (numpy_argument(i),), check_numpy,
          "receives a 100 kB float64 array (125 x 100), returns the array + 1", sweep_tasks=5_000, quick_tasks=40),
 )}

@@ -75,7 +75,6 @@ def test_endpoint_sweep_writes_one_line_per_cell_and_a_record(tmp_path: Path) ->
     assert len(lines.read_text().splitlines()) == 4
     record = records.load(tmp_path / "record")
     assert record["versions"]["fabric-faas"] and record["machine"]["usable_cpus"] >= 1
-    assert "service" in record["not_measured"]
     for cell in record["sections"]["endpoint"]["cells"]:
         assert cell["correct"] is True
         assert cell["oversubscribed"] == (cell["workers"] > usable_cpus())
@@ -187,7 +186,7 @@ def test_bends_names_the_first_drop_below_half() -> None:
 def test_all_runs_the_chosen_sections_into_one_record(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     cli.add_all_arguments(parser)
-    options = parser.parse_args(["--quick", "--skip", "endpoint,peers,micro", "--no-plots",
+    options = parser.parse_args(["--quick", "--skip", "endpoint,service,peers,micro", "--no-plots",
                                  "--output-dir", str(tmp_path)])
     assert suite.execute(options, "test") == 0
     record = records.load(tmp_path)
@@ -195,6 +194,8 @@ def test_all_runs_the_chosen_sections_into_one_record(tmp_path: Path) -> None:
     assert "## Scale" in (tmp_path / "report.md").read_text()
     endpoint_options = suite.section_options("endpoint", parser.parse_args(["--workers", "1,8"]))
     assert endpoint_options.kind == list(cli.KINDS) and endpoint_options.workers == [1, 8]
+    service_options = suite.section_options("service", parser.parse_args(["--workers", "2", "--quick"]))
+    assert service_options.kind == list(cli.KINDS) and service_options.workers == [2] and service_options.quick
     peer_options = suite.section_options("peers", parser.parse_args(["--systems", "processpool", "--repeat", "3"]))
     assert peer_options.systems == ["processpool"] and peer_options.repeat == 3
 
@@ -223,9 +224,9 @@ def test_plot_without_matplotlib_says_so(monkeypatch: pytest.MonkeyPatch, capsys
 def test_report_tolerates_failed_cells() -> None:
     section = {"config": {"usable_cpus": 2},
                "cells": [{"kind": "noop", "workers": 8, "correct": False, "error": "timed out after 900 s"}]}
-    from benchmarks import endpoint_sweep
+    from benchmarks import sweep
 
-    lines = endpoint_sweep.report_lines(section)
+    lines = sweep.report_lines(section)
     assert any("8 (oversubscribed)" in line and "failed: timed out" in line for line in lines)
 
 
@@ -236,7 +237,7 @@ def test_fabric_bench_lists_every_command(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         fabric_cli.main(["bench", "--help"])
     shown = capsys.readouterr().out
-    for command in ("endpoint", "peers", "scale", "micro", "all", "plot"):
+    for command in ("endpoint", "service", "peers", "scale", "micro", "all", "plot"):
         assert command in shown
     assert fabric_cli.main(["bench"]) == 2
 
