@@ -5,6 +5,8 @@ Draws whichever the record has data for:
 ``peers-throughput.png``  tasks/s against workers, one line per system, one panel per workload
 ``peers-latency.png``     distribution (empirical CDF) of round trips per system at one worker count
 ``endpoint-throughput.png`` / ``endpoint-latency.png``  the same for the endpoint sweep, one line per kind / worker count
+``service-throughput.png`` / ``service-latency.png``    the same for the service sweep
+``paths-throughput.png``  both paths in one chart (when the record has both): tasks/s against workers per kind
 ``scale.png``             dispatch rate and heartbeat cost against the number of managers
 """
 
@@ -133,21 +135,38 @@ def peers_latency(plt: Any, record: dict[str, Any], path: Path, workers: int) ->
     return drawn
 
 
-def endpoint_charts(plt: Any, record: dict[str, Any], throughput_path: Path, latency_path: Path) -> None:
-    section = record["sections"]["endpoint"]
-    cells = [c for c in section["cells"] if "tasks_per_second" in c]
-    kinds = list(dict.fromkeys(c["kind"] for c in cells))
-    figure, axes = plt.subplots(figsize=(6, 4.2))
-    for kind in kinds:
+PATH_TITLES = {"endpoint": "fabric endpoint path", "service": "fabric service path (SDK -> HTTP -> service -> endpoint)"}
+
+
+def _measured(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The cells of path section ``name`` that have figures (none when the record has no such section)."""
+    section = record["sections"].get(name)
+    return [c for c in section["cells"] if "tasks_per_second" in c] if section else []
+
+
+def _throughput_lines(axes: Any, cells: Sequence[dict[str, Any]], label: Any) -> None:
+    """tasks/s against workers, one line per kind; ``label(kind)`` names each line."""
+    for kind in dict.fromkeys(c["kind"] for c in cells):
         points = sorted((c["workers"], c["tasks_per_second"]) for c in cells if c["kind"] == kind)
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=kind)
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label(kind))
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")
-    axes.set_xlabel(f"workers ({section['config']['usable_cpus']} CPUs)")
+    workers = sorted({c["workers"] for c in cells})
+    if workers:
+        axes.set_xticks(workers, [str(w) for w in workers])
     axes.set_ylabel("tasks/s (log)")
     axes.grid(True, which="both", alpha=0.3)
+
+
+def path_charts(plt: Any, record: dict[str, Any], name: str, throughput_path: Path, latency_path: Path) -> None:
+    """Throughput against workers (a line per kind) and the latency distribution per kind of one path."""
+    cells = _measured(record, name)
+    kinds = list(dict.fromkeys(c["kind"] for c in cells))
+    figure, axes = plt.subplots(figsize=(6, 4.2))
+    _throughput_lines(axes, cells, str)
+    axes.set_xlabel(f"workers ({record['sections'][name]['config']['usable_cpus']} CPUs)")
     axes.legend(fontsize=8)
-    figure.suptitle("fabric endpoint path: throughput against workers\n" + _subtitle(record), fontsize=10)
+    figure.suptitle(f"{PATH_TITLES[name]}: throughput against workers\n" + _subtitle(record), fontsize=10)
     figure.tight_layout()
     figure.savefig(throughput_path, dpi=110)
     plt.close(figure)
@@ -161,9 +180,28 @@ def endpoint_charts(plt: Any, record: dict[str, Any], throughput_path: Path, lat
         axes.set_xlabel("round trip (ms, log)")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
-    figure.suptitle("fabric endpoint path: latency distribution\n" + _subtitle(record), fontsize=10)
+    figure.suptitle(f"{PATH_TITLES[name]}: latency distribution\n" + _subtitle(record), fontsize=10)
     figure.tight_layout()
     figure.savefig(latency_path, dpi=110)
+    plt.close(figure)
+
+
+def paths_throughput(plt: Any, record: dict[str, Any], path: Path) -> None:
+    """Both paths in one chart: tasks/s against workers, solid lines the endpoint path, dashed the service path."""
+    figure, axes = plt.subplots(figsize=(9, 4.6))
+    _throughput_lines(axes, _measured(record, "endpoint"), lambda kind: f"{kind}, endpoint")
+    colours = {line.get_label().split(",")[0]: line.get_color() for line in axes.get_lines()}
+    before = len(axes.get_lines())
+    _throughput_lines(axes, _measured(record, "service"), lambda kind: f"{kind}, service")
+    for line in axes.get_lines()[before:]:
+        line.set_linestyle("--")
+        line.set_color(colours.get(line.get_label().split(",")[0], line.get_color()))
+    axes.set_xlabel(f"workers ({record['machine']['usable_cpus']} CPUs)")
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, handlelength=3.5)
+    figure.suptitle("Throughput against workers: endpoint path (solid) and service path (dashed)\n"
+                    + _subtitle(record), fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
@@ -214,9 +252,13 @@ def draw(directory: Path, record: dict[str, Any], output: Path | None = None, wo
         written.append(output / "peers-throughput.png")
         if peers_latency(plt, record, output / "peers-latency.png", workers):
             written.append(output / "peers-latency.png")
-    if "endpoint" in sections and any("tasks_per_second" in c for c in sections["endpoint"]["cells"]):
-        endpoint_charts(plt, record, output / "endpoint-throughput.png", output / "endpoint-latency.png")
-        written += [output / "endpoint-throughput.png", output / "endpoint-latency.png"]
+    for name in PATH_TITLES:
+        if _measured(record, name):
+            path_charts(plt, record, name, output / f"{name}-throughput.png", output / f"{name}-latency.png")
+            written += [output / f"{name}-throughput.png", output / f"{name}-latency.png"]
+    if _measured(record, "endpoint") and _measured(record, "service"):
+        paths_throughput(plt, record, output / "paths-throughput.png")
+        written.append(output / "paths-throughput.png")
     if "scale" in sections and sections["scale"]["rows"]:
         scale_chart(plt, record, output / "scale.png")
         written.append(output / "scale.png")
