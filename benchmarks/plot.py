@@ -66,6 +66,17 @@ def _legend_below(figure: Any, axes: Any) -> None:
         figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
 
 
+def _workers_axis(axes: Any, workers: Sequence[int], cpus: int) -> None:
+    """A log2 axis of worker counts, labelled plainly, shaded beyond ``cpus`` (oversubscribed)."""
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    if workers:
+        axes.set_xticks(workers, [str(w) for w in workers])
+        if max(workers) > cpus:
+            axes.axvspan(cpus * 1.2, max(workers) * 1.3, color="0.92", zorder=0)
+    axes.set_xlabel(f"workers (shaded: more than the {cpus} CPUs)")
+
+
 def _subtitle(record: dict[str, Any]) -> str:
     machine = record["machine"]
     return (f"{machine['usable_cpus']} CPUs ({machine.get('cpu_model', '')}), Python {machine['python']}, "
@@ -91,13 +102,8 @@ def peers_throughput(plt: Any, record: dict[str, Any], path: Path) -> None:
             ys = [p[1] for p in points]
             errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
             axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=_label(system))
-        axes.set_xscale("log", base=2)
-        axes.set_yscale("log")
-        axes.set_xticks(section["config"]["workers"], [str(w) for w in section["config"]["workers"]])
-        if max(section["config"]["workers"]) > cpus:
-            axes.axvspan(cpus * 1.2, max(section["config"]["workers"]) * 1.3, color="0.92", zorder=0)
+        _workers_axis(axes, section["config"]["workers"], cpus)
         axes.set_title(kind)
-        axes.set_xlabel(f"workers (shaded: more than the {cpus} CPUs)")
         axes.set_ylabel("tasks/s (log)")
         axes.grid(True, which="both", alpha=0.3)
     _legend_below(figure, axes_list[0][0])
@@ -144,16 +150,15 @@ def _measured(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [c for c in section["cells"] if "tasks_per_second" in c] if section else []
 
 
-def _throughput_lines(axes: Any, cells: Sequence[dict[str, Any]], label: Any) -> None:
+def _throughput_lines(axes: Any, cells: Sequence[dict[str, Any]], label: Any, style: str = "-") -> None:
     """tasks/s against workers, one line per kind; ``label(kind)`` names each line."""
     for kind in dict.fromkeys(c["kind"] for c in cells):
         points = sorted((c["workers"], c["tasks_per_second"]) for c in cells if c["kind"] == kind)
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label(kind))
-    axes.set_xscale("log", base=2)
-    axes.set_yscale("log")
-    workers = sorted({c["workers"] for c in cells})
-    if workers:
-        axes.set_xticks(workers, [str(w) for w in workers])
+        axes.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label(kind))
+
+
+def _throughput_axes(axes: Any, cells: Sequence[dict[str, Any]], cpus: int) -> None:
+    _workers_axis(axes, sorted({c["workers"] for c in cells}), cpus)
     axes.set_ylabel("tasks/s (log)")
     axes.grid(True, which="both", alpha=0.3)
 
@@ -164,7 +169,7 @@ def path_charts(plt: Any, record: dict[str, Any], name: str, throughput_path: Pa
     kinds = list(dict.fromkeys(c["kind"] for c in cells))
     figure, axes = plt.subplots(figsize=(6, 4.2))
     _throughput_lines(axes, cells, str)
-    axes.set_xlabel(f"workers ({record['sections'][name]['config']['usable_cpus']} CPUs)")
+    _throughput_axes(axes, cells, record["sections"][name]["config"]["usable_cpus"])
     axes.legend(fontsize=8)
     figure.suptitle(f"{PATH_TITLES[name]}: throughput against workers\n" + _subtitle(record), fontsize=10)
     figure.tight_layout()
@@ -188,15 +193,15 @@ def path_charts(plt: Any, record: dict[str, Any], name: str, throughput_path: Pa
 
 def paths_throughput(plt: Any, record: dict[str, Any], path: Path) -> None:
     """Both paths in one chart: tasks/s against workers, solid lines the endpoint path, dashed the service path."""
+    endpoint, service = _measured(record, "endpoint"), _measured(record, "service")
     figure, axes = plt.subplots(figsize=(9, 4.6))
-    _throughput_lines(axes, _measured(record, "endpoint"), lambda kind: f"{kind}, endpoint")
+    _throughput_lines(axes, endpoint, lambda kind: f"{kind}, endpoint")
     colours = {line.get_label().split(",")[0]: line.get_color() for line in axes.get_lines()}
     before = len(axes.get_lines())
-    _throughput_lines(axes, _measured(record, "service"), lambda kind: f"{kind}, service")
+    _throughput_lines(axes, service, lambda kind: f"{kind}, service", "--")
     for line in axes.get_lines()[before:]:
-        line.set_linestyle("--")
         line.set_color(colours.get(line.get_label().split(",")[0], line.get_color()))
-    axes.set_xlabel(f"workers ({record['machine']['usable_cpus']} CPUs)")
+    _throughput_axes(axes, [*endpoint, *service], record["machine"]["usable_cpus"])
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, handlelength=3.5)
     figure.suptitle("Throughput against workers: endpoint path (solid) and service path (dashed)\n"
                     + _subtitle(record), fontsize=10)

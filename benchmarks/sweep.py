@@ -298,7 +298,8 @@ def report_lines(section: dict[str, Any]) -> list[str]:
             continue
         latency = cell["latency_ms"]
         rows.append([
-            cell["kind"], workers, records.number(cell["tasks"]), records.number(cell["tasks_per_second"]),
+            cell["kind"], workers, records.number(cell["tasks"]),
+            records.number(cell["tasks_per_second"], 1 if cell["tasks_per_second"] < 10 else 0),
             " / ".join(records.number(latency[key], 2) for key in ("median", "p99", "p999")),
             records.number(cell["startup_seconds"], 2), _rss(path, cell), *versus,
             "yes" if _correct(cell) else "NO",

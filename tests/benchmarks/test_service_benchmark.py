@@ -7,6 +7,7 @@ left behind, never how fast anything is.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
-from benchmarks import children, sweep
+from benchmarks import children, plot, sweep
 from benchmarks import record as records
 from benchmarks import service as benchmark
 from benchmarks.measure import usable_cpus
@@ -158,3 +160,18 @@ def test_service_roles_leave_tool_runs_out() -> None:
     assert benchmark.service_role(Fake(python, "-m", "service", "start", "--config", "x")) == "service"  # type: ignore[arg-type]
     assert benchmark.service_role(Fake(python, "-m", "service", "add-user", "bench")) == "other"  # type: ignore[arg-type]
     assert benchmark.service_role(Fake(python, "-m", "interchange", "--config", "{}")) == "interchange"  # type: ignore[arg-type]
+
+
+def test_plot_draws_both_paths_when_the_record_has_both(tmp_path: Path) -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed (it comes with the peers extra)")
+    record = records.new_record("test")
+    for name, rate in (("endpoint", 40_000.0), ("service", 9_000.0)):
+        cells = [_cell(kind, workers, rate / workers, 1.0, latency_samples_ms=[1.0, 2.0, 3.0])
+                 for kind in ("noop", "numpy") for workers in (1, 2)]
+        record["sections"][name] = {"config": {"path": name, "usable_cpus": 2}, "cells": cells}
+    written = plot.draw(tmp_path, record)
+    assert [path.name for path in written] == ["endpoint-throughput.png", "endpoint-latency.png",
+                                               "service-throughput.png", "service-latency.png",
+                                               "paths-throughput.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in written)
