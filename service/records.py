@@ -84,10 +84,18 @@ class ResultPage:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GroupCounts:
+    """A task group's tasks: ``tasks`` = ``success`` + ``failed`` + ``pending``, and
+    ``pending`` = ``waiting`` (received or waiting-for-endpoint) + ``running`` (dispatched
+    or running); ``cancelled`` of the ``failed`` ones were cancelled. Purging results
+    changes none of these."""
+
     tasks: int
     success: int
     failed: int
     pending: int
+    waiting: int = 0
+    running: int = 0
+    cancelled: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,6 +103,34 @@ class CommitOutcome:
     committed: list[str]
     ignored: int
     task_groups: set[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """``cancelled`` tasks were never sent and are now failed with ``TaskCancelled``;
+    ``dispatched`` (endpoint id -> task ids) were sent already: their endpoints are asked to drop them."""
+
+    cancelled: int
+    dispatched: dict[str, list[str]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    """``retried`` failed tasks wait to run again, on these endpoints."""
+
+    retried: int
+    endpoints: set[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PurgeOutcome:
+    """Rows one purge step deleted: tasks whose results the client had, tasks past the time
+    to live, and task groups left empty; ``more``: it ran out of time with work left."""
+
+    acknowledged: int = 0
+    expired: int = 0
+    task_groups: int = 0
+    more: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -97,7 +97,7 @@ def test_dispatch_results_and_dedup(store: SQLiteStore) -> None:
         ids[:2], [RESULT_OK, RESULT_REMOTE_ERROR], [b"r0", b"e"], 2, 3)
     assert store.results_after(group, 1, 10).task_ids == [ids[1]]
     assert store.results_after(group, 2, 10).task_ids == [] and store.results_after(group, 2, 10).cursor == 2
-    assert store.group_counts(group) == GroupCounts(tasks=5, success=1, failed=1, pending=3)
+    assert store.group_counts(group) == GroupCounts(tasks=5, success=1, failed=1, pending=3, waiting=2, running=1)
     assert store.unfinished_counts("e1") == {DISPATCHED: 1, WAITING: 2}
 
     resent = store.take_unfinished("e1", now=5.0)  # a reconnect: everything sent but unfinished

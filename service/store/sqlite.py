@@ -1,24 +1,7 @@
-"""Where the service keeps everything: users and tokens, functions, endpoints, tasks, results.
-
-``Store`` is the interface the app and the forwarder use; ``SQLiteStore`` is the embedded
-default (one file, WAL mode, safe for many threads of one process and for several
-processes). Every method is one transaction: a batch of tasks is written in one, the
-results of a ``ResultBatch`` are committed in one, so a reply is only ever sent for what
-is on disk.
-
-Task states move ``received`` or ``waiting-for-endpoint`` (the endpoint was offline at
-submission) -> ``dispatched`` -> ``running`` -> ``success`` | ``failed``; a re-send after
-a reconnect moves ``running`` back to ``dispatched``. A finished task never changes again:
-a second result for it is ignored (task-id dedup). Each committed result gets the next
-sequence number of its task group; clients page through results by that cursor.
-
-Tokens are ``<token id>.<secret>``; only ``sha256(secret)`` is stored and compared in
-constant time.
-"""
+"""``SQLiteStore``: the store in one SQLite file (WAL mode), safe for many threads and processes."""
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import hashlib
 import hmac
@@ -30,195 +13,38 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from fabric.protocol import RESULT_OK, Task
 from service.errors import StoreError
-from service.records import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, WAITING, CommitOutcome,
-                             EndpointRecord, FunctionRecord, GroupCounts, NewTasks, ResultPage, TaskRecord, User)
+from service.records import (DISPATCHED, FAILED, RECEIVED, RUNNING, SUCCESS, UNFINISHED, WAITING, CancelOutcome,
+                             CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, NewTasks, PurgeOutcome,
+                             ResultPage, RetryOutcome, TaskRecord, User)
+from service.store import purge as purging
+from service.store import task_groups
+from service.store.base import Store
+from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
+from service.store.schema import chunks as _chunks
+from service.store.schema import create_or_migrate, is_cancellation
+from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DISPATCHED", "FAILED", "RECEIVED", "RUNNING", "STATES", "SUCCESS", "UNFINISHED", "WAITING", "CommitOutcome",
-    "EndpointRecord", "FunctionRecord", "GroupCounts", "NewTasks", "ResultPage", "SQLiteStore", "Store", "TaskRecord",
-    "User", "hash_secret", "new_task_ids",
-]
-
-SCHEMA_VERSION = 1
-_CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes the -wal file is cut back to after a checkpoint (it never shrinks on its own)."""
 
 
 def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-class Store(abc.ABC):
-    """The service's durable state. Implementations must be safe to call from many threads."""
-
-    # -- users and tokens ----------------------------------------------------------------
-    @abc.abstractmethod
-    def add_user(self, name: str) -> tuple[User, str]:
-        """Create user ``name`` if new; issue and return a new token for it."""
-
-    @abc.abstractmethod
-    def user_for_token(self, token: str) -> User | None:
-        """The user a token belongs to, or None."""
-
-    # -- functions -----------------------------------------------------------------------
-    @abc.abstractmethod
-    def put_function(self, owner: str, function_id: str, name: str, description: str, body: bytes) -> FunctionRecord:
-        """Register a function (again: free, and it undoes a delete)."""
-
-    @abc.abstractmethod
-    def get_function(self, owner: str, function_id: str) -> FunctionRecord | None: ...
-
-    @abc.abstractmethod
-    def list_functions(self, owner: str) -> list[FunctionRecord]: ...
-
-    @abc.abstractmethod
-    def delete_function(self, owner: str, function_id: str) -> bool:
-        """Hide a function from its owner; tasks already accepted still get its body."""
-
-    @abc.abstractmethod
-    def function_bodies(self, function_ids: Iterable[str]) -> dict[str, bytes]:
-        """Bodies by id, deleted or not, for the forwarder (ids are content hashes)."""
-
-    # -- endpoints -----------------------------------------------------------------------
-    @abc.abstractmethod
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str) -> tuple[EndpointRecord, bool]:
-        """The owner's endpoint called ``name``, created with these keys if new; (record, created)."""
-
-    @abc.abstractmethod
-    def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
-        """``owner`` None: whoever owns it (the forwarder's view)."""
-
-    @abc.abstractmethod
-    def list_endpoints(self, owner: str) -> list[EndpointRecord]: ...
-
-    @abc.abstractmethod
-    def endpoint_for_key(self, public_key: str) -> str | None:
-        """The id of the endpoint holding this CurveZMQ public key (z85), or None."""
-
-    @abc.abstractmethod
-    def set_connection(self, endpoint_id: str, connected: bool, now: float, hostname: str | None = None,
-                       pid: int | None = None) -> None: ...
-
-    @abc.abstractmethod
-    def record_heartbeats(self, last_heard: dict[str, float]) -> None: ...
-
-    @abc.abstractmethod
-    def record_status(self, endpoint_id: str, managers: int, workers: int, queued: int, outstanding: int) -> None: ...
-
-    @abc.abstractmethod
-    def disconnect_all(self) -> None:
-        """Mark every endpoint offline (a starting service has no connections yet)."""
-
-    # -- tasks and results ---------------------------------------------------------------
-    @abc.abstractmethod
-    def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
-        """Write a batch in one transaction; (task group id, task ids), None if the
-        group (or the batch id) belongs to someone else. A batch id seen before from the
-        same owner adds nothing and answers what the first request got (a safe retry)."""
-
-    @abc.abstractmethod
-    def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
-        """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
-
-    @abc.abstractmethod
-    def get_task(self, owner: str, task_id: str) -> TaskRecord | None: ...
-
-    @abc.abstractmethod
-    def take_waiting(self, endpoint_id: str, limit: int, now: float) -> list[Task]:
-        """Up to ``limit`` not-yet-sent tasks of the endpoint, oldest first, now ``dispatched``."""
-
-    @abc.abstractmethod
-    def take_unfinished(self, endpoint_id: str, now: float) -> list[Task]:
-        """Every dispatched or running task of the endpoint (to send again), now ``dispatched``."""
-
-    @abc.abstractmethod
-    def mark_running(self, endpoint_id: str, task_ids: Sequence[Any], now: float) -> None: ...
-
-    @abc.abstractmethod
-    def commit_results(self, endpoint_id: str, results: Iterable[tuple[Any, int, bytes, str | None]],
-                       now: float) -> CommitOutcome:
-        """Store ``(task id, kind, payload, error)`` results of the endpoint's unfinished
-        tasks; anything else (finished already, unknown, another endpoint's) is ignored."""
-
-    @abc.abstractmethod
-    def task_group_owner(self, task_group_id: str) -> str | None: ...
-
-    @abc.abstractmethod
-    def results_after(self, task_group_id: str, after: int, limit: int) -> ResultPage: ...
-
-    @abc.abstractmethod
-    def group_counts(self, task_group_id: str) -> GroupCounts | None:
-        """How many tasks the group has, finished (success, failed) and pending."""
-
-    @abc.abstractmethod
-    def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
-        """How many of the endpoint's tasks are in each unfinished state (none: left out)."""
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, hash BLOB NOT NULL, created REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
-CREATE TABLE IF NOT EXISTS functions (
-    owner TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
-    body BLOB NOT NULL, created REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (owner, id));
-CREATE INDEX IF NOT EXISTS functions_by_id ON functions (id);
-CREATE TABLE IF NOT EXISTS endpoints (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL,
-    public_key TEXT NOT NULL UNIQUE, secret_key TEXT NOT NULL, created REAL NOT NULL,
-    connected INTEGER NOT NULL DEFAULT 0, last_heartbeat REAL, hostname TEXT, pid INTEGER,
-    managers INTEGER NOT NULL DEFAULT 0, workers INTEGER NOT NULL DEFAULT 0,
-    interchange_queued INTEGER NOT NULL DEFAULT 0, interchange_outstanding INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (owner, name));
-CREATE TABLE IF NOT EXISTS task_groups (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, task_count INTEGER NOT NULL DEFAULT 0,
-    last_seq INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS task_groups_by_owner ON task_groups (owner);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, function_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
-    task_group_id TEXT NOT NULL, state TEXT NOT NULL, args BLOB, result_kind INTEGER, result BLOB,
-    error TEXT, created REAL NOT NULL, dispatched REAL, started REAL, completed REAL,
-    retries INTEGER NOT NULL DEFAULT 0, walltime REAL, priority INTEGER NOT NULL DEFAULT 0,
-    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER);
-CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (endpoint_id, state) WHERE state IN ({unfinished});
-CREATE INDEX IF NOT EXISTS tasks_results ON tasks (task_group_id, seq) WHERE seq IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (task_group_id);
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
-    task_count INTEGER NOT NULL, created REAL NOT NULL);
-""".format(unfinished=", ".join(f"'{state}'" for state in UNFINISHED))
-# Finished tasks leave the (partial) endpoint index and only then enter the results index, so
-# each state change touches as few index entries as possible. Queries that must use the
-# partial index repeat its condition word for word (SQLite proves no implication beyond that).
-_IN_UNFINISHED = f"state IN ({', '.join(repr(state) for state in UNFINISHED)})"
-
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
                  "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
                      "managers, workers, interchange_queued, interchange_outstanding")
-_SEND_COLUMNS = "id, function_id, args, walltime, retries, priority"
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _marks(count: int) -> str:
-    return ",".join("?" * count)
+_SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id"
 
 
 def _task_record(row: tuple[Any, ...]) -> TaskRecord:
@@ -238,7 +64,7 @@ def _function_record(row: tuple[Any, ...]) -> FunctionRecord:
 
 
 def _to_send(rows: Iterable[tuple[Any, ...]]) -> list[Task]:
-    """Tasks from ``rowid, id, function_id, args, walltime, retries, priority`` rows."""
+    """Tasks from ``rowid, id, function_id, args, walltime, retries, priority, ...`` rows."""
     return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
 
 
@@ -260,13 +86,10 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._acknowledged: dict[str, int] = {}  # task group -> seq, until purge() writes it
+        self._acknowledged_lock = threading.Lock()
         with self._write() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        if int(version) != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: schema version {version} is not {SCHEMA_VERSION}")
+            create_or_migrate(db, self.path)
 
     # -- connections and transactions ----------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -278,6 +101,7 @@ class SQLiteStore(Store):
                 db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                      check_same_thread=False)
                 db.execute("PRAGMA journal_mode = WAL")
+                db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")  # a burst's WAL shrinks again
                 db.execute(f"PRAGMA synchronous = {self._synchronous}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
@@ -454,11 +278,12 @@ class SQLiteStore(Store):
                                   (tasks.batch_id,)).fetchone()
                 if seen is not None:
                     return self._batch_seen(db, owner, seen)
-            db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created) VALUES (?, ?, ?)",
-                       (group_id, owner, now))
+            db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created, updated) VALUES (?, ?, ?, ?)",
+                       (group_id, owner, now, now))
             if db.execute("SELECT owner FROM task_groups WHERE id = ?", (group_id,)).fetchone()[0] != owner:
                 return None  # someone else's group: nothing was written
-            db.execute("UPDATE task_groups SET task_count = task_count + ? WHERE id = ?", (count, group_id))
+            db.execute("UPDATE task_groups SET task_count = task_count + ?, updated = ? WHERE id = ?",
+                       (count, now, group_id))
             db.executemany("INSERT INTO tasks (id, owner, function_id, endpoint_id, task_group_id, state, args, "
                            "created, retries, walltime, priority, resource_spec) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -500,6 +325,9 @@ class SQLiteStore(Store):
                                     f"AND state = '{state}' AND {_IN_UNFINISHED} ORDER BY rowid LIMIT ?",
                                     (endpoint_id, limit - len(taken))).fetchall()
             self._mark_dispatched(db, taken, now)
+            sent = Counter(r[7] for r in taken)
+            db.executemany("UPDATE task_groups SET sent_count = sent_count + ? WHERE id = ?",
+                           [(count, group_id) for group_id, count in sent.items()])
         return _to_send(taken)
 
     def take_unfinished(self, endpoint_id: str, now: float) -> list[Task]:
@@ -529,26 +357,21 @@ class SQLiteStore(Store):
         results = list(results)
         by_id = {r[0]: r for r in results if isinstance(r[0], str)}
         ids = list(by_id)
-        found: list[tuple[int, str, str]] = []
+        found: list[tuple[int, str, str, str]] = []
         with self._write() as db:
             for chunk in _chunks(ids):
                 found += db.execute(
-                    f"SELECT rowid, id, task_group_id FROM tasks WHERE id IN ({_marks(len(chunk))}) "
+                    f"SELECT rowid, id, task_group_id, state FROM tasks WHERE id IN ({_marks(len(chunk))}) "
                     f"AND endpoint_id = ? AND {_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
             found.sort()
-            per_group: dict[str, list[tuple[int, str]]] = defaultdict(list)
-            for rowid, task_id, group_id in found:
-                per_group[group_id].append((rowid, task_id))
+            per_group: dict[str, list[tuple[int, int, bytes, str | None, bool]]] = defaultdict(list)
+            for rowid, task_id, group_id, state in found:
+                _, kind, payload, error = by_id[task_id]
+                per_group[group_id].append((rowid, kind, payload, error, state == DISPATCHED or state == RUNNING))
             updates = []
-            for group_id, tasks in per_group.items():
-                failed = sum(1 for _, task_id in tasks if by_id[task_id][1] != RESULT_OK)
-                last = db.execute("UPDATE task_groups SET last_seq = last_seq + ?, failed_count = failed_count + ? "
-                                  "WHERE id = ? RETURNING last_seq", (len(tasks), failed, group_id)).fetchone()[0]
-                for seq, (rowid, task_id) in enumerate(tasks, start=last - len(tasks) + 1):
-                    _, kind, payload, error = by_id[task_id]
-                    updates.append((SUCCESS if kind == RESULT_OK else FAILED, kind, payload, error, now, seq, rowid))
-            db.executemany("UPDATE tasks SET state = ?, result_kind = ?, result = ?, error = ?, completed = ?, "
-                           "seq = ?, args = NULL WHERE rowid = ?", updates)
+            for group_id, finished in per_group.items():
+                updates += task_groups.finish(db, group_id, finished, now)
+            db.executemany(task_groups.SET_RESULT, updates)
         return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
 
     def task_group_owner(self, task_group_id: str) -> str | None:
@@ -560,18 +383,15 @@ class SQLiteStore(Store):
         with self._read() as db:
             rows = db.execute("SELECT id, result_kind, result, seq FROM tasks WHERE task_group_id = ? AND seq > ? "
                               "ORDER BY seq LIMIT ?", (task_group_id, after, limit)).fetchall()
-            group = db.execute("SELECT task_count, last_seq FROM task_groups WHERE id = ?", (task_group_id,)).fetchone()
+            group = db.execute("SELECT task_count, finished_count FROM task_groups WHERE id = ?",
+                               (task_group_id,)).fetchone()
         return ResultPage(task_ids=[r[0] for r in rows], kinds=[r[1] for r in rows],
                           payloads=[bytes(r[2]) if r[2] is not None else b"" for r in rows],
                           cursor=rows[-1][3] if rows else after, pending=group[0] - group[1] if group else 0)
 
     def group_counts(self, task_group_id: str) -> GroupCounts | None:
         with self._read() as db:
-            row = db.execute("SELECT task_count, last_seq, failed_count FROM task_groups WHERE id = ?",
-                             (task_group_id,)).fetchone()
-        if row is None:
-            return None
-        return GroupCounts(tasks=row[0], success=row[1] - row[2], failed=row[2], pending=row[0] - row[1])
+            return task_groups.counts(db, task_group_id)
 
     def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
         with self._read() as db:
@@ -579,3 +399,27 @@ class SQLiteStore(Store):
                                         f"AND {_IN_UNFINISHED}",
                                         (endpoint_id,)).fetchone()[0] for state in UNFINISHED}
         return {state: n for state, n in counts.items() if n}
+
+    # -- whole task groups ---------------------------------------------------------------
+    def cancel_group(self, task_group_id: str, now: float) -> CancelOutcome:
+        return task_groups.cancel(self._write, task_group_id, now)
+
+    def retry_group(self, task_group_id: str, is_online: Callable[[str], bool], now: float) -> RetryOutcome:
+        return task_groups.retry(self._write, task_group_id, is_online, now)
+
+    # -- purging ---------------------------------------------------------------------------
+    def acknowledge(self, task_group_id: str, seq: int) -> None:
+        with self._acknowledged_lock:
+            if seq > self._acknowledged.get(task_group_id, 0):
+                self._acknowledged[task_group_id] = seq
+
+    def purge(self, now: float, result_ttl: float, *, budget: float = 1.0) -> PurgeOutcome:
+        with self._acknowledged_lock:
+            acknowledged, self._acknowledged = self._acknowledged, {}
+        try:
+            purging.record_acknowledged(self._write, acknowledged)
+        except BaseException:
+            for task_group_id, seq in acknowledged.items():  # kept for the next step
+                self.acknowledge(task_group_id, seq)
+            raise
+        return purging.purge(self._write, now, result_ttl, budget)

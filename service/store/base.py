@@ -1,0 +1,145 @@
+"""The store's interface: what the app, the forwarder and the purger may ask of it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from fabric.protocol import Task
+from service.records import (CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, NewTasks,
+                             PurgeOutcome, ResultPage, RetryOutcome, TaskRecord, User)
+
+
+class Store(abc.ABC):
+    """The service's durable state. Implementations must be safe to call from many threads."""
+
+    # -- users and tokens ----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_user(self, name: str) -> tuple[User, str]:
+        """Create user ``name`` if new; issue and return a new token for it."""
+
+    @abc.abstractmethod
+    def user_for_token(self, token: str) -> User | None:
+        """The user a token belongs to, or None."""
+
+    # -- functions -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_function(self, owner: str, function_id: str, name: str, description: str, body: bytes) -> FunctionRecord:
+        """Register a function (again: free, and it undoes a delete)."""
+
+    @abc.abstractmethod
+    def get_function(self, owner: str, function_id: str) -> FunctionRecord | None: ...
+
+    @abc.abstractmethod
+    def list_functions(self, owner: str) -> list[FunctionRecord]: ...
+
+    @abc.abstractmethod
+    def delete_function(self, owner: str, function_id: str) -> bool:
+        """Hide a function from its owner; tasks already accepted still get its body."""
+
+    @abc.abstractmethod
+    def function_bodies(self, function_ids: Iterable[str]) -> dict[str, bytes]:
+        """Bodies by id, deleted or not, for the forwarder (ids are content hashes)."""
+
+    # -- endpoints -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str) -> tuple[EndpointRecord, bool]:
+        """The owner's endpoint called ``name``, created with these keys if new; (record, created)."""
+
+    @abc.abstractmethod
+    def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
+        """``owner`` None: whoever owns it (the forwarder's view)."""
+
+    @abc.abstractmethod
+    def list_endpoints(self, owner: str) -> list[EndpointRecord]: ...
+
+    @abc.abstractmethod
+    def endpoint_for_key(self, public_key: str) -> str | None:
+        """The id of the endpoint holding this CurveZMQ public key (z85), or None."""
+
+    @abc.abstractmethod
+    def set_connection(self, endpoint_id: str, connected: bool, now: float, hostname: str | None = None,
+                       pid: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def record_heartbeats(self, last_heard: dict[str, float]) -> None: ...
+
+    @abc.abstractmethod
+    def record_status(self, endpoint_id: str, managers: int, workers: int, queued: int, outstanding: int) -> None: ...
+
+    @abc.abstractmethod
+    def disconnect_all(self) -> None:
+        """Mark every endpoint offline (a starting service has no connections yet)."""
+
+    # -- tasks and results ---------------------------------------------------------------
+    @abc.abstractmethod
+    def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
+        """Write a batch in one transaction; (task group id, task ids), None if the
+        group (or the batch id) belongs to someone else. A batch id seen before from the
+        same owner adds nothing and answers what the first request got (a safe retry)."""
+
+    @abc.abstractmethod
+    def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
+
+    @abc.abstractmethod
+    def get_task(self, owner: str, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    def take_waiting(self, endpoint_id: str, limit: int, now: float) -> list[Task]:
+        """Up to ``limit`` not-yet-sent tasks of the endpoint, oldest first, now ``dispatched``."""
+
+    @abc.abstractmethod
+    def take_unfinished(self, endpoint_id: str, now: float) -> list[Task]:
+        """Every dispatched or running task of the endpoint (to send again), now ``dispatched``."""
+
+    @abc.abstractmethod
+    def mark_running(self, endpoint_id: str, task_ids: Sequence[Any], now: float) -> None: ...
+
+    @abc.abstractmethod
+    def commit_results(self, endpoint_id: str, results: Iterable[tuple[Any, int, bytes, str | None]],
+                       now: float) -> CommitOutcome:
+        """Store ``(task id, kind, payload, error)`` results of the endpoint's unfinished
+        tasks; anything else (finished already, unknown, another endpoint's) is ignored."""
+
+    @abc.abstractmethod
+    def task_group_owner(self, task_group_id: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def results_after(self, task_group_id: str, after: int, limit: int) -> ResultPage: ...
+
+    @abc.abstractmethod
+    def group_counts(self, task_group_id: str) -> GroupCounts | None:
+        """How many tasks the group has, finished (success, failed, cancelled) and pending
+        (waiting, running)."""
+
+    @abc.abstractmethod
+    def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
+        """How many of the endpoint's tasks are in each unfinished state (none: left out)."""
+
+    # -- whole task groups ---------------------------------------------------------------
+    @abc.abstractmethod
+    def cancel_group(self, task_group_id: str, now: float) -> CancelOutcome:
+        """Fail the group's tasks not yet sent with a ``TaskCancelled`` result (each gets its
+        seq, so result streams deliver it); name the dispatched ones, for their endpoints."""
+
+    @abc.abstractmethod
+    def retry_group(self, task_group_id: str, is_online: Callable[[str], bool], now: float) -> RetryOutcome:
+        """Send the group's failed tasks (not the cancelled ones) again: their results are
+        cleared and they wait, ``received`` if ``is_online(endpoint id)`` else ``waiting``."""
+
+    # -- purging ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def acknowledge(self, task_group_id: str, seq: int) -> None:
+        """The client holds every result of the group up to ``seq``: they may be deleted.
+        Cheap (no write on the request path); ``purge`` makes it durable."""
+
+    @abc.abstractmethod
+    def purge(self, now: float, result_ttl: float, *, budget: float = 1.0) -> PurgeOutcome:
+        """Delete acknowledged finished tasks (failed ones stay for ``retry_group`` until
+        they expire), finished tasks older than ``result_ttl`` seconds, and task groups
+        empty and idle that long; in short transactions, for about ``budget`` seconds at most."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,139 @@
+"""The SQLite schema, its migration from older versions, and the SQL fragments every part shares.
+
+Each task group keeps counters beside its rows, so progress and purging never count rows:
+
+``task_count``      tasks ever added
+``last_seq``        the last result sequence number handed out (a retried task gets a new one)
+``finished_count``  tasks finished now (success or failed; a retry takes one back)
+``failed_count``    of those, failed; ``cancelled_count`` of those, cancelled
+``sent_count``      tasks dispatched or running now
+``acked_seq``       the client holds every result up to here (``results?after=N``)
+``purged_seq``      acknowledged results up to here are purged (failed ones kept for a retry)
+``purged_count``    task rows deleted (``purged_failed`` of them failed)
+``updated``         the last time tasks were added or finished (an empty group idle for the
+                    time to live is deleted)
+``oldest_result``   completion time of the oldest finished task not yet purged (a hint for
+                    the expiry of results never fetched; may be earlier, never later)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from fabric.protocol import RESULT_TASK_ERROR
+from service.errors import StoreError
+from service.records import DISPATCHED, RUNNING, UNFINISHED
+
+SCHEMA_VERSION = 2
+CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, hash BLOB NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS functions (
+    owner TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+    body BLOB NOT NULL, created REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, id));
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL,
+    public_key TEXT NOT NULL UNIQUE, secret_key TEXT NOT NULL, created REAL NOT NULL,
+    connected INTEGER NOT NULL DEFAULT 0, last_heartbeat REAL, hostname TEXT, pid INTEGER,
+    managers INTEGER NOT NULL DEFAULT 0, workers INTEGER NOT NULL DEFAULT 0,
+    interchange_queued INTEGER NOT NULL DEFAULT 0, interchange_outstanding INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (owner, name));
+CREATE TABLE IF NOT EXISTS task_groups (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, task_count INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0,
+    finished_count INTEGER NOT NULL DEFAULT 0, cancelled_count INTEGER NOT NULL DEFAULT 0,
+    sent_count INTEGER NOT NULL DEFAULT 0, acked_seq INTEGER NOT NULL DEFAULT 0,
+    purged_seq INTEGER NOT NULL DEFAULT 0, purged_count INTEGER NOT NULL DEFAULT 0,
+    purged_failed INTEGER NOT NULL DEFAULT 0, updated REAL, oldest_result REAL);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, function_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    task_group_id TEXT NOT NULL, state TEXT NOT NULL, args BLOB, result_kind INTEGER, result BLOB,
+    error TEXT, created REAL NOT NULL, dispatched REAL, started REAL, completed REAL,
+    retries INTEGER NOT NULL DEFAULT 0, walltime REAL, priority INTEGER NOT NULL DEFAULT 0,
+    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
+    task_count INTEGER NOT NULL, created REAL NOT NULL);
+"""
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
+CREATE INDEX IF NOT EXISTS functions_by_id ON functions (id);
+CREATE INDEX IF NOT EXISTS task_groups_by_owner ON task_groups (owner);
+CREATE INDEX IF NOT EXISTS task_groups_acked ON task_groups (id) WHERE acked_seq > purged_seq;
+CREATE INDEX IF NOT EXISTS task_groups_expiring ON task_groups (oldest_result) WHERE oldest_result IS NOT NULL;
+CREATE INDEX IF NOT EXISTS task_groups_empty ON task_groups (updated) WHERE purged_count = task_count;
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (endpoint_id, state) WHERE state IN ({unfinished});
+CREATE INDEX IF NOT EXISTS tasks_results ON tasks (task_group_id, seq) WHERE seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (task_group_id);
+CREATE INDEX IF NOT EXISTS batches_by_group ON batches (task_group_id);
+""".format(unfinished=", ".join(f"'{state}'" for state in UNFINISHED))
+# Finished tasks leave the (partial) endpoint index and only then enter the results index, so
+# each state change touches as few index entries as possible. Queries that must use the
+# partial index repeat its condition word for word (SQLite proves no implication beyond that).
+# The task_groups partial indexes hold only the groups a purge step has work in (or may have).
+IN_UNFINISHED = f"state IN ({', '.join(repr(state) for state in UNFINISHED)})"
+
+CANCELLED_PREFIX = "TaskCancelled:"
+"""How the error text of a task cancelled (by the service or its endpoint) begins."""
+
+_MIGRATE_1_TO_2 = f"""
+ALTER TABLE task_groups ADD COLUMN finished_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN cancelled_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN sent_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN purged_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN purged_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN purged_failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE task_groups ADD COLUMN updated REAL;
+ALTER TABLE task_groups ADD COLUMN oldest_result REAL;
+UPDATE task_groups SET finished_count = last_seq, updated = created,
+    sent_count = (SELECT count(*) FROM tasks t WHERE t.task_group_id = task_groups.id
+                  AND t.state IN ('{DISPATCHED}', '{RUNNING}')),
+    cancelled_count = (SELECT count(*) FROM tasks t WHERE t.task_group_id = task_groups.id AND t.seq IS NOT NULL
+                       AND t.error LIKE '{CANCELLED_PREFIX}%'),
+    oldest_result = (SELECT min(t.completed) FROM tasks t WHERE t.task_group_id = task_groups.id
+                     AND t.seq IS NOT NULL)
+"""
+
+
+def _statements(script: str) -> list[str]:
+    return [statement for statement in script.split(";") if statement.strip()]
+
+
+def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
+    """Create what is missing and bring an older schema up to ``SCHEMA_VERSION`` (in the caller's transaction)."""
+    for statement in _statements(_TABLES):
+        db.execute(statement)
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    version = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    if version == 1:
+        for statement in _statements(_MIGRATE_1_TO_2):
+            db.execute(statement)
+        version = 2
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")
+    for statement in _statements(_INDEXES):
+        db.execute(statement)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def is_cancellation(kind: int, error: str | None) -> bool:
+    """Whether a failed task's result says it was cancelled (a ``TaskCancelled`` task error)."""
+    return kind == RESULT_TASK_ERROR and error is not None and error.startswith(CANCELLED_PREFIX)
