@@ -1,4 +1,4 @@
-"""One service process: the WSGI server (waitress) and the forwarder, sharing one store.
+"""One service process: the WSGI server (waitress), the forwarder and the purger, sharing one store.
 
 ``Service(config).serve()`` blocks until SIGTERM or SIGINT, then stops cleanly: long-polls
 are woken, the HTTP threads finish, the forwarder marks its endpoints offline, the store
@@ -25,6 +25,7 @@ from service.config import ServiceConfig
 from service.events import ResultSignal
 from service.forwarder import Forwarder
 from service.keys import server_keys
+from service.purger import Purger
 from service.store import SQLiteStore
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Service:
             self.forwarder.stop()
             self.store.close()
             raise
+        self.purger = Purger(self.store, config)
         self.url = f"http://{config.host}:{self.http.effective_port}"
         self._stopping = threading.Event()
 
@@ -64,6 +66,7 @@ class Service:
                 previous[number] = signal.signal(number, self._on_signal)
         try:
             self.forwarder.start()
+            self.purger.start()
             self._write_address_file()
             logger.info("service serving HTTP on %s; endpoints connect to %s", self.url, self.forwarder.address)
             self.http.run()
@@ -99,6 +102,7 @@ class Service:
         with contextlib.suppress(Exception):
             self.http.close()
         self.forwarder.stop()
+        self.purger.stop()
         self.store.close()
         with contextlib.suppress(FileNotFoundError):
             self.config.address_file.unlink()
