@@ -10,6 +10,7 @@
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
+        ├── UnsupportedMediaType  415  a request body in a ``Content-Encoding`` the service does not decode
         ├── RateLimited           429  too many requests from one user; ``retry_after`` seconds
         └── IdentityUnavailable   503  the identity provider cannot check tokens now (never access)
 
@@ -79,6 +80,11 @@ class PayloadTooLarge(ApiError):
 
     def details(self) -> dict[str, object]:
         return {"what": self.what, "size": self.size, "limit": self.limit}
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    error_type = "unsupported_media_type"
 
 
 class RateLimited(ApiError):

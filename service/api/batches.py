@@ -10,8 +10,13 @@ A batch body is a msgpack map::
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
-The reply (201) is JSON: ``{"task_group_id": str, "task_ids": [str, ...]}``, sent only
-once every task is in the store.
+The body may be compressed (``Content-Encoding: gzip`` or ``deflate``; see
+``service.api.common``). The reply (201) is JSON: ``{"task_group_id": str, "task_ids":
+[str, ...]}``, sent only once every task is in the store.
+
+``GET /v1/tasks/<id>`` is one task's record. A finished task is deleted once its client
+fetched its result through its group's results stream (or ``result_ttl`` after it
+finished); from then on it answers 404, like a task that never existed.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
 
 @blueprint.post("/batches")
 @operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
-           request="msgpack", status=201, errors=(400, 404, 413))
+           request="msgpack", status=201, errors=(400, 404, 413, 415))
 def submit_batch() -> tuple[dict[str, Any], int]:
     parts = services()
     owner = current_user().user_id
@@ -102,7 +107,7 @@ def submit_batch() -> tuple[dict[str, Any], int]:
 
 
 @blueprint.get("/tasks/<task_id>")
-@operation("One task: its state, and its result payload (base64) once finished", errors=(404,))
+@operation("One task: its state, and its result payload (base64) once finished; 404 once purged", errors=(404,))
 def get_task(task_id: str) -> dict[str, Any]:
     record = services().store.get_task(current_user().user_id, task_id)
     if record is None:

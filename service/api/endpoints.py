@@ -26,7 +26,7 @@ def _summary(record: EndpointRecord) -> dict[str, Any]:
 
 @blueprint.post("/endpoints")
 @operation("Register an endpoint (or get the caller's endpoint of that name): its id, the forwarder's "
-           "address and the CurveZMQ keys to connect with", request="json", status=201, errors=(400,))
+           "address and the CurveZMQ keys to connect with", request="json", status=201, errors=(400, 413, 415))
 def register_endpoint() -> tuple[dict[str, Any], int]:
     name = field(json_body(), "name", str)
     if not 0 < len(name) <= 128:

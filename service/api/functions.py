@@ -25,7 +25,7 @@ def _describe(record: FunctionRecord, *, body: bool = False) -> dict[str, Any]:
 
 @blueprint.post("/functions")
 @operation("Register a serialized function (registering the same body again is free)", request="json",
-           errors=(400, 413))
+           errors=(400, 413, 415))
 def register_function() -> dict[str, Any]:
     data = json_body()
     encoded = field(data, "body", str)
