@@ -1,8 +1,8 @@
 """How the HTTP side and the forwarder tell each other about new work in one process.
 
 ``ResultSignal``: long-polling requests wait on it; the forwarder rings it after it has
-committed results. ``Dispatcher``: what the app asks of the forwarder (is an endpoint
-connected, here are new tasks for it). Both only shorten waits: the store stays the
+committed results (and the app after it cancelled tasks). ``Dispatcher``: what the app asks
+of the forwarder (is an endpoint connected, here are new tasks for it, drop these tasks). Both only shorten waits: the store stays the
 source of truth, so a missed signal costs latency, never a task.
 """
 
@@ -52,6 +52,10 @@ class Dispatcher(Protocol):
     def tasks_added(self, endpoint_id: str) -> None:
         """New tasks for the endpoint are in the store (send them if it is connected)."""
 
+    def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:
+        """Ask the endpoint to drop these dispatched tasks if they have not started
+        (``CancelTasks``; it answers with ``TaskCancelled`` results for those it dropped)."""
+
 
 class NoDispatcher:
     """For an app without a forwarder in its process: tasks wait in the store."""
@@ -60,4 +64,7 @@ class NoDispatcher:
         return False
 
     def tasks_added(self, endpoint_id: str) -> None:
+        pass
+
+    def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:
         pass

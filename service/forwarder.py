@@ -2,10 +2,11 @@
 
 Security. The ROUTER is a CurveZMQ server (keys from ``service.keys``). A ZAP handler
 (``EndpointAuthenticator``) admits only public keys of registered endpoints and names each
-connection after the endpoint that holds its key (ZAP ``User-Id``). Every message's
-routing id (the interchange's DEALER identity) must equal that name; anything else is a
-rogue message: logged, counted, dropped. So one endpoint can never speak, or be sent
-tasks, as another.
+connection after the endpoint that holds its key (ZAP ``User-Id``). A message is taken to
+come from that endpoint, whatever routing id its connection has (the ROUTER assigns them;
+interchanges do not pick one, so a reconnect never collides with a connection the ROUTER
+still holds); tasks go to the connection that registered last. So one endpoint can never
+speak, or be sent tasks, as another.
 
 Sessions. The first message of an authenticated endpoint opens a session (an
 ``InterchangeRegistration`` always opens a new one: a new interchange process). Opening
@@ -15,7 +16,9 @@ endpoint is silent for ``heartbeat_threshold`` or unreachable; its tasks stay
 ``dispatched`` in the store until the next session re-sends them.
 
 The loop is a list of named steps: poll, ``receive_from_endpoints``, ``dispatch_woken``,
-``tick`` (heartbeats, status requests, expiry, a sweep for waiting tasks, on a timer).
+``send_cancellations`` (``CancelTasks`` the app asked for when a task group was cancelled;
+held in memory while the endpoint is offline, sent once it connects, after the re-sent
+tasks), ``tick`` (heartbeats, status requests, expiry, a sweep for waiting tasks, on a timer).
 Results are committed to the store before they are acknowledged (``ResultsAck``, which
 lets the interchange forget them); a result for a task that is already finished is
 ignored (task-id dedup) but acknowledged too, so a re-send never yields two results.
@@ -41,9 +44,9 @@ from zmq.utils import z85
 
 from fabric import protocol
 from fabric.errors import ProtocolError
-from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CommandReply, FunctionDefinitions, Heartbeat,
-                             InterchangeRegistration, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
-                             Task, TaskBatch, batches_of)
+from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions,
+                             Heartbeat, InterchangeRegistration, ResultBatch, ResultsAck, Shutdown, StatusReport,
+                             StatusRequest, Task, TaskBatch, batches_of)
 from service.config import ServiceConfig
 from service.errors import ServiceError, StoreError
 from service.events import ResultSignal
@@ -135,6 +138,7 @@ class Forwarder:
         self.malformed_messages = 0
         self._request_ids = itertools.count()
         self._woken: set[str] = set()
+        self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -176,6 +180,12 @@ class Forwarder:
         if endpoint_id in self.sessions:
             with self._lock:
                 self._woken.add(endpoint_id)
+            self._wake()
+
+    def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:
+        if task_ids:
+            with self._lock:
+                self._cancels.setdefault(endpoint_id, []).extend(task_ids)
             self._wake()
 
     def _wake(self) -> None:
@@ -233,6 +243,7 @@ class Forwarder:
                 self.receive_from_endpoints()
             try:
                 self.dispatch_woken()
+                self.send_cancellations()
                 now = time.monotonic()
                 if now >= self.next_tick:
                     self.tick(now)
@@ -253,16 +264,15 @@ class Forwarder:
                 logger.exception("unexpected failure handling a message; dropped")
 
     def on_frames(self, frames: list[zmq.Frame]) -> None:
+        """One message: the sender is the endpoint its CurveZMQ key belongs to (ZAP ``User-Id``),
+        whatever routing id its connection has; replies go to the connection that registered last."""
         identity = frames[0].bytes
-        endpoint_id = identity.decode("utf-8", errors="replace")
-        authenticated = frames[1].get("User-Id") if len(frames) > 1 else None
-        if not isinstance(authenticated, str) or authenticated != endpoint_id:
-            self.on_rogue(endpoint_id, authenticated)
+        endpoint_id = frames[1].get("User-Id") if len(frames) > 1 else None
+        if not isinstance(endpoint_id, str) or not endpoint_id:  # cannot happen behind ZAP; never trust it
+            self.rogue_messages += 1
+            logger.warning("dropping a message from an unauthenticated connection")
             return
-        now = time.monotonic()
         session = self.sessions.get(endpoint_id)
-        if session is not None:
-            session.last_heard, session.heard_at = now, time.time()
         try:
             message = protocol.decode(frames[1:])
         except ProtocolError as exc:
@@ -274,16 +284,12 @@ class Forwarder:
             return
         if session is None:
             session = self.open_session(endpoint_id, identity, None)
+        elif session.identity != identity:  # an older connection of this endpoint, still draining
+            if isinstance(message, ResultBatch):
+                self.on_results(session, message, reply_to=identity)
+            return
+        session.last_heard, session.heard_at = time.monotonic(), time.time()
         self.on_message(session, message)
-
-    def on_rogue(self, endpoint_id: str, authenticated: object) -> None:
-        """A routing id that is not the sender's endpoint: drop it, and stop trusting that route."""
-        self.rogue_messages += 1
-        logger.warning("dropping message routed as %r from a connection authenticated as %r",
-                       endpoint_id[:64], authenticated)
-        session = self.sessions.get(endpoint_id)
-        if session is not None:  # the routing id now belongs to someone else's connection
-            self.close_session(session, "its routing id was taken by another key")
 
     def on_registration(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration) -> None:
         if registration.endpoint_id != endpoint_id:
@@ -313,7 +319,7 @@ class Forwarder:
             case _:
                 logger.warning("ignoring %s from endpoint %s", type(message).__name__, session.endpoint_id)
 
-    def on_results(self, session: Session, batch: ResultBatch) -> None:
+    def on_results(self, session: Session, batch: ResultBatch, reply_to: bytes | None = None) -> None:
         now = time.time()
         if batch.started:
             self.store.mark_running(session.endpoint_id, batch.started, now)
@@ -325,7 +331,11 @@ class Forwarder:
         if outcome.ignored:
             logger.info("endpoint %s: ignored %d results of finished or unknown tasks", session.endpoint_id,
                         outcome.ignored)
-        self.send_to(session, ResultsAck(task_ids=list(batch.task_ids)))
+        ack = ResultsAck(task_ids=list(batch.task_ids))
+        if reply_to is None:
+            self.send_to(session, ack)
+        else:  # the connection that sent them, not the session's current one
+            self.send(reply_to, ack)
         if outcome.committed:
             session.outstanding = max(0, session.outstanding - len(outcome.committed))
             self.signal.ring()
@@ -383,6 +393,18 @@ class Forwarder:
             if len(tasks) < room:
                 break
         return sent
+
+    def send_cancellations(self) -> None:
+        """``CancelTasks`` to connected endpoints; those for an offline one wait until it connects."""
+        if not self._cancels:
+            return
+        with self._lock:
+            ready = {e: self._cancels.pop(e) for e in list(self._cancels) if e in self.sessions}
+        for endpoint_id, task_ids in ready.items():
+            session = self.sessions[endpoint_id]
+            for start in range(0, len(task_ids), MAX_BATCH_TASKS):
+                self.send_to(session, CancelTasks(task_ids=task_ids[start:start + MAX_BATCH_TASKS]))
+            logger.info("endpoint %s: asked to cancel %d dispatched tasks", endpoint_id, len(task_ids))
 
     def send_tasks(self, session: Session, tasks: list[Task]) -> None:
         """Function bodies the endpoint lacks first, then the tasks, in batches."""

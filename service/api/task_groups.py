@@ -1,4 +1,10 @@
-"""``/v1/task_groups``: a group's progress, its task ids, and its results by cursor with long-poll.
+"""``/v1/task_groups``: a group's progress, its task ids, its results by cursor with long-poll,
+and operations on the whole group (cancel, retry).
+
+``GET /v1/task_groups/<id>`` answers JSON ``{"task_group_id", "tasks", "success", "failed",
+"pending", "waiting", "running", "cancelled"}``: ``tasks`` = ``success`` + ``failed`` +
+``pending``; ``pending`` = ``waiting`` (received or waiting-for-endpoint) + ``running``
+(dispatched or running); ``cancelled`` counts the ``failed`` tasks that were cancelled.
 
 ``GET /v1/task_groups/<id>/tasks?after=<cursor>&limit=<n>`` lists the group's task ids in
 submission order (msgpack ``{"task_group_id", "task_ids", "cursor"}``), so a client that
@@ -14,6 +20,24 @@ msgpack map::
 ``RESULT_TASK_ERROR``; ``cursor`` is what to pass as ``after`` next time; ``pending``
 counts the group's unfinished tasks. With ``wait`` > 0 and nothing new yet, the request
 waits up to ``wait`` seconds (capped by the service) for a result to be committed.
+
+Asking for results ``after=N`` acknowledges every result of the group up to seq ``N``: the
+client holds them, so the service deletes those tasks soon after (a purged task's
+``GET /v1/tasks/<id>`` is 404; failed tasks stay, for a retry, until ``result_ttl``).
+Results never fetched are deleted ``result_ttl`` after they finished.
+
+``POST /v1/task_groups/<id>/cancel`` (no body) answers ``{"cancelled": n, "cancel_requested": m}``:
+the ``n`` unfinished tasks not yet sent to an endpoint are now failed with a
+``TaskCancelled`` error (``RESULT_TASK_ERROR``), delivered by the results stream like any
+result; the ``m`` tasks already dispatched are asked to be dropped by their endpoints,
+which answer ``TaskCancelled`` results for those still queued there (running ones finish).
+Cancelling again is harmless.
+
+``POST /v1/task_groups/<id>/retry`` (no body) answers ``{"retried": n}``: the group's failed
+tasks (not the cancelled ones, and not those already purged) wait to run again; each gets a
+new seq when it finishes, so result cursors keep working, and ``pending`` counts them again.
+
+Either answers 404 for a group that is not the caller's (or no longer exists).
 """
 
 from __future__ import annotations
@@ -38,14 +62,42 @@ def _owned(task_group_id: str) -> None:
 
 
 @blueprint.get("/task_groups/<task_group_id>")
-@operation("A task group's progress: how many tasks, succeeded, failed, still pending", errors=(404,))
+@operation("A task group's progress: how many tasks, succeeded, failed (cancelled), pending (waiting, running)",
+           errors=(404,))
 def task_group(task_group_id: str) -> dict[str, Any]:
     _owned(task_group_id)
     counts = services().store.group_counts(task_group_id)
     if counts is None:
         raise NotFound(f"no task group {task_group_id!r}")
     return {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
-            "failed": counts.failed, "pending": counts.pending}
+            "failed": counts.failed, "pending": counts.pending, "waiting": counts.waiting,
+            "running": counts.running, "cancelled": counts.cancelled}
+
+
+@blueprint.post("/task_groups/<task_group_id>/cancel")
+@operation("Cancel the group's unfinished tasks: those not yet sent now, dispatched ones at their endpoints",
+           errors=(404,))
+def cancel(task_group_id: str) -> dict[str, Any]:
+    parts = services()
+    _owned(task_group_id)
+    outcome = parts.store.cancel_group(task_group_id, time.time())
+    for endpoint_id, task_ids in outcome.dispatched.items():
+        parts.dispatcher.cancel_tasks(endpoint_id, task_ids)
+    if outcome.cancelled:
+        parts.signal.ring()  # long-polls of the group have results now
+    return {"cancelled": outcome.cancelled,
+            "cancel_requested": sum(len(task_ids) for task_ids in outcome.dispatched.values())}
+
+
+@blueprint.post("/task_groups/<task_group_id>/retry")
+@operation("Run the group's failed tasks (not the cancelled ones) again", errors=(404,))
+def retry(task_group_id: str) -> dict[str, Any]:
+    parts = services()
+    _owned(task_group_id)
+    outcome = parts.store.retry_group(task_group_id, parts.dispatcher.is_online, time.time())
+    for endpoint_id in outcome.endpoints:
+        parts.dispatcher.tasks_added(endpoint_id)
+    return {"retried": outcome.retried}
 
 
 @blueprint.get("/task_groups/<task_group_id>/tasks")
@@ -73,6 +125,8 @@ def results(task_group_id: str) -> Response:
     after = query_number("after", 0, 0, 2**62, integer=True)
     wait = query_number("wait", 0.0, 0.0, parts.config.max_wait)
     limit = query_number("limit", parts.config.max_results, 1, parts.config.max_results, integer=True)
+    if after:
+        parts.store.acknowledge(task_group_id, after)  # the client holds these: they may go
     deadline = time.monotonic() + wait
     while True:
         generation = parts.signal.generation

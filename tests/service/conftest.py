@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import ServiceProcess
+from service_helpers import FakeInterchange, ServiceProcess
 
 FAST = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0}
 """Short heartbeats keep expiry quick; 2 s tolerates a busy 2-core machine."""
@@ -27,3 +27,12 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     for service in started:
         if service.process.poll() is None:
             service.stop()
+
+
+@pytest.fixture
+def interchanges() -> Iterator[list[FakeInterchange]]:
+    """A list to put ``FakeInterchange`` s in; each is closed after the test."""
+    made: list[FakeInterchange] = []
+    yield made
+    for fake in made:
+        fake.close()
