@@ -1,9 +1,14 @@
-"""``fabric service ...`` (also ``python -m service ...``): run the service, add users.
+"""``fabric service ...`` (also ``python -m service ...``): run the service, add users, report.
 
 ::
 
     fabric service start [--port 8470] [--forwarder-port 8471] [--data-dir DIR] [--config FILE]
     fabric service add-user NAME [--data-dir DIR]      # prints a new token for NAME
+    fabric service status [--data-dir DIR] [--json]    # what the store holds; running or not
+
+``status`` reads the store through a read-only connection: database size on disk (with
+its -wal and -shm files), users, endpoints (online), task groups, tasks by state, the age
+of the oldest unfinished task, and whether a service runs on that data directory.
 
 The Globus Auth client secret (identity ``globus``) may come from
 ``FABRIC_GLOBUS_CLIENT_SECRET`` instead of the settings file (it wins over the file).
@@ -25,7 +30,8 @@ from service.errors import ServiceError
 
 
 def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Run the fabric service and manage its users.")
+    parser = argparse.ArgumentParser(prog=prog, description="Run the fabric service, manage its users, report on "
+                                                           "its store.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="run the service (HTTP API and endpoint forwarder) until SIGTERM",
                                description="Run the HTTP API and the endpoint forwarder in this process.")
@@ -41,6 +47,10 @@ def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
                                   description="Create user NAME if new and print a new API token for it.")
     add_user.add_argument("name", metavar="NAME")
     _data_dir(add_user)
+    status = actions.add_parser("status", help="what the store holds (works while the service runs, or not)",
+                                description="Report the store's size and contents, read-only.")
+    _data_dir(status)
+    status.add_argument("--json", action="store_true", help="one JSON object instead of text")
     return parser
 
 
@@ -67,6 +77,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "fabric service") -> int
     try:
         if args.action == "add-user":
             return _add_user(args)
+        if args.action == "status":
+            return _status(args)
         return _start(args)
     except (ConfigError, ServiceError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -89,6 +101,60 @@ def _add_user(args: argparse.Namespace) -> int:
         store.close()
     print(token)
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from service.store.status import read_status
+
+    config = ServiceConfig(data_dir=args.data_dir or ServiceConfig.default_data_dir())
+    now = time.time()
+    status = read_status(config.database_path, now=now, heartbeat_threshold=config.heartbeat_threshold)
+    service = _running_service(config)
+    if args.json:
+        print(json.dumps({**status.to_dict(), "service": service}))
+        return 0
+    files = ", ".join(f"{name} {_size(size)}" for name, size in status.file_bytes.items())
+    tasks = ", ".join(f"{state} {count}" for state, count in status.tasks.items())
+    age = "none" if status.oldest_unfinished_age is None else f"{status.oldest_unfinished_age:.1f} s old"
+    running = f"running (pid {service['pid']}, {service['url']})" if service["running"] else "not running"
+    print(f"service:      {running}\n"
+          f"database:     {status.path}: {_size(status.size)} ({files})\n"
+          f"users:        {status.users}\n"
+          f"endpoints:    {status.endpoints} ({status.endpoints_online} online)\n"
+          f"task groups:  {status.task_groups}\n"
+          f"tasks:        {sum(status.tasks.values())} ({tasks})\n"
+          f"oldest unfinished task: {age}")
+    return 0
+
+
+def _running_service(config: ServiceConfig) -> dict[str, object]:
+    """What ``service.json`` says, if the process it names is alive."""
+    import json
+
+    try:
+        info = json.loads(config.address_file.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"running": False, "pid": None, "url": None}
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, someone else's
+    except OSError:
+        return {"running": False, "pid": None, "url": None}
+    return {"running": True, "pid": pid, "url": info.get("url")}
+
+
+def _size(count: int) -> str:
+    value, unit = float(count), "B"
+    for larger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def _start(args: argparse.Namespace) -> int:
