@@ -8,6 +8,7 @@ A parent process hands its child a configuration as JSON on the command line
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
 import typing
@@ -99,6 +100,11 @@ def _check_prefetch(prefetch: int | None) -> None:
 Z85_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
 
 
+def _check_z85_key(key: str) -> None:
+    if len(key) != 40 or not set(key) <= Z85_ALPHABET:
+        raise ConfigError(f"a CurveZMQ key is 40 z85 characters, got {len(key)} characters")
+
+
 def _check_curve_keys(server: str | None, public: str | None, secret: str | None) -> None:
     """CurveZMQ keys: all three or none, each 40 z85 characters (a 32-byte key)."""
     keys = [key for key in (server, public, secret) if key is not None]
@@ -108,8 +114,17 @@ def _check_curve_keys(server: str | None, public: str | None, secret: str | None
         raise ConfigError("upstream_server_key, upstream_public_key and upstream_secret_key go together: "
                           "give all three or none")
     for key in keys:
-        if len(key) != 40 or not set(key) <= Z85_ALPHABET:
-            raise ConfigError(f"a CurveZMQ key is 40 z85 characters, got {len(key)} characters")
+        _check_z85_key(key)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name or interface name (``*``, ``eth0``): reachable from elsewhere
+        return False
 
 
 def _check_heartbeats(period: float, threshold: float) -> None:
@@ -134,6 +149,11 @@ class ManagerConfig(_JsonConfig):
     ``drain_at`` the wall-clock time (seconds since the epoch) at which it stops starting
     tasks, finishes those its workers hold and exits, so its job's walltime never kills a
     task mid-run (set by the job script from the block's walltime).
+
+    With ``curve_server_key`` (the interchange's z85 public key) and ``curve_key_file``
+    (a JSON file ``{"public", "secret"}`` of this manager's own key pair, readable by its
+    user only) the connection to the interchange is a CurveZMQ client; both or neither.
+    The secret key is never part of this configuration, which travels on command lines.
     """
 
     interchange_address: str
@@ -148,11 +168,17 @@ class ManagerConfig(_JsonConfig):
     python: str | None = None
     max_result_bytes: int = 128 * 1024 * 1024
     drain_at: float | None = None
+    curve_server_key: str | None = None
+    curve_key_file: str | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
         if self.workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
+        if (self.curve_server_key is None) != (self.curve_key_file is None):
+            raise ConfigError("curve_server_key and curve_key_file go together: give both or neither")
+        if self.curve_server_key is not None:
+            _check_z85_key(self.curve_server_key)
         _check_prefetch(self.prefetch)
         _positive("max_result_bytes", self.max_result_bytes)
         _check_heartbeats(self.heartbeat_period, self.heartbeat_threshold)
@@ -299,6 +325,14 @@ class InterchangeConfig(_JsonConfig):
     outlives service outages, reconnecting and registering again; every result it sends
     is held until the service acknowledges it (``ResultsAck``), and results it cannot
     deliver are kept on disk in ``spool_dir`` (also across interchange restarts).
+
+    ``manager_curve``: the managers' connections are CurveZMQ (encrypted, and only managers
+    holding a key pair this interchange made are admitted). None (the default): on when
+    ``manager_host`` is not a loopback address. Each block's managers get their key pairs
+    as files readable by the user only, in a private folder made in the provider's
+    ``script_dir`` (which batch jobs must be able to read) or, without one, in the system's
+    temporary folder; the folder is removed when the interchange stops. Kubernetes pods
+    cannot read such files: with the ``kubernetes`` provider it must be off (None means off).
     """
 
     upstream_address: str
@@ -321,10 +355,14 @@ class InterchangeConfig(_JsonConfig):
     upstream_public_key: str | None = None
     upstream_secret_key: str | None = None
     spool_dir: str | None = None
+    manager_curve: bool | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
         _check_curve_keys(self.upstream_server_key, self.upstream_public_key, self.upstream_secret_key)
+        if self.manager_curve and self.provider.kind == "kubernetes":
+            raise ConfigError("manager_curve is not available with the kubernetes provider (pods cannot read the "
+                              "managers' key files)")
         if self.spool_dir is not None:
             if not self.spool_dir:
                 raise ConfigError("spool_dir must be a folder path or None, not empty")
@@ -357,7 +395,15 @@ class InterchangeConfig(_JsonConfig):
         return ScalingConfig(init_blocks=self.local_managers, min_blocks=self.local_managers,
                              max_blocks=self.local_managers)
 
-    def manager_config(self, manager_id: str, manager_address: str, block_id: str | None = None) -> ManagerConfig:
+    @property
+    def manager_curve_enabled(self) -> bool:
+        """Whether managers connect with CurveZMQ (``manager_curve``, resolved)."""
+        if self.manager_curve is not None:
+            return self.manager_curve
+        return self.provider.kind != "kubernetes" and not is_loopback(self.manager_host)
+
+    def manager_config(self, manager_id: str, manager_address: str, block_id: str | None = None, *,
+                       curve_server_key: str | None = None, curve_key_file: str | None = None) -> ManagerConfig:
         """The configuration of one manager (of block ``block_id``)."""
         return ManagerConfig(
             interchange_address=manager_address,
@@ -370,6 +416,8 @@ class InterchangeConfig(_JsonConfig):
             heartbeat_period=self.heartbeat_period,
             heartbeat_threshold=self.heartbeat_threshold,
             max_result_bytes=self.max_payload_bytes,
+            curve_server_key=curve_server_key,
+            curve_key_file=curve_key_file,
         )
 
     @property

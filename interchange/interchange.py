@@ -12,6 +12,10 @@ decisions are the sans-IO ``Scheduler``'s and all scaling decisions the sans-IO
 User payloads are never deserialized here. Malformed or oversized messages are logged
 and dropped; the interchange keeps serving. SIGTERM and SIGINT stop it cleanly:
 managers are told to shut down and unacknowledged results go to the spool.
+
+With ``manager_curve`` the managers' ROUTER is a CurveZMQ server that admits only the key
+pairs this interchange made for its managers, and a manager may register only under the
+id its key was made for (``interchange.manager_keys``).
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from typing import Any
 import zmq
 
 from fabric import process, protocol
-from fabric.config import InterchangeConfig
+from fabric.config import InterchangeConfig, is_loopback
 from fabric.errors import ProtocolError
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
                              TaskBatch)
+from interchange.manager_keys import ManagerKeys
 from interchange.scaling import Scaling
 from interchange.scheduler import (ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
                                    ManagerLeft, ManagerResults, ManagerSeen, ResendResults, Scheduler, SendToManager,
@@ -59,13 +64,16 @@ class Interchange:
                                    held_results=self.spool if self.spool is not None else (),
                                    report_started=config.service_mode)
         self.context: zmq.Context[Any] = zmq.Context.instance()
+        self.manager_keys: ManagerKeys | None = None
         try:
             self._open_sockets(config)
         except BaseException:
+            if self.manager_keys is not None:
+                self.manager_keys.close()
             if self.spool is not None:
                 self.spool.close()
             raise
-        self.scaling = Scaling(config, self.manager_address, self.scheduler)
+        self.scaling = Scaling(config, self.manager_address, self.scheduler, manager_keys=self.manager_keys)
         self.poller = zmq.Poller()
         self.poller.register(self.upstream.socket, zmq.POLLIN)
         if self.upstream.monitor is not None:
@@ -87,6 +95,9 @@ class Interchange:
         self.managers.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.managers.setsockopt(zmq.SNDHWM, 0)
         self.managers.setsockopt(zmq.RCVHWM, 0)
+        if config.manager_curve_enabled:
+            self.manager_keys = ManagerKeys(self.context, config.endpoint_id, config.provider.script_dir)
+            self.manager_keys.secure(self.managers)
         host = f"tcp://{config.manager_host}"
         if config.manager_port:
             self.managers.bind(f"{host}:{config.manager_port}")
@@ -103,7 +114,10 @@ class Interchange:
     def start(self) -> None:
         self.upstream.start()
         self.scaling.start(time.monotonic())
-        logger.info("interchange %s serving managers on %s", self.config.endpoint_id, self.manager_address)
+        logger.info("interchange %s serving managers on %s%s", self.config.endpoint_id, self.manager_address,
+                    " (CurveZMQ)" if self.manager_keys is not None else "")
+        if self.manager_keys is None and not is_loopback(self.config.manager_host):
+            logger.warning("managers connect to %s without CurveZMQ (manager_curve is off)", self.manager_address)
 
     def run(self) -> str:
         while self.stop_reason is None:
@@ -188,15 +202,16 @@ class Interchange:
             manager_id = identity.bytes.decode(errors="replace")
             message = self.decode(frames, f"manager {manager_id[:64]!r}")
             if message is not None:
-                self.on_manager_message(manager_id, message, now)
+                self.on_manager_message(manager_id, message, now, identity)
 
-    def on_manager_message(self, manager_id: str, message: protocol.Message, now: float) -> None:
+    def on_manager_message(self, manager_id: str, message: protocol.Message, now: float,
+                           identity: Any = None) -> None:
         if isinstance(message, ResultBatch):
             if manager_id in self.scheduler.managers:
                 self.scheduler.handle(ManagerResults(manager_id, message, now))
                 return
         elif isinstance(message, ManagerRegistration):
-            self.register_manager(manager_id, message, now)
+            self.register_manager(manager_id, message, now, identity)
             return
         elif manager_id in self.scheduler.managers:
             self.scheduler.handle(ManagerSeen(manager_id, now))
@@ -208,12 +223,15 @@ class Interchange:
             logger.warning("message from unregistered manager %s: telling it to stop", manager_id)
             self.send_manager(manager_id, Shutdown(reason="unknown manager: register first"))
 
-    def register_manager(self, manager_id: str, registration: ManagerRegistration, now: float) -> None:
+    def register_manager(self, manager_id: str, registration: ManagerRegistration, now: float,
+                         identity: Any = None) -> None:
         refusal = ""
         if registration.protocol_version != PROTOCOL_VERSION:
             refusal = f"protocol version {registration.protocol_version} is not {PROTOCOL_VERSION}"
         elif registration.manager_id != manager_id:
             refusal = "manager_id does not match the socket identity"
+        elif self.manager_keys is not None and not self.manager_keys.user_id_matches(identity, manager_id):
+            refusal = "its CurveZMQ key was made for another manager"
         self.send_manager(manager_id, RegistrationReply(
             accepted=not refusal, reason=refusal, heartbeat_period=self.config.heartbeat_period,
             heartbeat_threshold=self.config.heartbeat_threshold))
@@ -283,6 +301,8 @@ class Interchange:
         finally:
             self.scaling.stop()
             self.managers.close()
+            if self.manager_keys is not None:
+                self.manager_keys.close()
             self.context.term()
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from fabric.config import InterchangeConfig, ProviderConfig
 from fabric.protocol import ManagerRegistration
+from interchange.manager_keys import ManagerKeys
 from interchange.providers.base import Provider
 from interchange.providers.kubernetes import KubernetesProvider
 from interchange.providers.launchers import block_command
@@ -54,9 +55,10 @@ def make_strategy(config: InterchangeConfig, poll_period: float) -> Strategy:
 
 class Scaling:
     def __init__(self, config: InterchangeConfig, manager_address: str, scheduler: Scheduler,
-                 provider: Provider | None = None) -> None:
+                 provider: Provider | None = None, manager_keys: ManagerKeys | None = None) -> None:
         self.config = config
         self.manager_address = manager_address
+        self.manager_keys = manager_keys
         self.scheduler = scheduler
         self.provider = provider or make_provider(config.provider, config.endpoint_id)
         self.strategy = make_strategy(config, self.provider.poll_period)
@@ -153,8 +155,8 @@ class Scaling:
 
     # -- provider calls (on the background thread for batch schedulers) -----------------
     def _submit(self, block_id: str) -> object:
-        command = block_command(self.config, self.manager_address, block_id)
         try:
+            command = block_command(self.config, self.manager_address, block_id, self.manager_keys)
             job_id = self.provider.submit(command, block_id)
         except Exception as exc:  # noqa: BLE001 - any failure is the block's, reported by the strategy
             return BlockSubmitFailed(block_id, str(exc), time.monotonic())

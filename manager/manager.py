@@ -11,12 +11,14 @@ scheduler ending its job: it still says goodbye, so its tasks are re-queued at o
 once drained. With ``drain_at`` (its job's walltime, less a margin) it drains itself
 then: it starts no more tasks, gives back those not started (it leaves them unstarted;
 the interchange re-queues them when it says goodbye), finishes what its workers hold
-and exits before the scheduler would kill it.
+and exits before the scheduler would kill it. With ``curve_key_file`` its connection to
+the interchange is CurveZMQ, with the key pair the interchange made for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -33,7 +35,7 @@ import zmq
 
 from fabric import protocol
 from fabric.config import ManagerConfig
-from fabric.errors import ProtocolError
+from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
 from fabric.streams import MessageStream, stream_pair
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
@@ -70,12 +72,16 @@ class Manager:
         self.registered = False
         self.exit_reason: str | None = None
         self.walltime_draining = False
+        curve_keys = read_key_file(config.curve_key_file) if config.curve_key_file is not None else None
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.interchange = self.context.socket(zmq.DEALER)
         self.interchange.setsockopt(zmq.IDENTITY, config.manager_id.encode())
         self.interchange.setsockopt(zmq.LINGER, 2000)
         self.interchange.setsockopt(zmq.SNDHWM, 0)  # flow control is ours (capacity)
         self.interchange.setsockopt(zmq.RCVHWM, 0)
+        if curve_keys is not None and config.curve_server_key is not None:
+            self.interchange.curve_serverkey = config.curve_server_key.encode("ascii")
+            self.interchange.curve_publickey, self.interchange.curve_secretkey = curve_keys
         self.interchange.connect(config.interchange_address)
         self.streams: dict[str, MessageStream] = {}
         self.stream_owner: dict[int, str] = {}
@@ -331,6 +337,20 @@ class Manager:
         It only sets the reason; the loop sees it when the wake-up descriptor ends its poll."""
         if self.exit_reason is None:
             self.exit_reason = f"terminated by {signal.Signals(signum).name}"
+
+
+def read_key_file(path: str) -> tuple[bytes, bytes]:
+    """This manager's CurveZMQ (public, secret) keys from the file the interchange wrote
+    (JSON ``{"public", "secret"}``, z85)."""
+    try:
+        with open(path, encoding="ascii") as file:
+            keys = json.load(file)
+        public, secret = keys["public"].encode("ascii"), keys["secret"].encode("ascii")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"cannot read this manager's CurveZMQ keys from {path}: {exc!r}") from exc
+    if len(public) != 40 or len(secret) != 40:
+        raise ConfigError(f"{path}: CurveZMQ keys are 40 z85 characters")
+    return public, secret
 
 
 def main(config: ManagerConfig) -> str:

@@ -76,6 +76,8 @@ class Endpoint(concurrent.futures.Executor):
     managers run (default: local processes; e.g. ``ProviderConfig(kind="slurm", ...)``) and
     ``scaling`` makes the endpoint elastic (blocks between ``min_blocks`` and
     ``max_blocks``); without it ``managers`` local managers run for the endpoint's life.
+    ``manager_curve`` encrypts the managers' connections with CurveZMQ (None: only when they
+    do not run on this machine's loopback interface; see ``InterchangeConfig``).
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
@@ -83,7 +85,7 @@ class Endpoint(concurrent.futures.Executor):
                  heartbeat_period: float = 2.0, heartbeat_threshold: float = 10.0,
                  max_message_bytes: int = 256 * 1024 * 1024, max_inflight_bytes: int = 256 * 1024 * 1024,
                  provider: ProviderConfig | None = None, scaling: ScalingConfig | None = None,
-                 log_level: str | None = None) -> None:
+                 log_level: str | None = None, manager_curve: bool | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         self._context = zmq.Context()
@@ -98,7 +100,7 @@ class Endpoint(concurrent.futures.Executor):
             prefetch=prefetch, accelerators=accelerators, cpu_affinity=cpu_affinity,
             heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
             max_message_bytes=max_message_bytes,
-            provider=provider or ProviderConfig(), scaling=scaling,
+            provider=provider or ProviderConfig(), scaling=scaling, manager_curve=manager_curve,
         )
         self.config = config
         self._max_payload = config.max_payload_bytes

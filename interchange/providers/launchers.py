@@ -7,6 +7,9 @@ serves every node of a block:
 * the manager id ends with ``$FABRIC_NODE_RANK`` (the launcher sets it per node), and
 * ``drain_at`` is ``$FABRIC_DRAIN_AT`` (set by the job script from the walltime, else null).
 
+With CurveZMQ to the managers (``ManagerKeys``), each manager's key file path ends with
+its node rank too; the secret keys themselves are never on the command line.
+
 A launcher wraps that command for ``nodes`` nodes: ``single`` runs the managers on the
 node the block's script runs on, ``srun`` starts one per node of a Slurm allocation,
 ``mpiexec`` one per node under PBS Pro (or any MPI launcher that takes ``-n`` and ``-ppn``).
@@ -23,6 +26,7 @@ from collections.abc import Callable
 
 from fabric.config import InterchangeConfig
 from fabric.errors import ConfigError
+from interchange.manager_keys import ManagerKeys
 
 _RANK = "@@FABRIC_NODE_RANK@@"
 _DRAIN_AT = "@@FABRIC_DRAIN_AT@@"
@@ -33,9 +37,15 @@ Launcher = Callable[[str, int], str]
 """``launcher(manager_command, nodes) -> shell command`` starting one manager per node."""
 
 
-def manager_command(config: InterchangeConfig, manager_address: str, block_id: str, python: str | None = None) -> str:
-    """The shell command that runs one manager of block ``block_id`` (see the module docstring)."""
-    manager = config.manager_config(f"{config.endpoint_id}-{block_id}-{_RANK}", manager_address, block_id)
+def manager_command(config: InterchangeConfig, manager_address: str, block_id: str, python: str | None = None,
+                    keys: ManagerKeys | None = None) -> str:
+    """The shell command that runs one manager of block ``block_id`` (see the module docstring);
+    with ``keys``, its managers get new CurveZMQ key pairs."""
+    curve: dict[str, str] = {}
+    if keys is not None:
+        curve = {"curve_server_key": keys.public,
+                 "curve_key_file": keys.issue(block_id, config.provider.nodes_per_block, _RANK)}
+    manager = config.manager_config(f"{config.endpoint_id}-{block_id}-{_RANK}", manager_address, block_id, **curve)
     values = dataclasses.asdict(manager)
     values["drain_at"] = _DRAIN_AT
     parts = _PLACEHOLDERS.split(json.dumps(values))
@@ -79,9 +89,10 @@ def launcher_for(kind: str, name: str = "auto") -> Launcher:
         raise ConfigError(f"unknown launcher {name!r}; known: {sorted(LAUNCHERS)}") from None
 
 
-def block_command(config: InterchangeConfig, manager_address: str, block_id: str) -> str:
+def block_command(config: InterchangeConfig, manager_address: str, block_id: str,
+                  keys: ManagerKeys | None = None) -> str:
     """The whole command a block runs: its managers, started by the configured launcher."""
     provider = config.provider
     python = provider.python or ("python3" if provider.kind == "kubernetes" else None)
     launch = launcher_for(provider.kind, provider.launcher)
-    return launch(manager_command(config, manager_address, block_id, python), provider.nodes_per_block)
+    return launch(manager_command(config, manager_address, block_id, python, keys), provider.nodes_per_block)
