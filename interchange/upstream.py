@@ -54,7 +54,10 @@ class Upstream:
         self.registration = registration
         self.spool = spool
         self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, config.endpoint_id.encode())
+        if spool is None:  # the local Endpoint routes by our id; the service's ROUTER names each
+            # connection itself and knows us by our CurveZMQ key, so a reconnect never collides
+            # with a connection it still holds under the same name
+            self.socket.setsockopt(zmq.IDENTITY, config.endpoint_id.encode())
         self.socket.setsockopt(zmq.LINGER, 2000)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
         self.socket.setsockopt(zmq.SNDHWM, 0)  # flow control is ours (capacity, windows):

@@ -282,11 +282,12 @@ class Forwarder:
         if isinstance(message, InterchangeRegistration):
             self.on_registration(endpoint_id, identity, message)
             return
-        if session is None:
-            session = self.open_session(endpoint_id, identity, None)
-        elif session.identity != identity:  # an older connection of this endpoint, still draining
+        if session is None or session.identity != identity:
+            # A connection that has not registered: an older one of this endpoint still draining
+            # (its process may be gone), or one that registers next. Only a registration opens a
+            # session (an interchange registers first on every connection); results still count.
             if isinstance(message, ResultBatch):
-                self.on_results(session, message, reply_to=identity)
+                self.on_results(endpoint_id, session, message, reply_to=identity)
             return
         session.last_heard, session.heard_at = time.monotonic(), time.time()
         self.on_message(session, message)
@@ -307,7 +308,7 @@ class Forwarder:
     def on_message(self, session: Session, message: protocol.Message) -> None:
         match message:
             case ResultBatch():
-                self.on_results(session, message)
+                self.on_results(session.endpoint_id, session, message)
             case StatusReport(_, managers, queued_tasks, outstanding_tasks):
                 workers = sum(int(m.get("workers", 0)) for m in managers if isinstance(m, dict))
                 self.store.record_status(session.endpoint_id, len(managers), workers, queued_tasks,
@@ -319,28 +320,30 @@ class Forwarder:
             case _:
                 logger.warning("ignoring %s from endpoint %s", type(message).__name__, session.endpoint_id)
 
-    def on_results(self, session: Session, batch: ResultBatch, reply_to: bytes | None = None) -> None:
+    def on_results(self, endpoint_id: str, session: Session | None, batch: ResultBatch,
+                   reply_to: bytes | None = None) -> None:
+        """Commit, then acknowledge to the connection that sent them."""
         now = time.time()
         if batch.started:
-            self.store.mark_running(session.endpoint_id, batch.started, now)
+            self.store.mark_running(endpoint_id, batch.started, now)
         if not len(batch):
             return
         results = [(task_id, kind, bytes(payload), error_text(kind, payload))
                    for task_id, kind, payload in batch.results()]
-        outcome = self.store.commit_results(session.endpoint_id, results, now)  # committed before the ack
+        outcome = self.store.commit_results(endpoint_id, results, now)  # committed before the ack
         if outcome.ignored:
-            logger.info("endpoint %s: ignored %d results of finished or unknown tasks", session.endpoint_id,
-                        outcome.ignored)
+            logger.info("endpoint %s: ignored %d results of finished or unknown tasks", endpoint_id, outcome.ignored)
         ack = ResultsAck(task_ids=list(batch.task_ids))
-        if reply_to is None:
+        if reply_to is None and session is not None:
             self.send_to(session, ack)
-        else:  # the connection that sent them, not the session's current one
+        elif reply_to is not None:
             self.send(reply_to, ack)
         if outcome.committed:
-            session.outstanding = max(0, session.outstanding - len(outcome.committed))
             self.signal.ring()
-            with self._lock:
-                self._woken.add(session.endpoint_id)
+            if session is not None:
+                session.outstanding = max(0, session.outstanding - len(outcome.committed))
+                with self._lock:
+                    self._woken.add(endpoint_id)
 
     # -- sessions and dispatch ---------------------------------------------------------
     def open_session(self, endpoint_id: str, identity: bytes,

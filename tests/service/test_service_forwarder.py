@@ -173,18 +173,22 @@ def test_rogue_frames_are_dropped_and_the_service_keeps_serving(
         fake.send_raw(frames)
     fake.send(InterchangeRegistration(endpoint_id=intruder_endpoint["endpoint_id"], hostname="h", pid=1,
                                       manager_address="x"))  # claims another endpoint's id
-    # another endpoint's keys, routed as the (connected) victim: never admitted to that route
+    # another endpoint's keys, routed as the (connected) victim: the route stays the victim's
     impostor = connect(service, intruder_endpoint, interchanges, identity=victim["endpoint_id"])
     impostor.register()
     impostor.send(ResultBatch.build([(tasks[0].task_id, RESULT_OK, b"forged")]))
-    # ... and routed under a made-up id: every message dropped
+    # ... and under a made-up id: its messages count as the intruder endpoint's, whose key it holds,
+    # so its "results" for the victim's tasks are not results of any task of its own
     masked = connect(service, intruder_endpoint, interchanges, identity=str(uuid.uuid4()))
     masked.register()
     masked.send(ResultBatch.build([(tasks[1].task_id, RESULT_OK, b"forged")]))
     address = urlparse(service.forwarder_address)
     with socket.create_connection((address.hostname, address.port)) as raw:  # not even ZMTP
         raw.sendall(b"\xff" * 64 + b"GET / HTTP/1.1\r\n\r\n")
-    poll_until(lambda: fake.pump() is not None and "routed as" in service.read_log(), "the masked sender to be noticed")
+    poll_until(lambda: fake.pump() is not None and masked.pump() is not None
+               and online(api, intruder_endpoint["endpoint_id"]), "the masked sender to count as the intruder")
+    poll_until(lambda: "ignored 1 results of finished or unknown tasks" in service.read_log(),
+               "the forged result to be ignored")
     poll_until(lambda: fake.pump() is not None and any(isinstance(m, Shutdown) for m in fake.received),
                "the wrong registration to be refused")
 

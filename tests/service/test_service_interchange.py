@@ -301,14 +301,17 @@ class FakeService:
                          "server_public_key": server_public.decode(), "public_key": client_public.decode(),
                          "secret_key": client_secret.decode()}
         self.received: list[Any] = []
+        self.identity: bytes | None = None  # the routing id the ROUTER gave the interchange's connection
 
     def send(self, frames: list[bytes]) -> None:
-        self.socket.send_multipart([self.endpoint["endpoint_id"].encode(), *frames])
+        assert self.identity is not None, "nothing heard from the interchange yet"
+        self.socket.send_multipart([self.identity, *frames])
 
     def pump(self) -> list[Any]:
-        self.send(Heartbeat().to_frames())  # type: ignore[arg-type]
+        if self.identity is not None:
+            self.send(Heartbeat().to_frames())  # type: ignore[arg-type]
         while self.socket.poll(0):
-            _, *frames = self.socket.recv_multipart()
+            self.identity, *frames = self.socket.recv_multipart()
             self.received.append(decode(frames))
         return self.received
 
