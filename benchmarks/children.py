@@ -39,7 +39,9 @@ def run_cell(command: Sequence[str], timeout: float) -> CellRun:
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
         try:
             stdout, stderr = child.communicate(timeout=timeout)
-            error = None if child.returncode == 0 else f"exit status {child.returncode}: {stderr.strip()[-STDERR_TAIL:]}"
+            error = None
+            if child.returncode != 0:
+                error = f"exit status {child.returncode}: {stderr.strip()[-STDERR_TAIL:]}"
         except subprocess.TimeoutExpired:
             stdout, _ = stop(child, interrupt=True)
             error = f"timed out after {timeout:.0f} s"

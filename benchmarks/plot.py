@@ -77,6 +77,17 @@ def _workers_axis(axes: Any, workers: Sequence[int], cpus: int) -> None:
     axes.set_xlabel(f"workers (shaded: more than the {cpus} CPUs)")
 
 
+def _finish(plt: Any, figure: Any, path: Path, title: str, record: dict[str, Any], *,
+            legend_below: Any = None) -> None:
+    """Title the figure (with the machine and version line), save it as ``path`` and close it."""
+    if legend_below is not None:
+        _legend_below(figure, legend_below)
+    figure.suptitle(f"{title}\n{_subtitle(record)}", fontsize=10)
+    figure.tight_layout(rect=(0, 0.08, 1, 1) if legend_below is not None else None)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def _subtitle(record: dict[str, Any]) -> str:
     machine = record["machine"]
     return (f"{machine['usable_cpus']} CPUs ({machine.get('cpu_model', '')}), Python {machine['python']}, "
@@ -106,11 +117,8 @@ def peers_throughput(plt: Any, record: dict[str, Any], path: Path) -> None:
         axes.set_title(kind)
         axes.set_ylabel("tasks/s (log)")
         axes.grid(True, which="both", alpha=0.3)
-    _legend_below(figure, axes_list[0][0])
-    figure.suptitle("Throughput against workers, same workload, same machine\n" + _subtitle(record), fontsize=10)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _finish(plt, figure, path, "Throughput against workers, same workload, same machine", record,
+            legend_below=axes_list[0][0])
 
 
 def peers_latency(plt: Any, record: dict[str, Any], path: Path, workers: int) -> bool:
@@ -133,15 +141,13 @@ def peers_latency(plt: Any, record: dict[str, Any], path: Path, workers: int) ->
         axes.set_xlabel("round trip (ms, log)")
         axes.set_ylabel("fraction of round trips")
         axes.grid(True, which="both", alpha=0.3)
-    _legend_below(figure, axes_list[0][0])
-    figure.suptitle("Latency distribution: sequential submit-then-result\n" + _subtitle(record), fontsize=10)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _finish(plt, figure, path, "Latency distribution: sequential submit-then-result", record,
+            legend_below=axes_list[0][0])
     return drawn
 
 
-PATH_TITLES = {"endpoint": "fabric endpoint path", "service": "fabric service path (SDK -> HTTP -> service -> endpoint)"}
+PATH_TITLES = {"endpoint": "fabric endpoint path",
+               "service": "fabric service path (SDK -> HTTP -> service -> endpoint)"}
 
 
 def _measured(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -171,10 +177,7 @@ def path_charts(plt: Any, record: dict[str, Any], name: str, throughput_path: Pa
     _throughput_lines(axes, cells, str)
     _throughput_axes(axes, cells, record["sections"][name]["config"]["usable_cpus"])
     axes.legend(fontsize=8)
-    figure.suptitle(f"{PATH_TITLES[name]}: throughput against workers\n" + _subtitle(record), fontsize=10)
-    figure.tight_layout()
-    figure.savefig(throughput_path, dpi=110)
-    plt.close(figure)
+    _finish(plt, figure, throughput_path, f"{PATH_TITLES[name]}: throughput against workers", record)
     figure, axes_list = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.8), squeeze=False)
     for axes, kind in zip(axes_list[0], kinds):
         for cell in cells:
@@ -185,10 +188,7 @@ def path_charts(plt: Any, record: dict[str, Any], name: str, throughput_path: Pa
         axes.set_xlabel("round trip (ms, log)")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
-    figure.suptitle(f"{PATH_TITLES[name]}: latency distribution\n" + _subtitle(record), fontsize=10)
-    figure.tight_layout()
-    figure.savefig(latency_path, dpi=110)
-    plt.close(figure)
+    _finish(plt, figure, latency_path, f"{PATH_TITLES[name]}: latency distribution", record)
 
 
 def paths_throughput(plt: Any, record: dict[str, Any], path: Path) -> None:
@@ -203,11 +203,8 @@ def paths_throughput(plt: Any, record: dict[str, Any], path: Path) -> None:
         line.set_color(colours.get(line.get_label().split(",")[0], line.get_color()))
     _throughput_axes(axes, [*endpoint, *service], record["machine"]["usable_cpus"])
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, handlelength=3.5)
-    figure.suptitle("Throughput against workers: endpoint path (solid) and service path (dashed)\n"
-                    + _subtitle(record), fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _finish(plt, figure, path, "Throughput against workers: endpoint path (solid) and service path (dashed)",
+            record)
 
 
 def scale_chart(plt: Any, record: dict[str, Any], path: Path) -> None:
@@ -239,10 +236,7 @@ def scale_chart(plt: Any, record: dict[str, Any], path: Path) -> None:
     right.set_title("cost that grows with managers")
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=8)
-    figure.suptitle("interchange Scheduler under simulated managers\n" + _subtitle(record), fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _finish(plt, figure, path, "interchange Scheduler under simulated managers", record)
 
 
 def draw(directory: Path, record: dict[str, Any], output: Path | None = None, workers: int = 2) -> list[Path]:

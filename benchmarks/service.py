@@ -183,7 +183,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     elapsed = measure_throughput(executor, kind, count, tally)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return sweep.path_record(sweep.SERVICE, options, sweep.Measured(kind, count, tally, durations, elapsed, startup, rss))
+    measured = sweep.Measured(kind, count, tally, durations, elapsed, startup, rss)
+    return sweep.path_record(sweep.SERVICE, options, measured)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -294,7 +294,8 @@ def report_lines(section: dict[str, Any]) -> list[str]:
         workers = records.workers_label(cell["workers"], cpus)
         versus = [_versus(found.get((cell["kind"], cell["workers"])))] if compared else []
         if cell.get("error") and "tasks_per_second" not in cell:
-            rows.append([cell["kind"], workers, "—", "failed: " + cell["error"][:80], "—", "—", "—", *versus, "no"])
+            failed = "failed: " + cell["error"][:80]
+            rows.append([cell["kind"], workers, "—", failed, "—", "—", "—", *versus, "no"])
             continue
         latency = cell["latency_ms"]
         rows.append([

@@ -156,10 +156,12 @@ def test_service_roles_leave_tool_runs_out() -> None:
         def cmdline(self) -> list[str]:
             return self.command
 
-    python = sys.executable
-    assert benchmark.service_role(Fake(python, "-m", "service", "start", "--config", "x")) == "service"  # type: ignore[arg-type]
-    assert benchmark.service_role(Fake(python, "-m", "service", "add-user", "bench")) == "other"  # type: ignore[arg-type]
-    assert benchmark.service_role(Fake(python, "-m", "interchange", "--config", "{}")) == "interchange"  # type: ignore[arg-type]
+    def role(*command: str) -> str:
+        return benchmark.service_role(Fake(sys.executable, "-m", *command))  # type: ignore[arg-type]
+
+    assert role("service", "start", "--config", "x") == "service"
+    assert role("service", "add-user", "bench") == "other"
+    assert role("interchange", "--config", "{}") == "interchange"
 
 
 def test_plot_draws_both_paths_when_the_record_has_both(tmp_path: Path) -> None:
