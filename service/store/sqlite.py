@@ -362,7 +362,9 @@ class SQLiteStore(Store):
             for chunk in _chunks(ids):
                 found += db.execute(
                     f"SELECT rowid, id, task_group_id, state FROM tasks WHERE id IN ({_marks(len(chunk))}) "
-                    f"AND endpoint_id = ? AND {_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
+                    f"AND +endpoint_id = ? AND +{_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
+                # the unary + keep SQLite on the id index: by (endpoint, state) it walked every
+                # unfinished task of the endpoint for each chunk (81 us a result at 100k unfinished)
             found.sort()
             per_group: dict[str, list[tuple[int, int, bytes, str | None, bool]]] = defaultdict(list)
             for rowid, task_id, group_id, state in found:

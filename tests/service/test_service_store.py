@@ -150,10 +150,13 @@ def test_wal_mode_and_every_lookup_uses_an_index(store: SQLiteStore) -> None:
         (f"SELECT * FROM tasks WHERE endpoint_id = ? AND state = 'running' AND {_IN_UNFINISHED} ORDER BY rowid", 1),
         (f"SELECT count(*) FROM tasks WHERE endpoint_id = ? AND state = 'dispatched' AND {_IN_UNFINISHED}", 1),
         ("SELECT * FROM tasks WHERE task_group_id = ? AND seq > ? ORDER BY seq LIMIT 5", 2),
-        ("SELECT rowid FROM tasks WHERE id IN (?, ?) AND endpoint_id = ? AND " + _IN_UNFINISHED, 3),
+        ("SELECT rowid FROM tasks WHERE id IN (?, ?) AND +endpoint_id = ? AND +" + _IN_UNFINISHED, 3),
+        ("UPDATE tasks SET state = 'running' WHERE id = ? AND endpoint_id = ? AND state = 'dispatched'", 2),
         ("SELECT owner FROM task_groups WHERE id = ?", 1),
     ]
     for query, params in lookups:
         plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", ("x",) * params))
         assert "SCAN" not in plan and "TEMP B-TREE" not in plan, f"{query}: {plan}"
+        if "WHERE id " in query:  # a lookup by task id must use the id index, whatever else it says
+            assert "(id=?)" in plan, f"{query}: {plan}"
     db.close()
