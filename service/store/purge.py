@@ -4,9 +4,10 @@ A purge step (``purge``, run by ``service.purger.Purger`` every few seconds) doe
 
 1. ``record_acknowledged``: the cursors clients acknowledged (``results?after=N``, kept in
    memory by the store until now) become the groups' ``acked_seq``, in one transaction.
-2. ``_purge_acknowledged``: finished tasks with seq <= ``acked_seq`` are deleted, walking
-   each group's results index from ``purged_seq``. Failed tasks (not cancelled ones) stay,
-   with their arguments, so ``retry`` can run them again, until they expire.
+2. ``_purge_acknowledged``: finished tasks with seq <= ``acked_seq`` are deleted, a seq
+   range of each group's results index from ``purged_seq`` per statement. Failed tasks (not
+   cancelled ones) stay, with their arguments, so ``retry`` can run them again, until they
+   expire.
 3. ``_purge_expired``: finished tasks completed more than the time to live ago are deleted,
    fetched or not, walking each group's results in seq order (the order they finished) from
    the oldest; ``oldest_result`` says which groups have any.
@@ -27,12 +28,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from service.records import FAILED, PurgeOutcome
-from service.store.schema import is_cancellation
+from service.records import FAILED, SUCCESS, PurgeOutcome
+from service.store.schema import CANCELLED
 
 Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
-ROWS_PER_TRANSACTION = 1000
+ROWS_PER_TRANSACTION = 2000
+"""At most this many rows deleted (or seqs looked at) per write transaction: ~20 ms."""
 GROUPS_PER_TRANSACTION = 100
 
 
@@ -70,12 +72,15 @@ def _purge_acknowledged(write: Write) -> tuple[int, bool]:
         groups = db.execute("SELECT id, acked_seq, purged_seq FROM task_groups WHERE acked_seq > purged_seq LIMIT ?",
                             (GROUPS_PER_TRANSACTION,)).fetchall()
         for group_id, acked, purged in groups:
-            rows = db.execute("SELECT rowid, seq, state, result_kind, error FROM tasks WHERE task_group_id = ? "
-                              "AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?", (group_id, purged, acked, room)).fetchall()
-            gone = [r for r in rows if r[2] != FAILED or is_cancellation(r[3], r[4])]  # failed ones wait for a retry
-            _delete(db, group_id, gone, "purged_seq", rows[-1][1] if len(rows) == room else acked)
-            deleted += len(gone)
-            room -= len(rows)
+            upto = min(acked, purged + room)  # seqs are dense: at most ``room`` rows
+            states = db.execute(f"DELETE FROM tasks WHERE task_group_id = ? AND seq > ? AND seq <= ? "
+                                f"AND (state = '{SUCCESS}' OR {CANCELLED}) RETURNING state",  # failed ones: kept
+                                (group_id, purged, upto)).fetchall()
+            failed = sum(1 for (state,) in states if state == FAILED)
+            db.execute("UPDATE task_groups SET purged_seq = ?, purged_count = purged_count + ?, "
+                       "purged_failed = purged_failed + ? WHERE id = ?", (upto, len(states), failed, group_id))
+            deleted += len(states)
+            room -= upto - purged
             if room <= 0:
                 return deleted, True
     return deleted, len(groups) == GROUPS_PER_TRANSACTION
@@ -88,14 +93,14 @@ def _purge_expired(write: Write, cutoff: float) -> tuple[int, bool]:
         groups = db.execute("SELECT id FROM task_groups WHERE oldest_result IS NOT NULL AND oldest_result < ? "
                             "ORDER BY oldest_result LIMIT ?", (cutoff, GROUPS_PER_TRANSACTION)).fetchall()
         for (group_id,) in groups:
-            rows = db.execute("SELECT rowid, seq, state, result_kind, error, completed FROM tasks "
+            rows = db.execute("SELECT rowid, seq, state, completed FROM tasks "
                               "WHERE task_group_id = ? AND seq IS NOT NULL ORDER BY seq LIMIT ?",
                               (group_id, room + 1)).fetchall()
             expired = 0
-            while expired < min(len(rows), room) and rows[expired][5] < cutoff:
+            while expired < min(len(rows), room) and rows[expired][3] < cutoff:
                 expired += 1
-            oldest = rows[expired][5] if expired < len(rows) else None  # of the first row left, if any
-            _delete(db, group_id, rows[:expired], "oldest_result", oldest)
+            oldest = rows[expired][3] if expired < len(rows) else None  # of the first row left, if any
+            _delete(db, group_id, rows[:expired], oldest)
             deleted += expired
             room -= expired
             if room <= 0:
@@ -103,13 +108,13 @@ def _purge_expired(write: Write, cutoff: float) -> tuple[int, bool]:
     return deleted, len(groups) == GROUPS_PER_TRANSACTION
 
 
-def _delete(db: sqlite3.Connection, group_id: str, rows: list[tuple[Any, ...]], column: str, value: Any) -> None:
+def _delete(db: sqlite3.Connection, group_id: str, rows: list[tuple[Any, ...]], oldest_result: float | None) -> None:
     """Delete task rows ``(rowid, seq, state, ...)`` of a group, count them into it, and set
-    its ``column`` (``purged_seq`` or ``oldest_result``) to ``value``."""
+    its ``oldest_result`` (of the first finished task left)."""
     db.executemany("DELETE FROM tasks WHERE rowid = ?", [(r[0],) for r in rows])
     failed = sum(1 for r in rows if r[2] == FAILED)
-    db.execute(f"UPDATE task_groups SET {column} = ?, purged_count = purged_count + ?, "
-               "purged_failed = purged_failed + ? WHERE id = ?", (value, len(rows), failed, group_id))
+    db.execute("UPDATE task_groups SET oldest_result = ?, purged_count = purged_count + ?, "
+               "purged_failed = purged_failed + ? WHERE id = ?", (oldest_result, len(rows), failed, group_id))
 
 
 def _delete_empty_groups(write: Write, cutoff: float) -> tuple[int, bool]:

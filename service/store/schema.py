@@ -134,6 +134,10 @@ def marks(count: int) -> str:
     return ",".join("?" * count)
 
 
+CANCELLED = f"(result_kind = {RESULT_TASK_ERROR} AND error GLOB '{CANCELLED_PREFIX}*')"
+"""``is_cancellation`` in SQL."""
+
+
 def is_cancellation(kind: int, error: str | None) -> bool:
     """Whether a failed task's result says it was cancelled (a ``TaskCancelled`` task error)."""
     return kind == RESULT_TASK_ERROR and error is not None and error.startswith(CANCELLED_PREFIX)

@@ -20,7 +20,7 @@ from service.store import (DISPATCHED, FAILED, RECEIVED, RUNNING, SUCCESS, WAITI
                            SQLiteStore)
 from service.store import purge as purging
 from service.store import task_groups
-from service.store.schema import IN_UNFINISHED
+from service.store.schema import CANCELLED, IN_UNFINISHED
 
 TTL = 1000.0
 
@@ -286,10 +286,10 @@ def test_group_and_purge_queries_use_indexes(store: SQLiteStore) -> None:
     lookups = [  # the walk of cancel and retry, the purge steps' task ranges, counters by id
         ("SELECT rowid, id, endpoint_id, state, result_kind, error, args IS NOT NULL FROM tasks "
          "WHERE task_group_id = ? AND rowid > ? ORDER BY rowid LIMIT ?", 3),
-        ("SELECT rowid, seq, state, result_kind, error FROM tasks WHERE task_group_id = ? "
-         "AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?", 4),
-        ("SELECT rowid, seq, state, result_kind, error, completed FROM tasks "
-         "WHERE task_group_id = ? AND seq IS NOT NULL ORDER BY seq LIMIT ?", 2),
+        (f"DELETE FROM tasks WHERE task_group_id = ? AND seq > ? AND seq <= ? AND (state = 'success' OR {CANCELLED}) "
+         "RETURNING state", 3),
+        ("SELECT rowid, seq, state, completed FROM tasks WHERE task_group_id = ? AND seq IS NOT NULL ORDER BY seq "
+         "LIMIT ?", 2),
         ("UPDATE task_groups SET sent_count = sent_count + ? WHERE id = ?", 2),
         ("UPDATE task_groups SET acked_seq = min(?1, last_seq) WHERE id = ?2 AND acked_seq < min(?1, last_seq)", 2),
         ("DELETE FROM tasks WHERE rowid = ?", 1),
