@@ -8,7 +8,7 @@
     fabric logout
     fabric endpoint run-local --workers 2 --tasks 5000
     fabric endpoint configure|start|stop|list|status NAME ...   (fabric.endpoint_cli)
-    fabric bench endpoint|peers|scale|micro|all|plot ...
+    fabric bench endpoint|service|peers|scale|micro|all|plot ...
 
 ``endpoint run-local`` is the demo: it starts a local endpoint (interchange, managers and
 workers as child processes), estimates pi by Monte Carlo in ``--tasks`` chunks, prints the
