@@ -121,8 +121,22 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('task_rowids', "
+               "(SELECT coalesce(max(rowid), 0) FROM tasks))")
     for statement in _statements(_INDEXES):
         db.execute(statement)
+
+
+def next_task_rowids(db: sqlite3.Connection, count: int) -> int:
+    """The first of ``count`` new task rowids (in the caller's write transaction).
+
+    Task rowids order a group's tasks (``group_task_ids`` cursors, cancel and retry walks)
+    and name a batch's tasks (``batches.first_task``), so they must never be used twice.
+    SQLite hands out max(rowid) + 1, which reuses the rowids of the newest tasks once the
+    purge deleted them; this counter in ``meta`` only ever grows."""
+    last = db.execute("UPDATE meta SET value = value + ? WHERE key = 'task_rowids' RETURNING value",
+                      (count,)).fetchone()[0]
+    return int(last) - count + 1
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

@@ -27,7 +27,7 @@ from service.store import task_groups
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
 from service.store.schema import chunks as _chunks
-from service.store.schema import create_or_migrate, is_cancellation
+from service.store.schema import create_or_migrate, next_task_rowids
 from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class SQLiteStore(Store):
         group_id = tasks.task_group_id or str(uuid.uuid4())
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
-        rows = zip(task_ids, [owner] * count, tasks.function_ids, [tasks.endpoint_id] * count, [group_id] * count,
+        columns = (task_ids, [owner] * count, tasks.function_ids, [tasks.endpoint_id] * count, [group_id] * count,
                    [state] * count, tasks.payloads, [now] * count, [tasks.retries] * count,
                    [tasks.walltime] * count, [tasks.priority] * count, [spec] * count)
         with self._write() as db:
@@ -284,13 +284,13 @@ class SQLiteStore(Store):
                 return None  # someone else's group: nothing was written
             db.execute("UPDATE task_groups SET task_count = task_count + ?, updated = ? WHERE id = ?",
                        (count, now, group_id))
-            db.executemany("INSERT INTO tasks (id, owner, function_id, endpoint_id, task_group_id, state, args, "
-                           "created, retries, walltime, priority, resource_spec) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            if tasks.batch_id is not None:  # the rowids of one transaction's inserts are consecutive
-                last = db.execute("SELECT max(rowid) FROM tasks").fetchone()[0]
+            first = next_task_rowids(db, count)
+            db.executemany("INSERT INTO tasks (rowid, id, owner, function_id, endpoint_id, task_group_id, state, "
+                           "args, created, retries, walltime, priority, resource_spec) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", zip(range(first, first + count), *columns))
+            if tasks.batch_id is not None:
                 db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, last - count + 1, count, now))
+                           "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, first, count, now))
         return group_id, task_ids
 
     @staticmethod

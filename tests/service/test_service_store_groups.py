@@ -313,3 +313,24 @@ def test_group_and_purge_queries_use_indexes(store: SQLiteStore) -> None:
         described = plan(db, query, parameters)
         assert f"INDEX {index}" in described, described
     db.close()
+
+
+def test_task_rowids_are_never_used_twice(store: SQLiteStore) -> None:
+    group, ids = add(store, 3)
+    finish(store, [ok(i) for i in ids])
+    store.acknowledge(group, 3)
+    assert store.purge(time.time(), TTL).acknowledged == 3  # the newest tasks are gone
+    batch = "0b7ba2a0-7d8e-4c6e-9d3e-1c2f3a4b5c6d"
+    first = store.add_tasks("a", NewTasks(endpoint_id="e", function_ids=["f"] * 2, payloads=[b"x", b"y"],
+                                          task_group_id=group, batch_id=batch), RECEIVED)
+    assert first is not None
+    _, cursor = store.group_task_ids(group, 0, 100)
+    later, later_ids = add(store, 2, group=group)
+    assert store.group_task_ids(group, cursor, 100)[0] == later_ids  # a cursor sees every later task
+    again = store.add_tasks("a", NewTasks(endpoint_id="e", function_ids=["f"] * 2, payloads=[b"x", b"y"],
+                                          task_group_id=group, batch_id=batch), RECEIVED)
+    assert again == first  # a retried batch still names its own tasks
+    db = sqlite3.connect(store.path)
+    rowids = [r for (r,) in db.execute("SELECT rowid FROM tasks ORDER BY rowid")]
+    db.close()
+    assert rowids == [4, 5, 6, 7]
