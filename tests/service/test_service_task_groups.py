@@ -15,7 +15,7 @@ from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until
 import fabric
 from fabric.errors import TaskError
 from fabric.protocol import (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR, CancelTasks, ResultBatch, Task,
-                             task_error_result)
+                             TaskBatch, task_error_result)
 
 SETTINGS = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0, "purge_interval": 0.1, "max_outstanding": 3}
 
@@ -35,12 +35,20 @@ def api(service: ServiceProcess) -> Api:
 def connected(service: ServiceProcess, api: Api, made: list[FakeInterchange]) -> tuple[FakeInterchange, str]:
     """A fake interchange for a new endpoint of ``api``'s user, online; (it, a function id)."""
     endpoint = api.register_endpoint(f"cluster-{uuid.uuid4().hex[:6]}")
+    return connect(service, api, endpoint, made), api.register_function(b"function body")
+
+
+def connect(service: ServiceProcess, api: Api, endpoint: dict[str, Any],
+            made: list[FakeInterchange]) -> FakeInterchange:
     fake = FakeInterchange(service.forwarder_address, endpoint)
     made.append(fake)
     fake.register()
-    poll_until(lambda: fake.pump() is not None and api.get(f"/v1/endpoints/{fake.endpoint_id}").json()[
-        "status"] == "online", "the endpoint to be online")
-    return fake, api.register_function(b"function body")
+    poll_until(lambda: fake.pump() is not None and status(api, fake.endpoint_id) == "online", "the endpoint online")
+    return fake
+
+
+def status(api: Api, endpoint_id: str) -> str:
+    return str(api.get(f"/v1/endpoints/{endpoint_id}").json()["status"])
 
 
 def submit(api: Api, fake: FakeInterchange, function_id: str, args: list[bytes], **extra: Any) -> dict[str, Any]:
@@ -90,6 +98,25 @@ def test_cancel_fails_unsent_tasks_and_asks_the_endpoint_to_drop_dispatched_ones
     assert fake.pump() is not None and len(fake.tasks()) == 3  # nothing cancelled was sent after all
     again = api.post(f"/v1/task_groups/{group}/cancel")
     assert again.status == 200 and again.json() == {"cancelled": 0, "cancel_requested": 0}
+
+
+def test_cancelled_tasks_of_an_offline_endpoint_are_dropped_when_it_is_back(
+        service: ServiceProcess, api: Api, interchanges: list[FakeInterchange]) -> None:
+    endpoint = api.register_endpoint("flaky")
+    first = connect(service, api, endpoint, interchanges)
+    function_id = api.register_function(b"function body")
+    submitted = submit(api, first, function_id, [b"a", b"b"])
+    first.wait_for_tasks(2)
+    first.close()
+    interchanges.remove(first)
+    poll_until(lambda: status(api, endpoint["endpoint_id"]) == "offline", "the endpoint to be offline")
+    reply = api.post(f"/v1/task_groups/{submitted['task_group_id']}/cancel")
+    assert reply.json() == {"cancelled": 0, "cancel_requested": 2}, reply
+    second = connect(service, api, endpoint, interchanges)  # the interchange may still hold them queued
+    poll_until(lambda: any(isinstance(m, CancelTasks) for m in second.pump() + second.received), "CancelTasks")
+    kinds = [type(m).__name__ for m in second.received if isinstance(m, (TaskBatch, CancelTasks))]
+    assert kinds == ["TaskBatch", "CancelTasks"]  # after the re-sent tasks
+    assert next(m for m in second.received if isinstance(m, CancelTasks)).task_ids == submitted["task_ids"]
 
 
 def test_retry_runs_only_the_failed_tasks_again(service: ServiceProcess, api: Api,
