@@ -97,6 +97,14 @@ class Session:
     functions: set[str] = dataclasses.field(default_factory=set)
 
 
+_MAX_COUNT = 2**62
+
+
+def _is_count(value: object) -> bool:
+    """A number an endpoint may report: a non-negative int SQLite can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_COUNT
+
+
 def error_text(kind: int, payload: Any) -> str | None:
     """A one-line description of a failed task from its error payload (msgpack, never pickle)."""
     if kind == protocol.RESULT_OK:
@@ -310,9 +318,15 @@ class Forwarder:
             case ResultBatch():
                 self.on_results(session.endpoint_id, session, message)
             case StatusReport(_, managers, queued_tasks, outstanding_tasks):
-                workers = sum(int(m.get("workers", 0)) for m in managers if isinstance(m, dict))
-                self.store.record_status(session.endpoint_id, len(managers), workers, queued_tasks,
-                                         outstanding_tasks)
+                workers = [m.get("workers", 0) if isinstance(m, dict) else None for m in managers]
+                numbers = [*workers, queued_tasks, outstanding_tasks]
+                if not all(_is_count(n) for n in numbers):
+                    self.malformed_messages += 1
+                    logger.warning("dropping a status report with malformed numbers from endpoint %s",
+                                   session.endpoint_id)
+                    return
+                self.store.record_status(session.endpoint_id, len(managers), min(sum(workers), _MAX_COUNT),
+                                         queued_tasks, outstanding_tasks)
             case Heartbeat():
                 pass
             case CommandReply(request_id, ok, text):

@@ -167,9 +167,6 @@ def test_fuzzed_frames_from_a_registered_endpoint_on_the_forwarder(service: Serv
         interchange.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the forwarder takes StatusReport's numbers as they come: int() of a "
-                                       "string or None, and SQLite overflow, end in its catch-all (found by the fuzz "
-                                       "above; reported, service/forwarder.py is not this change's)")
 def test_status_reports_with_numbers_of_the_wrong_kind_are_dropped_quietly(service: ServiceProcess) -> None:
     api = Api(service.url, service.add_user(f"status-{uuid.uuid4().hex[:6]}"))
     endpoint = FakeInterchange(service.forwarder_address, api.register_endpoint("reporting"))
