@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import logging
+import operator
 import os
 import secrets
 import sqlite3
@@ -17,11 +19,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from fabric.protocol import RESULT_OK, Task
+from fabric.protocol import Task
 from service.errors import StoreError
-from service.records import (DISPATCHED, FAILED, RECEIVED, RUNNING, SUCCESS, UNFINISHED, WAITING, CancelOutcome,
-                             CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, NewTasks, PurgeOutcome,
-                             ResultPage, RetryOutcome, TaskRecord, User)
+from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, WAITING, CancelOutcome, CommitOutcome,
+                             EndpointRecord, FunctionRecord, GroupCounts, NewTasks, PurgeOutcome, ResultPage,
+                             RetryOutcome, TaskRecord, User)
 from service.store import purge as purging
 from service.store import task_groups
 from service.store.base import Store
@@ -31,6 +33,9 @@ from service.store.schema import create_or_migrate, next_task_rowids
 from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
+
+_UNSENT = frozenset((RECEIVED, WAITING))
+_ROWID_OF_ROW, _GROUP_OF_ROW = operator.itemgetter(0), operator.itemgetter(7)  # of ``rowid, {_SEND_COLUMNS}``
 
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the -wal file is cut back to after a checkpoint (it never shrinks on its own)."""
@@ -325,7 +330,7 @@ class SQLiteStore(Store):
                                     f"AND state = '{state}' AND {_IN_UNFINISHED} ORDER BY rowid LIMIT ?",
                                     (endpoint_id, limit - len(taken))).fetchall()
             self._mark_dispatched(db, taken, now)
-            sent = Counter(r[7] for r in taken)
+            sent = Counter(map(_GROUP_OF_ROW, taken))
             db.executemany("UPDATE task_groups SET sent_count = sent_count + ? WHERE id = ?",
                            [(count, group_id) for group_id, count in sent.items()])
         return _to_send(taken)
@@ -343,7 +348,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _mark_dispatched(db: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> None:
         db.executemany(f"UPDATE tasks SET state = '{DISPATCHED}', dispatched = ?, dispatch_count = dispatch_count + 1 "
-                       "WHERE rowid = ?", [(now, r[0]) for r in rows])
+                       "WHERE rowid = ?", zip(itertools.repeat(now), map(_ROWID_OF_ROW, rows)))
 
     def mark_running(self, endpoint_id: str, task_ids: Sequence[Any], now: float) -> None:
         ids = [i for i in task_ids if isinstance(i, str)]
@@ -366,14 +371,14 @@ class SQLiteStore(Store):
                 # the unary + keep SQLite on the id index: by (endpoint, state) it walked every
                 # unfinished task of the endpoint for each chunk (81 us a result at 100k unfinished)
             found.sort()
-            per_group: dict[str, list[tuple[int, int, bytes, str | None, bool]]] = defaultdict(list)
+            per_group: dict[str, list[tuple[int, task_groups.Result]]] = defaultdict(list)
+            unsent: Counter[str] = Counter()
             for rowid, task_id, group_id, state in found:
-                _, kind, payload, error = by_id[task_id]
-                per_group[group_id].append((rowid, kind, payload, error, state == DISPATCHED or state == RUNNING))
-            updates = []
+                per_group[group_id].append((rowid, by_id[task_id]))
+                if state in _UNSENT:  # a stale result (of a run before a retry): it still counts
+                    unsent[group_id] += 1
             for group_id, finished in per_group.items():
-                updates += task_groups.finish(db, group_id, finished, now)
-            db.executemany(task_groups.SET_RESULT, updates)
+                task_groups.finish(db, group_id, finished, unsent[group_id], now)
         return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
 
     def task_group_owner(self, task_group_id: str) -> str | None:

@@ -26,30 +26,37 @@ Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
 WALK_CHUNK = 2000
 """Tasks per write transaction when cancelling or retrying a whole group."""
 
-SET_RESULT = ("UPDATE tasks SET state = ?, result_kind = ?, result = ?, error = ?, completed = ?, seq = ?, "
-              "args = CASE WHEN ? THEN args END WHERE rowid = ?")
-"""Finish one task (``finish`` makes the parameters); failed tasks keep their arguments for a retry."""
+Result = tuple[Any, int, bytes, "str | None"]
+"""``(task id, kind, payload, error)``: a task's result as the forwarder hands it over."""
 
+_SET_SUCCESS = (f"UPDATE tasks SET state = '{SUCCESS}', result_kind = ?, result = ?, error = NULL, completed = ?, "
+                "seq = ?, args = NULL WHERE rowid = ?")
+_SET_FAILURE = (f"UPDATE tasks SET state = '{FAILED}', result_kind = ?, result = ?, error = ?, completed = ?, seq = ?, "
+                "args = CASE WHEN ? THEN args END WHERE rowid = ?")  # kept for a retry, unless cancelled
 _FINISH_GROUP = ("UPDATE task_groups SET last_seq = last_seq + ?1, finished_count = finished_count + ?1, "
                  "failed_count = failed_count + ?2, cancelled_count = cancelled_count + ?3, "
                  "sent_count = sent_count - ?4, updated = max(updated, ?5), oldest_result = coalesce(oldest_result, ?5) "
                  "WHERE id = ?6 RETURNING last_seq")
 
 
-def finish(db: sqlite3.Connection, task_group_id: str, finished: list[tuple[int, int, bytes, str | None, bool]],
-           now: float) -> list[tuple[Any, ...]]:
-    """Count ``(rowid, kind, payload, error, was sent)`` results into their group; the
-    ``SET_RESULT`` parameters of each, with consecutive seqs in the order given."""
-    failed = cancelled = sent = 0
-    for _, kind, _, error, was_sent in finished:
-        if kind != RESULT_OK:
-            failed += 1
-            cancelled += is_cancellation(kind, error)
-        sent += was_sent
-    last = db.execute(_FINISH_GROUP, (len(finished), failed, cancelled, sent, now, task_group_id)).fetchone()[0]
-    return [(SUCCESS, kind, payload, None, now, seq, False, rowid) if kind == RESULT_OK else
-            (FAILED, kind, payload, error, now, seq, not is_cancellation(kind, error), rowid)
-            for seq, (rowid, kind, payload, error, _) in enumerate(finished, start=last - len(finished) + 1)]
+def finish(db: sqlite3.Connection, task_group_id: str, finished: list[tuple[int, Result]], unsent: int,
+           now: float) -> None:
+    """Commit ``(rowid, result)`` of the group's unfinished tasks (``unsent`` of them never
+    dispatched): the group's counters, then each task with the group's next seq, in order."""
+    failures = [i for i, (_, result) in enumerate(finished) if result[1] != RESULT_OK]
+    cancelled = sum(1 for i in failures if is_cancellation(finished[i][1][1], finished[i][1][3]))
+    last = db.execute(_FINISH_GROUP, (len(finished), len(failures), cancelled, len(finished) - unsent, now,
+                                      task_group_id)).fetchone()[0]
+    first = last - len(finished) + 1
+    if not failures:  # the usual case: one statement, no per-task test
+        db.executemany(_SET_SUCCESS, [(kind, payload, now, seq, rowid)
+                                      for seq, (rowid, (_, kind, payload, _)) in enumerate(finished, first)])
+        return
+    db.executemany(_SET_SUCCESS, [(kind, payload, now, seq, rowid) for seq, (rowid, (_, kind, payload, _))
+                                  in enumerate(finished, first) if kind == RESULT_OK])
+    db.executemany(_SET_FAILURE, [(kind, payload, error, now, seq, not is_cancellation(kind, error), rowid)
+                                  for seq, (rowid, (_, kind, payload, error)) in enumerate(finished, first)
+                                  if kind != RESULT_OK])
 
 
 def counts(db: sqlite3.Connection, task_group_id: str) -> GroupCounts | None:
@@ -89,16 +96,16 @@ def cancel(write: Write, task_group_id: str, now: float) -> CancelOutcome:
 
     def step(db: sqlite3.Connection, rows: list[Row]) -> None:
         nonlocal cancelled
-        unsent: list[tuple[int, int, bytes, str | None, bool]] = []
+        unsent: list[tuple[int, Result]] = []
         for rowid, task_id, endpoint_id, state, *_ in rows:
             if state == RECEIVED or state == WAITING:
                 error = TaskCancelled(task_id=task_id)
                 _, kind, payload = task_error_result(task_id, error)
-                unsent.append((rowid, kind, payload, f"{CANCELLED_PREFIX} {error}", False))
+                unsent.append((rowid, (task_id, kind, payload, f"{CANCELLED_PREFIX} {error}")))
             elif state == DISPATCHED:
                 dispatched[endpoint_id].append(task_id)
         if unsent:
-            db.executemany(SET_RESULT, finish(db, task_group_id, unsent, now))
+            finish(db, task_group_id, unsent, len(unsent), now)
             cancelled += len(unsent)
 
     _walk(write, task_group_id, step)
