@@ -30,3 +30,12 @@ def wait_for(path: str, timeout: float = 60.0) -> str:
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     return path
+
+
+def unless_missing(path: str, value: int) -> int:
+    """``value`` once ``path`` exists; until then the task fails (a retry can then succeed)."""
+    import os
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return value

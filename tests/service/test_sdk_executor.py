@@ -19,9 +19,10 @@ import psutil
 import pytest
 from service_helpers import TIMEOUT, ServiceProcess, poll_until
 
-from sdk_functions import double, fail, record, wait_for
+from sdk_functions import double, fail, record, unless_missing, wait_for
 
-from fabric import Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError
+from fabric import (Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError,
+                    TaskCancelled)
 from fabric.config import InterchangeConfig
 from fabric.process import child_environment
 from fabric.serialize import serialize_arguments
@@ -288,3 +289,39 @@ def test_endpoint_killed_halfway_through_a_large_batch_every_task_completes_once
     assert set(in_order) == set(range(count))
     twice = {i for i in in_order if in_order.count(i) > 1} if len(in_order) > count else set()
     assert twice <= set(in_order[:ran_before]), "a task that had not run before the kill ran twice"
+
+
+def test_cancelling_a_group_stops_its_undispatched_tasks(cluster: Any, tmp_path: Path) -> None:
+    _, client, registration = cluster.running(start_endpoint=False)
+    log = tmp_path / "ran"
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        futures = [executor.submit(record, str(log), i, 0) for i in range(100)]
+        poll_until(lambda: all(f.task_id for f in futures), "the tasks to be accepted")
+        assert client.cancel_task_group(executor.task_group_id) == 100
+        for future in futures:
+            with pytest.raises(TaskCancelled):
+                future.result(TIMEOUT)
+        cluster.endpoint(registration)
+        assert executor.submit(double, 21).result(TIMEOUT) == 42  # the endpoint runs what comes next
+    counts = client.get_task_group(executor.task_group_id)
+    assert (counts["cancelled"], counts["success"], counts["pending"]) == (100, 1, 0)
+    assert executions(log) == []
+
+
+def test_retrying_a_group_runs_only_its_failed_tasks_again(cluster: Any, tmp_path: Path) -> None:
+    _, client, registration = cluster.running()
+    gate = tmp_path / "gate"
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        failing = [executor.submit(unless_missing, str(gate), i) for i in range(5)]
+        passing = [executor.submit(double, i) for i in range(5)]
+        for future in failing:
+            with pytest.raises(RemoteExecutionError):
+                future.result(TIMEOUT)
+        assert [f.result(TIMEOUT) for f in passing] == [0, 2, 4, 6, 8]
+        group = executor.task_group_id
+    gate.touch()
+    assert client.retry_task_group(group) == 5
+    poll_until(lambda: client.get_task_group(group)["pending"] == 0, "the retried tasks to finish")
+    assert [client.get_result(f.task_id) for f in failing] == list(range(5))
+    counts = client.get_task_group(group)
+    assert (counts["tasks"], counts["success"], counts["failed"]) == (10, 10, 0)
