@@ -15,9 +15,9 @@ A purge step (``purge``, run by ``service.purger.Purger`` every few seconds) doe
    for the time to live is deleted, with its batch ids. (Not sooner: a client may still
    add to it, and its result cursor must keep counting up.)
 
-Every step is at most ``ROWS_PER_TRANSACTION`` rows per write transaction, repeated while
-there is work and the step's time budget lasts; each finds its work through a partial
-index of ``task_groups`` that holds only the groups with something to do.
+Every step is at most ``ROWS_PER_TRANSACTION`` rows per write transaction, repeated (with
+as long a pause) while there is work and the step's time budget lasts; each finds its work
+through a partial index of ``task_groups`` that holds only the groups with something to do.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from service.store.schema import CANCELLED
 
 Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
-ROWS_PER_TRANSACTION = 2000
-"""At most this many rows deleted (or seqs looked at) per write transaction: ~20 ms."""
+ROWS_PER_TRANSACTION = 1000
+"""At most this many rows deleted (or seqs looked at) per write transaction (about 10 ms); a
+step leaves the write lock free at least as long as it held it, so submits and results
+waiting for it get in between."""
 GROUPS_PER_TRANSACTION = 100
 
 
@@ -59,10 +61,12 @@ def purge(write: Write, now: float, result_ttl: float, budget: float) -> PurgeOu
 def _repeat(step: Callable[[], tuple[int, bool]], deadline: float) -> tuple[int, bool]:
     total = 0
     while True:
+        started = time.monotonic()
         done, more = step()
         total += done
         if not more or time.monotonic() >= deadline:
             return total, more
+        time.sleep(time.monotonic() - started)  # as long again without the write lock: writers waiting get in
 
 
 def _purge_acknowledged(write: Write) -> tuple[int, bool]:
