@@ -26,7 +26,7 @@ Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
 WALK_CHUNK = 2000
 """Tasks per write transaction when cancelling or retrying a whole group."""
 
-Result = tuple[Any, int, bytes, "str | None"]
+Result = tuple[Any, int, bytes, str | None]
 """``(task id, kind, payload, error)``: a task's result as the forwarder hands it over."""
 
 _SET_SUCCESS = (f"UPDATE tasks SET state = '{SUCCESS}', result_kind = ?, result = ?, error = NULL, completed = ?, "
