@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("service", help="run the service: fabric service start|add-user (see fabric service --help)",
+    commands.add_parser("service", help="run the service: fabric service start|add-user|status (see fabric service --help)",
                         add_help=False)
     endpoint = commands.add_parser("endpoint", help="run and inspect endpoints",
                                    description="Run and inspect endpoints.")
@@ -238,7 +238,7 @@ def run_local_demo(options: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fabric`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["service"]:  # ``fabric service start|add-user ...``: the service's own CLI
+    if args[:1] == ["service"]:  # ``fabric service start|add-user|status ...``: the service's own CLI
         from service.cli import main as service_main
 
         return service_main(args[1:], prog=f"{PROG} service")

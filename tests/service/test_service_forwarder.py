@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,14 +26,6 @@ def service(start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
 @pytest.fixture
 def api(service: ServiceProcess) -> Api:
     return Api(service.url, service.add_user(f"user-{uuid.uuid4().hex[:6]}"))
-
-
-@pytest.fixture
-def interchanges() -> Iterator[list[FakeInterchange]]:
-    made: list[FakeInterchange] = []
-    yield made
-    for fake in made:
-        fake.close()
 
 
 def connect(service: ServiceProcess, endpoint: dict[str, Any], made: list[FakeInterchange],
