@@ -190,9 +190,10 @@ class Executor(concurrent.futures.Executor):
                 self.client.register_function_body(body, name=name, function_id=function_id)
             except FabricError as exc:
                 for queued in batch:
-                    if queued.function_id == function_id and queued.future.set_running_or_notify_cancel():
-                        queued.future.set_exception(exc)
-                        queued.function_id = ""
+                    if queued.function_id == function_id:
+                        queued.function_id = ""  # left out of the upload, cancelled or not
+                        if queued.future.set_running_or_notify_cancel():
+                            queued.future.set_exception(exc)
                 with self._lock:  # later tasks of this function fail the same way
                     self._function_ids = {f: i for f, i in self._function_ids.items() if i != function_id}
         batch[:] = [q for q in batch if q.function_id]
