@@ -10,7 +10,9 @@
     ├── EndpointError            the local endpoint cannot take or finish work
     │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
     ├── ServiceError             the service refused a request (status, error_type, request_id)
-    │   ├── AuthError            401/403: no token, a wrong one, or no access
+    │   ├── AuthError            401: no token, or an unknown or expired one
+    │   │   └── Forbidden        403: known caller, not allowed (not the owner; a function
+    │   │                        the endpoint does not allow)
     │   ├── NotFound             404: no such function, endpoint, task or group *for you*
     │   ├── InvalidRequest       400/405/409/415: a request the service cannot take
     │   ├── RateLimited          429: too many requests; ``retry_after`` seconds
@@ -21,7 +23,8 @@
         ├── TaskTimeout          the task ran past its walltime; its worker was replaced
         ├── WorkerLost           the worker process died while running the task
         ├── ManagerLost          the manager (node) running the task disappeared
-        └── TaskCancelled        the task was cancelled before it ran
+        ├── TaskCancelled        the task was cancelled before it ran
+        └── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
 
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
 as pickles, so the interchange and manager can create them without unpickling anything
@@ -75,6 +78,12 @@ class ServiceError(FabricError):
 
 class AuthError(ServiceError):
     """No token, an unknown or expired one, or a token without access to what was asked."""
+
+
+class Forbidden(AuthError, PermissionError):
+    """The caller is known but may not do this: only an owner may change or share what it
+    owns, and an endpoint runs only the functions its allow-list names (``error_type``
+    ``forbidden`` or ``function_not_allowed``)."""
 
 
 class NotFound(ServiceError, LookupError):
@@ -228,3 +237,15 @@ class TaskCancelled(TaskError):
 
     def __str__(self) -> str:
         return f"task {self.task_id} was cancelled"
+
+
+class FunctionNotAllowed(TaskError):
+    """The endpoint refused to run the task: its function is not in the endpoint's allow-list
+    (``allowed_functions`` in the endpoint's configuration, checked before anything runs)."""
+
+    fields = ("task_id", "function_id")
+    task_id: Any
+    function_id: str | None
+
+    def __str__(self) -> str:
+        return f"function {self.function_id} is not allowed on this endpoint (task {self.task_id})"

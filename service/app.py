@@ -29,7 +29,7 @@ from service.store import SQLiteStore, Store
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-_HTTP_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+_HTTP_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
 

@@ -7,8 +7,11 @@
     └── ApiError                  a request the REST API refuses; rendered as JSON with ``status``
         ├── BadRequest            400  malformed JSON or msgpack, missing or wrong fields
         ├── Unauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
+        ├── Forbidden             403  visible to the caller, but only its owner may do this
+        │   └── FunctionNotAllowed 403 the endpoint's allow-list does not name the function
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
+        ├── Conflict              409  the name is taken (a group of the caller's)
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
         ├── UnsupportedMediaType  415  a request body in a ``Content-Encoding`` the service does not decode
         ├── RateLimited           429  too many requests from one user; ``retry_after`` seconds
@@ -58,6 +61,20 @@ class BadRequest(ApiError):
 class Unauthorized(ApiError):
     status = 401
     error_type = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    error_type = "forbidden"
+
+
+class FunctionNotAllowed(Forbidden):
+    error_type = "function_not_allowed"
+
+
+class Conflict(ApiError):
+    status = 409
+    error_type = "conflict"
 
 
 class NotFound(ApiError):

@@ -2,8 +2,10 @@
 
 ``ResultSignal``: long-polling requests wait on it; the forwarder rings it after it has
 committed results (and the app after it cancelled tasks). ``Dispatcher``: what the app asks
-of the forwarder (is an endpoint connected, here are new tasks for it, drop these tasks). Both only shorten waits: the store stays the
-source of truth, so a missed signal costs latency, never a task.
+of the forwarder (is an endpoint connected, here are new tasks for it, drop these tasks,
+its keys changed). Both only shorten waits: the store stays the source of truth, so a
+missed signal costs latency, never a task (and a connection with rotated keys is found by
+the forwarder's own check of keys too).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class Dispatcher(Protocol):
         """Ask the endpoint to drop these dispatched tasks if they have not started
         (``CancelTasks``; it answers with ``TaskCancelled`` results for those it dropped)."""
 
+    def keys_rotated(self, endpoint_id: str) -> None:
+        """The endpoint registered again with a new key pair: close a connection made with the old one."""
+
 
 class NoDispatcher:
     """For an app without a forwarder in its process: tasks wait in the store."""
@@ -67,4 +72,7 @@ class NoDispatcher:
         pass
 
     def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:
+        pass
+
+    def keys_rotated(self, endpoint_id: str) -> None:
         pass

@@ -6,7 +6,10 @@ connection after the endpoint that holds its key (ZAP ``User-Id``). A message is
 come from that endpoint, whatever routing id its connection has (the ROUTER assigns them;
 interchanges do not pick one, so a reconnect never collides with a connection the ROUTER
 still holds); tasks go to the connection that registered last. So one endpoint can never
-speak, or be sent tasks, as another.
+speak, or be sent tasks, as another. Registering the endpoint again (REST) rotates its key
+pair: the old key is refused at connect, and every message of a connection made with it is
+dropped and answered ``Shutdown`` (its session closes at once when the app rotated the keys
+in this process, within a ``tick`` when another process did).
 
 Sessions. The first message of an authenticated endpoint opens a session (an
 ``InterchangeRegistration`` always opens a new one: a new interchange process). Opening
@@ -79,8 +82,11 @@ class EndpointAuthenticator(ThreadAuthenticator):
         return admitted
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        endpoint_id = self.store.endpoint_for_key(z85.encode(client_public_key).decode("ascii"))
-        return endpoint_id or ""
+        """``<endpoint id> <z85 public key>``: the forwarder checks the key is still the
+        endpoint's on each message (registering again rotates it)."""
+        key = z85.encode(client_public_key).decode("ascii")
+        endpoint_id = self.store.endpoint_for_key(key)
+        return f"{endpoint_id} {key}" if endpoint_id else ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,6 +95,7 @@ class Session:
 
     endpoint_id: str
     identity: bytes
+    public_key: str  # the CurveZMQ key the connection was made with
     last_heard: float
     heard_at: float  # wall-clock time of last_heard, for the store
     last_sent: float = 0.0
@@ -147,6 +154,8 @@ class Forwarder:
         self._request_ids = itertools.count()
         self._woken: set[str] = set()
         self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
+        self._keys: dict[str, str] = {}  # endpoint id -> its current public key ("" if unknown)
+        self._rotated: set[str] = set()  # endpoints whose keys the app rotated
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -195,6 +204,11 @@ class Forwarder:
             with self._lock:
                 self._cancels.setdefault(endpoint_id, []).extend(task_ids)
             self._wake()
+
+    def keys_rotated(self, endpoint_id: str) -> None:
+        with self._lock:
+            self._rotated.add(endpoint_id)
+        self._wake()
 
     def _wake(self) -> None:
         with self._lock:  # never write to the descriptor once it is closed (and maybe reused)
@@ -250,6 +264,7 @@ class Forwarder:
             if self.socket in events:
                 self.receive_from_endpoints()
             try:
+                self.end_rotated_sessions()
                 self.dispatch_woken()
                 self.send_cancellations()
                 now = time.monotonic()
@@ -275,10 +290,14 @@ class Forwarder:
         """One message: the sender is the endpoint its CurveZMQ key belongs to (ZAP ``User-Id``),
         whatever routing id its connection has; replies go to the connection that registered last."""
         identity = frames[0].bytes
-        endpoint_id = frames[1].get("User-Id") if len(frames) > 1 else None
-        if not isinstance(endpoint_id, str) or not endpoint_id:  # cannot happen behind ZAP; never trust it
+        user_id = frames[1].get("User-Id") if len(frames) > 1 else None
+        endpoint_id, _, key = user_id.partition(" ") if isinstance(user_id, str) else ("", "", "")
+        if not endpoint_id or not key:  # cannot happen behind ZAP; never trust it
             self.rogue_messages += 1
             logger.warning("dropping a message from an unauthenticated connection")
+            return
+        if not self.key_is_current(endpoint_id, key):
+            self.refuse_stale_key(endpoint_id, identity)
             return
         session = self.sessions.get(endpoint_id)
         try:
@@ -288,7 +307,7 @@ class Forwarder:
             logger.warning("dropping malformed message from endpoint %s: %s", endpoint_id, exc)
             return
         if isinstance(message, InterchangeRegistration):
-            self.on_registration(endpoint_id, identity, message)
+            self.on_registration(endpoint_id, identity, message, key)
             return
         if session is None or session.identity != identity:
             # A connection that has not registered: an older one of this endpoint still draining
@@ -300,7 +319,8 @@ class Forwarder:
         session.last_heard, session.heard_at = time.monotonic(), time.time()
         self.on_message(session, message)
 
-    def on_registration(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration) -> None:
+    def on_registration(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration,
+                        public_key: str) -> None:
         if registration.endpoint_id != endpoint_id:
             self.rogue_messages += 1
             logger.warning("endpoint %s registered as %r: refused", endpoint_id, registration.endpoint_id[:64])
@@ -311,7 +331,7 @@ class Forwarder:
                            registration.protocol_version, PROTOCOL_VERSION)
             self.send(identity, Shutdown(reason=f"protocol version {PROTOCOL_VERSION} required"))
             return
-        self.open_session(endpoint_id, identity, registration)
+        self.open_session(endpoint_id, identity, registration, public_key)
 
     def on_message(self, session: Session, message: protocol.Message) -> None:
         match message:
@@ -360,10 +380,11 @@ class Forwarder:
                     self._woken.add(endpoint_id)
 
     # -- sessions and dispatch ---------------------------------------------------------
-    def open_session(self, endpoint_id: str, identity: bytes,
-                     registration: InterchangeRegistration | None) -> Session:
+    def open_session(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration | None,
+                     public_key: str) -> Session:
         wall, now = time.time(), time.monotonic()
-        session = Session(endpoint_id=endpoint_id, identity=identity, last_heard=now, heard_at=wall)
+        session = Session(endpoint_id=endpoint_id, identity=identity, public_key=public_key, last_heard=now,
+                          heard_at=wall)
         self.sessions[endpoint_id] = session
         hostname, pid = (registration.hostname, registration.pid) if registration else (None, None)
         self.store.set_connection(endpoint_id, True, wall, hostname, pid)
@@ -375,6 +396,37 @@ class Forwarder:
         with self._lock:
             self._woken.add(endpoint_id)
         return session
+
+    # -- keys --------------------------------------------------------------------------
+    def key_is_current(self, endpoint_id: str, key: str) -> bool:
+        """Whether ``key`` is the endpoint's public key now (cached; the cache is dropped on
+        each tick and when the app rotates the endpoint's keys)."""
+        current = self._keys.get(endpoint_id)
+        if current is None:
+            record = self.store.get_endpoint(None, endpoint_id)
+            current = self._keys[endpoint_id] = record.public_key if record is not None else ""
+        return key == current
+
+    def refuse_stale_key(self, endpoint_id: str, identity: bytes) -> None:
+        """A connection made with a key the endpoint no longer holds: told to stop, never heard."""
+        self.rogue_messages += 1
+        session = self.sessions.get(endpoint_id)
+        if session is not None and session.identity == identity:
+            self.close_session(session, "its keys were rotated")
+        logger.warning("endpoint %s: refused a connection made with a rotated key", endpoint_id)
+        self.send(identity, Shutdown(reason="this endpoint registered again with new keys; this key is revoked"))
+
+    def end_rotated_sessions(self) -> None:
+        """Close sessions whose connection was made with keys the app just rotated."""
+        if not self._rotated:
+            return
+        with self._lock:
+            rotated, self._rotated = self._rotated, set()
+        for endpoint_id in rotated:
+            self._keys.pop(endpoint_id, None)
+            session = self.sessions.get(endpoint_id)
+            if session is not None and not self.key_is_current(endpoint_id, session.public_key):
+                self.refuse_stale_key(endpoint_id, session.identity)
 
     def close_session(self, session: Session, reason: str) -> None:
         if self.sessions.get(session.endpoint_id) is session:
@@ -457,7 +509,11 @@ class Forwarder:
         """Heartbeats and status requests, expiry of silent endpoints, a sweep for waiting tasks."""
         self.next_tick = now + self.tick_interval
         period = self.config.heartbeat_period
+        self._keys.clear()  # keys rotated by another service process are seen within a tick
         for session in list(self.sessions.values()):
+            if not self.key_is_current(session.endpoint_id, session.public_key):
+                self.refuse_stale_key(session.endpoint_id, session.identity)
+                continue
             silent = now - session.last_heard
             if silent > self.config.heartbeat_threshold:
                 self.close_session(session, f"silent for {silent:.1f} s")

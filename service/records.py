@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,23 @@ SUCCESS = "success"
 FAILED = "failed"
 STATES = (RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
 UNFINISHED = (RECEIVED, WAITING, DISPATCHED, RUNNING)
+
+
+
+class Unset(enum.Enum):
+    """The type of ``UNSET``: a value left out, so left as it is (where None means something)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+OWNER = "owner"
+SHARED = "shared"
+PUBLIC = "public"
+ACCESS = (OWNER, SHARED, PUBLIC)
+"""How a caller reaches an endpoint or a function: owns it, was given it (by name or through a
+group), or it is public. Only an owner changes, shares or deletes it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +66,28 @@ class EndpointRecord:
     workers: int
     interchange_queued: int
     interchange_outstanding: int
+    allowed_functions: tuple[str, ...] | None = None  # None: any function
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sharing:
+    """Who besides its owner may use an endpoint or a function: everyone (``public``),
+    these users, and the members of these groups (ids)."""
+
+    public: bool = False
+    users: tuple[User, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """A named set of users, made by ``owner`` (its first member) to share with at once."""
+
+    group_id: str
+    owner: str
+    name: str
+    created: float
+    members: tuple[User, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

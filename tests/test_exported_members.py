@@ -18,6 +18,8 @@ EXPORTED = [
     "EndpointStatus",
     "Executor",
     "FabricError",
+    "Forbidden",
+    "FunctionNotAllowed",
     "InvalidRequest",
     "ManagerLost",
     "NotFound",

@@ -10,6 +10,11 @@ A batch body is a msgpack map::
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
+The caller must reach the endpoint and every function (their own, shared with them or
+their groups, or public; 404 otherwise), and the endpoint's allow-list, if it has one, must
+name every function (403 ``function_not_allowed``); nothing of a refused batch is stored.
+The tasks belong to the caller, whoever owns the endpoint.
+
 The body may be compressed (``Content-Encoding: gzip`` or ``deflate``; see
 ``service.api.common``). The reply (201) is JSON: ``{"task_group_id": str, "task_ids":
 [str, ...]}``, sent only once every task is in the store.
@@ -27,7 +32,7 @@ from typing import Any
 from flask import Blueprint
 
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from service.errors import BadRequest, NotFound, PayloadTooLarge
+from service.errors import BadRequest, FunctionNotAllowed, NotFound, PayloadTooLarge
 from service.openapi import operation
 from service.store import RECEIVED, WAITING, NewTasks
 
@@ -87,16 +92,20 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
 
 @blueprint.post("/batches")
 @operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
-           request="msgpack", status=201, errors=(400, 404, 413, 415))
+           request="msgpack", status=201, errors=(400, 403, 404, 413, 415))
 def submit_batch() -> tuple[dict[str, Any], int]:
     parts = services()
     owner = current_user().user_id
     tasks = _parse_batch(msgpack_body(parts.config.max_request_bytes))
-    if parts.store.get_endpoint(owner, tasks.endpoint_id) is None:
+    reached = parts.store.endpoint_access(owner, tasks.endpoint_id)
+    if reached is None:
         raise NotFound(f"no endpoint {tasks.endpoint_id!r}")
+    allowed = reached[0].allowed_functions
     for function_id in set(tasks.function_ids):
-        if parts.store.get_function(owner, function_id) is None:
+        if parts.store.function_access(owner, function_id) is None:
             raise NotFound(f"no function {function_id!r}")
+        if allowed is not None and function_id not in allowed:
+            raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
     state = RECEIVED if parts.dispatcher.is_online(tasks.endpoint_id) else WAITING
     added = parts.store.add_tasks(owner, tasks, state)
     if added is None:

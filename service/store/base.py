@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fabric.protocol import Task
-from service.records import (CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, NewTasks,
-                             PurgeOutcome, ResultPage, RetryOutcome, TaskRecord, User)
+from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts,
+                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, Sharing, TaskRecord, Unset,
+                             User)
 
 
 class Store(abc.ABC):
@@ -32,11 +33,22 @@ class Store(abc.ABC):
     def get_function(self, owner: str, function_id: str) -> FunctionRecord | None: ...
 
     @abc.abstractmethod
-    def list_functions(self, owner: str) -> list[FunctionRecord]: ...
+    def function_access(self, user_id: str, function_id: str) -> tuple[FunctionRecord, str] | None:
+        """The function as the user reaches it (their own first, else one shared with them,
+        else a public one) and how (``OWNER``/``SHARED``/``PUBLIC``); None if they cannot."""
+
+    @abc.abstractmethod
+    def list_functions(self, owner: str) -> list[FunctionRecord]:
+        """The owner's functions, without bodies."""
+
+    @abc.abstractmethod
+    def visible_functions(self, user_id: str) -> list[tuple[FunctionRecord, str]]:
+        """Functions the user owns or that were shared with them or their groups (without
+        bodies; not the merely public ones), with how they reach each."""
 
     @abc.abstractmethod
     def delete_function(self, owner: str, function_id: str) -> bool:
-        """Hide a function from its owner; tasks already accepted still get its body."""
+        """Hide a function from its owner and end its sharing; tasks already accepted still get its body."""
 
     @abc.abstractmethod
     def function_bodies(self, function_ids: Iterable[str]) -> dict[str, bytes]:
@@ -44,15 +56,31 @@ class Store(abc.ABC):
 
     # -- endpoints -----------------------------------------------------------------------
     @abc.abstractmethod
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str) -> tuple[EndpointRecord, bool]:
-        """The owner's endpoint called ``name``, created with these keys if new; (record, created)."""
+    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
+                          allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
+        """The owner's endpoint called ``name``, now holding these keys (new, or rotated: the
+        old key pair no longer connects) and, unless ``UNSET``, this allow-list (None: any
+        function); (record, created)."""
+
+    @abc.abstractmethod
+    def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:
+        """The only functions the endpoint accepts tasks for (None: any)."""
 
     @abc.abstractmethod
     def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
         """``owner`` None: whoever owns it (the forwarder's view)."""
 
     @abc.abstractmethod
+    def endpoint_access(self, user_id: str, endpoint_id: str) -> tuple[EndpointRecord, str] | None:
+        """The endpoint and how the user reaches it (``OWNER``/``SHARED``/``PUBLIC``); None if they cannot."""
+
+    @abc.abstractmethod
     def list_endpoints(self, owner: str) -> list[EndpointRecord]: ...
+
+    @abc.abstractmethod
+    def visible_endpoints(self, user_id: str) -> list[tuple[EndpointRecord, str]]:
+        """Endpoints the user owns or that were shared with them or their groups (not the
+        merely public ones), with how they reach each."""
 
     @abc.abstractmethod
     def endpoint_for_key(self, public_key: str) -> str | None:
@@ -71,6 +99,44 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def disconnect_all(self) -> None:
         """Mark every endpoint offline (a starting service has no connections yet)."""
+
+    # -- sharing and groups ----------------------------------------------------------------
+    @abc.abstractmethod
+    def find_users(self, references: Iterable[str]) -> dict[str, User | None]:
+        """Each reference (a user id or a user name) and the user it names (None: nobody)."""
+
+    @abc.abstractmethod
+    def user_names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """The names of these users (unknown ids left out)."""
+
+    @abc.abstractmethod
+    def get_sharing(self, kind: str, object_id: str, owner: str) -> Sharing:
+        """Who the owner shares this endpoint or function (``kind``) with."""
+
+    @abc.abstractmethod
+    def set_sharing(self, kind: str, object_id: str, owner: str, grantees: Iterable[str]) -> Sharing:
+        """Replace whom it is shared with (``public``, ``user:<id>``, ``group:<id>``)."""
+
+    @abc.abstractmethod
+    def create_group(self, owner: str, name: str) -> GroupRecord | None:
+        """A new group with its owner as first member; None if the owner has one of that name."""
+
+    @abc.abstractmethod
+    def get_group(self, group_id: str) -> GroupRecord | None: ...
+
+    @abc.abstractmethod
+    def list_groups(self, user_id: str) -> list[GroupRecord]:
+        """Groups the user owns or is a member of."""
+
+    @abc.abstractmethod
+    def add_group_members(self, group_id: str, user_ids: Sequence[str]) -> GroupRecord | None: ...
+
+    @abc.abstractmethod
+    def remove_group_member(self, group_id: str, user_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete_group(self, group_id: str) -> None:
+        """The group, its members and everything shared with it (shared with nobody now)."""
 
     # -- tasks and results ---------------------------------------------------------------
     @abc.abstractmethod

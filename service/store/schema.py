@@ -26,7 +26,7 @@ from fabric.protocol import RESULT_TASK_ERROR
 from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
 
 _TABLES = """
@@ -44,7 +44,14 @@ CREATE TABLE IF NOT EXISTS endpoints (
     connected INTEGER NOT NULL DEFAULT 0, last_heartbeat REAL, hostname TEXT, pid INTEGER,
     managers INTEGER NOT NULL DEFAULT 0, workers INTEGER NOT NULL DEFAULT 0,
     interchange_queued INTEGER NOT NULL DEFAULT 0, interchange_outstanding INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (owner, name));
+    allowed_functions TEXT, UNIQUE (owner, name));
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, created REAL NOT NULL, UNIQUE (owner, name));
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grants (
+    kind TEXT NOT NULL, object_id TEXT NOT NULL, owner TEXT NOT NULL, grantee TEXT NOT NULL,
+    PRIMARY KEY (kind, object_id, owner, grantee)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS task_groups (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, task_count INTEGER NOT NULL DEFAULT 0,
     last_seq INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0,
@@ -74,6 +81,8 @@ CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (endpoint_id, state) WHERE 
 CREATE INDEX IF NOT EXISTS tasks_results ON tasks (task_group_id, seq) WHERE seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (task_group_id);
 CREATE INDEX IF NOT EXISTS batches_by_group ON batches (task_group_id);
+CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members (user_id);
+CREATE INDEX IF NOT EXISTS grants_by_grantee ON grants (grantee, kind);
 """.format(unfinished=", ".join(f"'{state}'" for state in UNFINISHED))
 # Finished tasks leave the (partial) endpoint index and only then enter the results index, so
 # each state change touches as few index entries as possible. Queries that must use the
@@ -104,6 +113,12 @@ UPDATE task_groups SET finished_count = last_seq, updated = created,
 """
 
 
+_MIGRATE_2_TO_3 = """
+ALTER TABLE endpoints ADD COLUMN allowed_functions TEXT
+"""
+# version 3: sharing (groups, group_members, grants: created above) and endpoint allow-lists
+
+
 def _statements(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
@@ -118,7 +133,11 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
         for statement in _statements(_MIGRATE_1_TO_2):
             db.execute(statement)
         version = 2
-        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    if version == 2:
+        for statement in _statements(_MIGRATE_2_TO_3):
+            db.execute(statement)
+        version = 3
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('task_rowids', "

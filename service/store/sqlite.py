@@ -21,9 +21,10 @@ from typing import Any
 
 from fabric.protocol import Task
 from service.errors import StoreError
-from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, WAITING, CancelOutcome, CommitOutcome,
-                             EndpointRecord, FunctionRecord, GroupCounts, NewTasks, PurgeOutcome, ResultPage,
-                             RetryOutcome, TaskRecord, User)
+from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
+                             EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
+                             ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
+from service.store import access
 from service.store import purge as purging
 from service.store import task_groups
 from service.store.base import Store
@@ -48,7 +49,9 @@ def hash_secret(secret: str) -> bytes:
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
                  "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
-                     "managers, workers, interchange_queued, interchange_outstanding")
+                     "managers, workers, interchange_queued, interchange_outstanding, allowed_functions")
+_FUNCTION_COLUMNS = "id, owner, name, description, body, created"
+_FUNCTION_LISTED = "id, owner, name, description, x'', created"  # without bodies
 _SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id"
 
 
@@ -61,6 +64,7 @@ def _task_record(row: tuple[Any, ...]) -> TaskRecord:
 def _endpoint_record(row: tuple[Any, ...]) -> EndpointRecord:
     values = list(row)
     values[6] = bool(values[6])
+    values[14] = access.decode_allowed(values[14])
     return EndpointRecord(*values)
 
 
@@ -182,26 +186,38 @@ class SQLiteStore(Store):
             db.execute("INSERT INTO functions (owner, id, name, description, body, created) VALUES (?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT (owner, id) DO UPDATE SET deleted = 0, name = excluded.name, "
                        "description = excluded.description", (owner, function_id, name, description, body, now))
-            row = db.execute("SELECT id, owner, name, description, body, created FROM functions "
-                             "WHERE owner = ? AND id = ?", (owner, function_id)).fetchone()
+            row = db.execute(f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE owner = ? AND id = ?",
+                             (owner, function_id)).fetchone()
         return _function_record(row)
 
     def get_function(self, owner: str, function_id: str) -> FunctionRecord | None:
         with self._read() as db:
-            row = db.execute("SELECT id, owner, name, description, body, created FROM functions "
-                             "WHERE owner = ? AND id = ? AND deleted = 0", (owner, function_id)).fetchone()
+            row = db.execute(f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE owner = ? AND id = ? AND deleted = 0",
+                             (owner, function_id)).fetchone()
         return _function_record(row) if row else None
+
+    def function_access(self, user_id: str, function_id: str) -> tuple[FunctionRecord, str] | None:
+        with self._read() as db:
+            found = access.object_access(db, access.FUNCTION, "functions", _FUNCTION_COLUMNS, user_id, function_id,
+                                         "AND o.deleted = 0")
+        return (_function_record(found[0]), found[1]) if found else None
 
     def list_functions(self, owner: str) -> list[FunctionRecord]:
         with self._read() as db:
-            rows = db.execute("SELECT id, owner, name, description, x'', created FROM functions "
-                              "WHERE owner = ? AND deleted = 0 ORDER BY created", (owner,)).fetchall()
+            rows = db.execute(f"SELECT {_FUNCTION_LISTED} FROM functions WHERE owner = ? AND deleted = 0 "
+                              "ORDER BY created", (owner,)).fetchall()
         return [_function_record(r) for r in rows]
+
+    def visible_functions(self, user_id: str) -> list[tuple[FunctionRecord, str]]:
+        with self._read() as db:
+            rows = access.visible(db, access.FUNCTION, "functions", _FUNCTION_LISTED, user_id, "AND o.deleted = 0")
+        return [(_function_record(row), how) for row, how in rows]
 
     def delete_function(self, owner: str, function_id: str) -> bool:
         with self._write() as db:
             cursor = db.execute("UPDATE functions SET deleted = 1 WHERE owner = ? AND id = ? AND deleted = 0",
                                 (owner, function_id))
+            access.forget_grants(db, access.FUNCTION, function_id, owner)
         return cursor.rowcount > 0
 
     def function_bodies(self, function_ids: Iterable[str]) -> dict[str, bytes]:
@@ -215,17 +231,30 @@ class SQLiteStore(Store):
         return bodies
 
     # -- endpoints -----------------------------------------------------------------------
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str) -> tuple[EndpointRecord, bool]:
+    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
+                          allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
+        allowed = {} if isinstance(allowed_functions, Unset) else {
+            "allowed_functions": access.encode_allowed(allowed_functions)}
         with self._write() as db:
-            row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE owner = ? AND name = ?",
-                             (owner, name)).fetchone()
-            if row is not None:
-                return _endpoint_record(row), False
-            endpoint_id = str(uuid.uuid4())
-            db.execute("INSERT INTO endpoints (id, owner, name, public_key, secret_key, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, owner, name, public_key, secret_key, time.time()))
+            row = db.execute("SELECT id FROM endpoints WHERE owner = ? AND name = ?", (owner, name)).fetchone()
+            created = row is None
+            endpoint_id = str(uuid.uuid4()) if created else row[0]
+            if created:
+                db.execute("INSERT INTO endpoints (id, owner, name, public_key, secret_key, created) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, owner, name, public_key, secret_key, time.time()))
+            else:  # registering again rotates the keys: the old pair can no longer connect
+                db.execute("UPDATE endpoints SET public_key = ?, secret_key = ? WHERE id = ?",
+                           (public_key, secret_key, endpoint_id))
+            if allowed:
+                db.execute("UPDATE endpoints SET allowed_functions = ? WHERE id = ?",
+                           (allowed["allowed_functions"], endpoint_id))
             row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
-        return _endpoint_record(row), True
+        return _endpoint_record(row), created
+
+    def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE endpoints SET allowed_functions = ? WHERE id = ?",
+                       (access.encode_allowed(function_ids), endpoint_id))
 
     def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
         with self._read() as db:
@@ -234,11 +263,21 @@ class SQLiteStore(Store):
             return None
         return _endpoint_record(row)
 
+    def endpoint_access(self, user_id: str, endpoint_id: str) -> tuple[EndpointRecord, str] | None:
+        with self._read() as db:
+            found = access.object_access(db, access.ENDPOINT, "endpoints", _ENDPOINT_COLUMNS, user_id, endpoint_id)
+        return (_endpoint_record(found[0]), found[1]) if found else None
+
     def list_endpoints(self, owner: str) -> list[EndpointRecord]:
         with self._read() as db:
             rows = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE owner = ? ORDER BY created",
                               (owner,)).fetchall()
         return [_endpoint_record(r) for r in rows]
+
+    def visible_endpoints(self, user_id: str) -> list[tuple[EndpointRecord, str]]:
+        with self._read() as db:
+            rows = access.visible(db, access.ENDPOINT, "endpoints", _ENDPOINT_COLUMNS, user_id)
+        return [(_endpoint_record(row), how) for row, how in rows]
 
     def endpoint_for_key(self, public_key: str) -> str | None:
         with self._read() as db:
@@ -266,6 +305,55 @@ class SQLiteStore(Store):
     def disconnect_all(self) -> None:
         with self._write() as db:
             db.execute("UPDATE endpoints SET connected = 0 WHERE connected != 0")
+
+    # -- sharing and groups ----------------------------------------------------------------
+    def find_users(self, references: Iterable[str]) -> dict[str, User | None]:
+        with self._read() as db:
+            return access.users_by_reference(db, references)
+
+    def user_names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(dict.fromkeys(user_ids))
+        names: dict[str, str] = {}
+        with self._read() as db:
+            for chunk in _chunks(ids):
+                names.update(db.execute(f"SELECT id, name FROM users WHERE id IN ({_marks(len(chunk))})", chunk))
+        return names
+
+    def get_sharing(self, kind: str, object_id: str, owner: str) -> Sharing:
+        with self._read() as db:
+            return access.sharing(db, kind, object_id, owner)
+
+    def set_sharing(self, kind: str, object_id: str, owner: str, grantees: Iterable[str]) -> Sharing:
+        with self._write() as db:
+            access.set_sharing(db, kind, object_id, owner, grantees)
+            return access.sharing(db, kind, object_id, owner)
+
+    def create_group(self, owner: str, name: str) -> GroupRecord | None:
+        with self._write() as db:
+            group_id = access.create_group(db, owner, name)
+            return access.group(db, group_id) if group_id else None
+
+    def get_group(self, group_id: str) -> GroupRecord | None:
+        with self._read() as db:
+            return access.group(db, group_id)
+
+    def list_groups(self, user_id: str) -> list[GroupRecord]:
+        with self._read() as db:
+            groups = [access.group(db, group_id) for group_id in access.groups_of(db, user_id)]
+        return [g for g in groups if g is not None]
+
+    def add_group_members(self, group_id: str, user_ids: Sequence[str]) -> GroupRecord | None:
+        with self._write() as db:
+            access.add_members(db, group_id, user_ids)
+            return access.group(db, group_id)
+
+    def remove_group_member(self, group_id: str, user_id: str) -> bool:
+        with self._write() as db:
+            return access.remove_member(db, group_id, user_id)
+
+    def delete_group(self, group_id: str) -> None:
+        with self._write() as db:
+            access.delete_group(db, group_id)
 
     # -- tasks ---------------------------------------------------------------------------
     def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:

@@ -245,8 +245,20 @@ def test_counters_agree_with_rows_whatever_happens(store: SQLiteStore) -> None:
         check_counters(store, group)
 
 
+def _drop_version_3(path: Path) -> None:
+    """Make a version 2 store: the sharing tables and the endpoints' allow-list column, gone."""
+    db = sqlite3.connect(path)
+    for table in ("grants", "group_members", "groups"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("ALTER TABLE endpoints DROP COLUMN allowed_functions")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+
+
 def _drop_version_2(path: Path) -> None:
-    """Make a version 1 store: the task group columns and indexes version 2 added, gone."""
+    """Make a version 1 store: what versions 2 and 3 added, gone."""
+    _drop_version_3(path)
     db = sqlite3.connect(path)
     for index in ("task_groups_acked", "task_groups_expiring", "task_groups_empty", "batches_by_group"):
         db.execute(f"DROP INDEX {index}")
@@ -273,8 +285,26 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     finally:
         store.close()
     db = sqlite3.connect(tmp_path / "fabric.db")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
     db.close()
+
+
+def test_a_version_2_store_is_migrated_and_can_share(tmp_path: Path) -> None:
+    old = SQLiteStore(tmp_path / "fabric.db")
+    alice, _ = old.add_user("alice")
+    bob, _ = old.add_user("bob")
+    endpoint, _ = old.register_endpoint(alice.user_id, "laptop", "pub", "sec")
+    old.close()
+    _drop_version_3(tmp_path / "fabric.db")
+    store = SQLiteStore(tmp_path / "fabric.db")
+    try:
+        migrated = store.get_endpoint(alice.user_id, endpoint.endpoint_id)
+        assert migrated is not None and migrated.allowed_functions is None and migrated.public_key == "pub"
+        assert store.endpoint_access(bob.user_id, endpoint.endpoint_id) is None
+        store.set_sharing("endpoint", endpoint.endpoint_id, alice.user_id, [f"user:{bob.user_id}"])
+        assert store.endpoint_access(bob.user_id, endpoint.endpoint_id)[1] == "shared"  # type: ignore[index]
+    finally:
+        store.close()
 
 
 def plan(db: sqlite3.Connection, query: str, parameters: int) -> str:

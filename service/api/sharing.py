@@ -1,0 +1,64 @@
+"""What the endpoint and function routes share: who may see an object, and its sharing body.
+
+A sharing body (``GET``/``PUT .../sharing``) is JSON::
+
+    {"public": bool,                 # every user may use it
+     "users": [str, ...],            # user names (or user ids)
+     "groups": [str, ...]}           # group ids; the owner must own or be in each group
+
+``PUT`` replaces the whole sharing; the reply is the sharing now in force (users by name).
+Only the owner may read or change it (403 for a user it is shared with, 404 for others).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.api.common import current_user, field, services
+from service.errors import BadRequest, Forbidden, NotFound
+from service.records import OWNER, Sharing
+from service.store import access
+
+MAX_GRANTEES = 1000
+
+
+def owned(found: tuple[Any, str] | None, what: str, *, action: str) -> Any:
+    """The record if the caller owns it: 404 if they cannot see it, 403 if it is only shared with them."""
+    if found is None:
+        raise NotFound(f"no {what}")
+    record, how = found
+    if how != OWNER:
+        raise Forbidden(f"only the owner of {what} may {action}")
+    return record
+
+
+def grantees(data: dict[str, Any]) -> list[str]:
+    """The grants a sharing body asks for (400 for an unknown user or a group not the caller's)."""
+    public = field(data, "public", bool, required=False, default=False)
+    users: list[Any] = field(data, "users", list, required=False, default=[])
+    groups: list[Any] = field(data, "groups", list, required=False, default=[])
+    if not all(isinstance(u, str) and 0 < len(u) <= 256 for u in users + groups):
+        raise BadRequest("users and groups must be lists of names or ids")
+    if len(users) + len(groups) > MAX_GRANTEES:
+        raise BadRequest(f"share with at most {MAX_GRANTEES} users and groups")
+    store, caller = services().store, current_user().user_id
+    found = store.find_users(users)
+    unknown = [reference for reference, user in found.items() if user is None]
+    if unknown:
+        raise BadRequest(f"no user {unknown[0]!r}")
+    mine = {g.group_id for g in store.list_groups(caller)}
+    foreign = [group_id for group_id in groups if group_id not in mine]
+    if foreign:
+        raise BadRequest(f"no group {foreign[0]!r} among the caller's groups")
+    granted = [access.PUBLIC_GRANTEE] if public else []
+    granted += [access.grantee_of_user(user.user_id) for user in found.values() if user and user.user_id != caller]
+    granted += [access.grantee_of_group(group_id) for group_id in groups]
+    return granted
+
+
+def describe(sharing: Sharing) -> dict[str, Any]:
+    return {"public": sharing.public, "users": [user.name for user in sharing.users], "groups": list(sharing.groups)}
+
+
+def owner_names(owner_ids: list[str]) -> dict[str, str]:
+    return services().store.user_names(owner_ids)
