@@ -10,7 +10,7 @@
     print(client.get_result(batch.task_ids[0]))          # TaskPending until it is done
 
 Every refusal of the service becomes a typed exception of ``fabric.errors``
-(``AuthError``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``RateLimited``,
+(``AuthError``, ``Forbidden``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``RateLimited``,
 ``ServiceUnavailable``); a task's own failure is re-raised as the task's exception
 (``RemoteExecutionError``, ``TaskTimeout``, ...). Transient failures (no connection,
 502/503/504, 429) are retried with backoff for up to ``retry_for`` seconds; a batch is
@@ -27,19 +27,20 @@ import base64
 import contextlib
 import json as _json_module
 import dataclasses
+import enum
 import random
 import threading
 import time
 import uuid
 import zlib
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgpack
 import urllib3
 
-from fabric.errors import (AuthError, ConfigError, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
+from fabric.errors import (AuthError, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
                            ServiceError, ServiceUnavailable, TaskPending)
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
@@ -50,6 +51,15 @@ MSGPACK = "application/msgpack"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 FINISHED_STATES = frozenset({"success", "failed"})
 COMPRESS_FROM = 64 * 1024
+
+
+class Unset(enum.Enum):
+    """The type of ``UNSET``: an argument left out (where None means something)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 """Batch bodies from this size on are uploaded compressed."""
 
 
@@ -165,10 +175,17 @@ class Client:
             self._functions = {f: i for f, i in self._functions.items() if i != function_id}
 
     # -- endpoints ---------------------------------------------------------------------
-    def register_endpoint(self, name: str) -> dict[str, Any]:
-        """Register an endpoint (or get yours of that name): ``endpoint_id``, ``forwarder_address``,
-        ``server_public_key``, and the endpoint's ``public_key`` and ``secret_key``."""
-        return self._json("POST", "/v1/endpoints", json={"name": name})
+    def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET
+                          ) -> dict[str, Any]:
+        """Register an endpoint (or your endpoint of that name again): ``endpoint_id``,
+        ``forwarder_address``, ``server_public_key``, and the endpoint's ``public_key`` and
+        ``secret_key``. Registering again keeps the id and rotates the keys: the old key pair
+        can no longer connect. ``allowed_functions``: the only function ids the service will
+        accept tasks for on this endpoint (None: any function; left out: unchanged)."""
+        body: dict[str, Any] = {"name": name}
+        if not isinstance(allowed_functions, Unset):
+            body["allowed_functions"] = None if allowed_functions is None else list(allowed_functions)
+        return self._json("POST", "/v1/endpoints", json=body)
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/v1/endpoints")["endpoints"])
@@ -176,6 +193,60 @@ class Client:
     def get_endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
         """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts."""
         return self._json("GET", f"/v1/endpoints/{endpoint_id}")
+
+    def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> list[str] | None:
+        """Only these functions may run on your endpoint (None: any); the service refuses a
+        batch for another one with ``Forbidden`` (``error_type`` ``function_not_allowed``).
+        The endpoint's own configuration (``fabric endpoint configure --allow-function``)
+        is enforced again on the endpoint and replaces this list at its next start."""
+        body = {"allowed_functions": None if function_ids is None else list(function_ids)}
+        reply = self._json("PUT", f"/v1/endpoints/{endpoint_id}/allowed_functions", json=body)
+        return reply["allowed_functions"]  # type: ignore[no-any-return]
+
+    # -- sharing and groups ------------------------------------------------------------
+    def share_endpoint(self, endpoint_id: str, *, users: Sequence[str] = (), groups: Sequence[str] = (),
+                       public: bool = False) -> dict[str, Any]:
+        """Let these users (names or ids), the members of these groups (ids), or everyone
+        (``public``) see your endpoint and submit tasks to it. Replaces the endpoint's
+        sharing (``share_endpoint(id)`` makes it private again); returns the sharing now."""
+        return self._json("PUT", f"/v1/endpoints/{endpoint_id}/sharing", json=_sharing(users, groups, public))
+
+    def get_endpoint_sharing(self, endpoint_id: str) -> dict[str, Any]:
+        """``{"public", "users", "groups"}`` of your endpoint."""
+        return self._json("GET", f"/v1/endpoints/{endpoint_id}/sharing")
+
+    def share_function(self, function_id: str, *, users: Sequence[str] = (), groups: Sequence[str] = (),
+                       public: bool = False) -> dict[str, Any]:
+        """Let these users, groups' members, or everyone read your function and run tasks
+        with it; replaces its sharing and returns the sharing now."""
+        return self._json("PUT", f"/v1/functions/{function_id}/sharing", json=_sharing(users, groups, public))
+
+    def get_function_sharing(self, function_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/functions/{function_id}/sharing")
+
+    def create_group(self, name: str, members: Sequence[str] = ()) -> dict[str, Any]:
+        """A new group you own (you are its first member), with these users (names or ids) in it:
+        ``{"group_id", "name", "owner", "role", "members"}``."""
+        group = self._json("POST", "/v1/groups", json={"name": name})
+        return self.add_group_members(group["group_id"], members) if members else group
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        """The groups you own or are a member of."""
+        return list(self._json("GET", "/v1/groups")["groups"])
+
+    def get_group(self, group_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/groups/{group_id}")
+
+    def add_group_members(self, group_id: str, users: Sequence[str]) -> dict[str, Any]:
+        return self._json("POST", f"/v1/groups/{group_id}/members", json={"users": list(users)})
+
+    def remove_group_member(self, group_id: str, user: str) -> None:
+        """Remove a member of your group, or leave someone else's (``user`` = your name)."""
+        self._request("DELETE", f"/v1/groups/{group_id}/members/{quote(user, safe='')}")
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete your group; whatever was shared with it is shared with nobody now."""
+        self._request("DELETE", f"/v1/groups/{group_id}")
 
     # -- tasks -------------------------------------------------------------------------
     def submit_batch(self, endpoint_id: str, function_ids: str | Sequence[str], arguments: Sequence[bytes], *,
@@ -389,8 +460,10 @@ def _error(response: urllib3.BaseHTTPResponse) -> Exception:
     if status == 429:
         return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), status=status,
                            error_type=error_type, request_id=request_id)
-    if status in (401, 403):
+    if status == 401:
         kind = AuthError
+    elif status == 403:
+        kind = Forbidden
     elif status == 404:
         kind = NotFound
     elif status in TRANSIENT_STATUSES or status >= 500 and status != 501:
@@ -398,3 +471,9 @@ def _error(response: urllib3.BaseHTTPResponse) -> Exception:
     elif 400 <= status < 500:
         kind = InvalidRequest
     return kind(message, status=status, error_type=error_type, request_id=request_id)
+
+
+def _sharing(users: Sequence[str], groups: Sequence[str], public: bool) -> dict[str, Any]:
+    if isinstance(users, str) or isinstance(groups, str):
+        raise TypeError("users and groups are lists of names or ids, not one string")
+    return {"public": bool(public), "users": list(users), "groups": list(groups)}

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fabric.errors import AuthError, FabricError, NotFound, PayloadTooLarge, ServiceError
+from fabric.errors import AuthError, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
@@ -119,7 +119,19 @@ class Executor(concurrent.futures.Executor):
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
         if self.endpoint_id is None:
             raise ValueError("the executor has no endpoint_id")
-        function_id = self._function_id(fn)
+        return self._enqueue(self._function_id(fn), args, kwargs)
+
+    def submit_to_registered_function(self, function_id: str, args: Iterable[Any] = (),
+                                      kwargs: dict[str, Any] | None = None) -> ServiceTaskFuture:
+        """Run a function already registered with the service, by id: yours, or one shared with
+        you or your groups, or a public one (``NotFound`` on the future otherwise)."""
+        if self.endpoint_id is None:
+            raise ValueError("the executor has no endpoint_id")
+        if not isinstance(function_id, str) or not function_id:
+            raise TypeError("function_id must be a function id (a non-empty string)")
+        return self._enqueue(function_id, tuple(args), kwargs or {})
+
+    def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ServiceTaskFuture:
         payload = serialize_arguments(args, kwargs)
         spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
         future = ServiceTaskFuture()
@@ -222,6 +234,18 @@ class Executor(concurrent.futures.Executor):
             half = len(batch) // 2
             self._upload(batch[:half])
             self._upload(batch[half:])
+            return
+        except (NotFound, Forbidden) as exc:
+            by_function: dict[str, list[_Queued]] = {}
+            for queued in batch:
+                by_function.setdefault(queued.function_id, []).append(queued)
+            if len(by_function) > 1:  # a function not yours, or not allowed there: only its tasks fail
+                for part in by_function.values():
+                    self._upload(part)
+                return
+            logger.warning("uploading %d tasks failed: %s", len(batch), exc)
+            for queued in batch:
+                queued.future.set_exception(exc)
             return
         except FabricError as exc:
             logger.warning("uploading %d tasks failed: %s", len(batch), exc)

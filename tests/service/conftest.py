@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import FakeInterchange, ServiceProcess
+from service_helpers import CLUSTER_SETTINGS, EndpointProcess, FakeInterchange, ServiceProcess, user
+
+from fabric import Client
 
 FAST = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0}
 """Short heartbeats keep expiry quick; 2 s tolerates a busy 2-core machine."""
@@ -36,3 +38,41 @@ def interchanges() -> Iterator[list[FakeInterchange]]:
     yield made
     for fake in made:
         fake.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``cluster.service(**settings)`` and ``cluster.endpoint(registration, **interchange settings)``:
+    started, always stopped (an endpoint started again keeps its result spool)."""
+    services: list[ServiceProcess] = []
+    endpoints: list[EndpointProcess] = []
+
+    class Cluster:
+        @staticmethod
+        def service(**settings: Any) -> ServiceProcess:
+            service = ServiceProcess(tmp_path / "service", **{**CLUSTER_SETTINGS, **settings})
+            services.append(service)
+            return service
+
+        @staticmethod
+        def endpoint(registration: dict[str, Any], **settings: Any) -> EndpointProcess:
+            endpoint = EndpointProcess(registration, tmp_path / f"spool-{registration['endpoint_id']}", **settings)
+            endpoints.append(endpoint)
+            return endpoint
+
+        @classmethod
+        def running(cls, *, start_endpoint: bool = True) -> tuple[ServiceProcess, Client, dict[str, Any]]:
+            """A service, a user's client, and the user's endpoint (started unless told otherwise)."""
+            service = cls.service()
+            client = user(service)
+            registration = client.register_endpoint("laptop")
+            if start_endpoint:
+                cls.endpoint(registration)
+            return service, client, registration
+
+    yield Cluster  # type: ignore[misc]
+    for endpoint in endpoints:
+        endpoint.stop()
+    for service in services:
+        if service.process.poll() is None:
+            service.stop()

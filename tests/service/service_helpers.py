@@ -1,4 +1,5 @@
-"""Helpers for the service tests: a real service process, an HTTP client, a fake interchange.
+"""Helpers for the service tests: a real service process, an HTTP client, a fake interchange,
+a real endpoint process, an SDK client for a new user.
 
 Tests never sleep to synchronise: they ``poll_until`` a condition holds and give up after
 ``TIMEOUT``, the one time constant (it bounds waits, it never asserts how fast anything is).
@@ -16,14 +17,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgpack
+import psutil
 import zmq
 
-from fabric import protocol
+from fabric import Client, protocol
+from fabric.config import InterchangeConfig
+from fabric.process import child_environment
 from fabric.protocol import Heartbeat, InterchangeRegistration
 
 TIMEOUT = 30.0
@@ -241,3 +246,42 @@ class FakeInterchange:
         self.monitor.close()
         self.socket.close()
         self.context.term()
+
+
+CLUSTER_SETTINGS = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0, "rate_limit": 0, "max_task_bytes": 256 * 1024}
+"""A service for end-to-end tests: quick heartbeats, no rate limit, 256 KiB task arguments."""
+
+
+class EndpointProcess:
+    """``python -m interchange`` in service mode for a registered endpoint: what `fabric endpoint start` runs."""
+
+    def __init__(self, registration: dict[str, Any], spool: Path, workers: int = 2, **settings: Any) -> None:
+        config = InterchangeConfig(
+            upstream_address=registration["forwarder_address"], endpoint_id=registration["endpoint_id"],
+            upstream_server_key=registration["server_public_key"], upstream_public_key=registration["public_key"],
+            upstream_secret_key=registration["secret_key"], spool_dir=str(spool), exit_with_upstream=False,
+            workers_per_manager=workers, heartbeat_period=0.2, heartbeat_threshold=2.0, **settings)
+        self.process = subprocess.Popen([sys.executable, "-m", "interchange", "--config", config.to_json()],
+                                        env=child_environment())  # workers import sdk_functions
+
+    def kill(self) -> None:
+        """SIGKILL the interchange; returns once its managers and workers, which follow it
+        (parent-death signal), are gone too."""
+        tree = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.kill()
+        self.process.wait(TIMEOUT)
+        _, alive = psutil.wait_procs(tree, timeout=TIMEOUT)
+        assert not alive, f"left behind: {alive}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def user(service: ServiceProcess, name: str = "alice") -> Client:
+    return Client(service.url, service.add_user(f"{name}-{uuid.uuid4().hex[:6]}"))

@@ -11,96 +11,18 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from service_helpers import TIMEOUT, ServiceProcess, poll_until
+from service_helpers import TIMEOUT, poll_until, user
 
 from sdk_functions import double, fail, record, unless_missing, wait_for
 
 from fabric import (Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError,
                     TaskCancelled)
-from fabric.config import InterchangeConfig
-from fabric.process import child_environment
 from fabric.serialize import serialize_arguments
-
-FAST = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0, "rate_limit": 0, "max_task_bytes": 256 * 1024}
-
-
-class EndpointProcess:
-    """``python -m interchange`` in service mode for a registered endpoint: what `fabric endpoint start` runs."""
-
-    def __init__(self, registration: dict[str, Any], spool: Path, workers: int = 2) -> None:
-        config = InterchangeConfig(
-            upstream_address=registration["forwarder_address"], endpoint_id=registration["endpoint_id"],
-            upstream_server_key=registration["server_public_key"], upstream_public_key=registration["public_key"],
-            upstream_secret_key=registration["secret_key"], spool_dir=str(spool), exit_with_upstream=False,
-            workers_per_manager=workers, heartbeat_period=0.2, heartbeat_threshold=2.0)
-        self.process = subprocess.Popen([sys.executable, "-m", "interchange", "--config", config.to_json()],
-                                        env=child_environment())  # workers import sdk_functions
-
-    def kill(self) -> None:
-        """SIGKILL the interchange; returns once its managers and workers, which follow it
-        (parent-death signal), are gone too."""
-        tree = psutil.Process(self.process.pid).children(recursive=True)
-        self.process.kill()
-        self.process.wait(TIMEOUT)
-        _, alive = psutil.wait_procs(tree, timeout=TIMEOUT)
-        assert not alive, f"left behind: {alive}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``cluster.service(**settings)`` and ``cluster.endpoint(registration)``: started, always stopped."""
-    services: list[ServiceProcess] = []
-    endpoints: list[EndpointProcess] = []
-
-    class Cluster:
-        @staticmethod
-        def service(**settings: Any) -> ServiceProcess:
-            service = ServiceProcess(tmp_path / "service", **{**FAST, **settings})
-            services.append(service)
-            return service
-
-        @staticmethod
-        def endpoint(registration: dict[str, Any]) -> EndpointProcess:
-            endpoint = EndpointProcess(registration, tmp_path / "spool")
-            endpoints.append(endpoint)
-            return endpoint
-
-        @classmethod
-        def running(cls, *, start_endpoint: bool = True) -> tuple[ServiceProcess, Client, dict[str, Any]]:
-            """A service, a user's client, and the user's endpoint (started unless told otherwise)."""
-            service = cls.service()
-            client = user(service)
-            registration = client.register_endpoint("laptop")
-            if start_endpoint:
-                cls.endpoint(registration)
-            return service, client, registration
-
-    yield Cluster  # type: ignore[misc]
-    for endpoint in endpoints:
-        endpoint.stop()
-    for service in services:
-        if service.process.poll() is None:
-            service.stop()
-
-
-def user(service: ServiceProcess, name: str = "alice") -> Client:
-    return Client(service.url, service.add_user(f"{name}-{uuid.uuid4().hex[:6]}"))
-
 
 def executions(path: Path) -> list[int]:
     return sorted(int(line) for line in path.read_text().split()) if path.exists() else []

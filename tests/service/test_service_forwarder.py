@@ -103,6 +103,35 @@ def test_unknown_keys_cannot_connect(service: ServiceProcess, api: Api, intercha
     assert not online(api, endpoint["endpoint_id"])
 
 
+def test_registering_again_rotates_keys_and_cuts_off_the_old_pair(
+        service: ServiceProcess, api: Api, interchanges: list[FakeInterchange]) -> None:
+    endpoint = api.register_endpoint("rotating")
+    function_id = api.register_function(b"body")
+    old = connect(service, endpoint, interchanges)
+    old.register()
+    poll_until(lambda: old.pump() is not None and online(api, endpoint["endpoint_id"]), "the endpoint to be online")
+
+    rotated = api.register_endpoint("rotating")  # e.g. `fabric endpoint start` on a new machine
+    assert rotated["endpoint_id"] == endpoint["endpoint_id"] and rotated["public_key"] != endpoint["public_key"]
+    poll_until(lambda: any(isinstance(m, Shutdown) for m in old.pump() + old.received), "the old connection told to stop")
+    assert not online(api, endpoint["endpoint_id"])
+    old.register()  # a process holding the old keys cannot come back on its live connection...
+    submitted = api.submit({"endpoint_id": endpoint["endpoint_id"], "function_id": function_id,
+                            "args": [b"a"]}).json()
+    again = connect(service, endpoint, interchanges)  # ...nor on a new one
+    again.register()
+    poll_until(lambda: again.pump() is not None and zmq.EVENT_HANDSHAKE_FAILED_AUTH in again.events,
+               "the old key's handshake to be refused")
+
+    new = connect(service, rotated, interchanges, identity="the-new-process")  # the old one still holds its id
+    new.register()
+    tasks = new.wait_for_tasks(1)
+    answer(new, tasks)
+    assert api.all_results(submitted["task_group_id"], 1)[tasks[0].task_id] == (0, b"result:a")
+    old.pump()
+    assert old.tasks() == [] and again.tasks() == []  # no task ever went to the old keys
+
+
 def test_tasks_wait_for_an_offline_endpoint(service: ServiceProcess, api: Api,
                                             interchanges: list[FakeInterchange]) -> None:
     endpoint = api.register_endpoint("laptop")

@@ -1,0 +1,147 @@
+"""The access-control matrix: every route of the API, asked by the owner of what it names, by
+a user it is shared with, by a stranger, without a token and with a bad token.
+
+Each cell runs against a fresh world (a real service process, a real SQLite file): alice
+owns an endpoint (shared with her group, of which bob is a member), a function (shared with
+bob by name), the group, and a task group she submitted. ``shared`` is bob; ``stranger`` is
+carol, who has nothing shared with her. The matrix must name every route the service
+serves (its OpenAPI document), so a new route cannot ship without its row.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from service_helpers import Api, ServiceProcess
+
+ROLES = ("owner", "shared", "stranger", "no token", "bad token")
+UNAUTHORIZED = (401, 401)
+
+# (method, OpenAPI path): (owner, shared, stranger); no token and a bad token are always 401.
+MATRIX: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("get", "/v1/auth/whoami"): (200, 200, 200),
+    ("get", "/v1/openapi.json"): (200, 200, 200),
+    ("post", "/v1/functions"): (200, 200, 200),
+    ("get", "/v1/functions"): (200, 200, 200),
+    ("get", "/v1/functions/{function_id}"): (200, 200, 404),
+    ("delete", "/v1/functions/{function_id}"): (204, 403, 404),
+    ("get", "/v1/functions/{function_id}/sharing"): (200, 403, 404),
+    ("put", "/v1/functions/{function_id}/sharing"): (200, 403, 404),
+    ("post", "/v1/endpoints"): (200, 201, 201),  # the owner re-registers (rotation); others make their own
+    ("get", "/v1/endpoints"): (200, 200, 200),
+    ("get", "/v1/endpoints/{endpoint_id}"): (200, 200, 404),
+    ("get", "/v1/endpoints/{endpoint_id}/sharing"): (200, 403, 404),
+    ("put", "/v1/endpoints/{endpoint_id}/sharing"): (200, 403, 404),
+    ("put", "/v1/endpoints/{endpoint_id}/allowed_functions"): (200, 403, 404),
+    ("post", "/v1/groups"): (201, 201, 201),
+    ("get", "/v1/groups"): (200, 200, 200),
+    ("get", "/v1/groups/{group_id}"): (200, 200, 404),
+    ("delete", "/v1/groups/{group_id}"): (204, 403, 404),
+    ("post", "/v1/groups/{group_id}/members"): (200, 403, 404),
+    ("delete", "/v1/groups/{group_id}/members/{user}"): (204, 204, 404),  # bob may leave; carol is no one there
+    ("post", "/v1/batches"): (201, 201, 404),
+    ("get", "/v1/tasks/{task_id}"): (200, 404, 404),
+    ("get", "/v1/task_groups/{task_group_id}"): (200, 404, 404),
+    ("get", "/v1/task_groups/{task_group_id}/tasks"): (200, 404, 404),
+    ("get", "/v1/task_groups/{task_group_id}/results"): (200, 404, 404),
+    ("post", "/v1/task_groups/{task_group_id}/cancel"): (200, 404, 404),
+    ("post", "/v1/task_groups/{task_group_id}/retry"): (200, 404, 404),
+}
+
+
+class World:
+    """What alice owns and shares, made afresh for one cell."""
+
+    def __init__(self, service: ServiceProcess, users: dict[str, Api], names: dict[str, str]) -> None:
+        alice, self.names = users["owner"], names
+        tag = uuid.uuid4().hex[:8]
+        self.endpoint_name = f"cluster-{tag}"
+        self.endpoint_id = alice.register_endpoint(self.endpoint_name)["endpoint_id"]
+        self.function_body = f"body {tag}".encode()
+        self.function_id = alice.register_function(self.function_body)
+        group = alice.post("/v1/groups", json_body={"name": f"team-{tag}"})
+        assert group.status == 201, group
+        self.group_id = group.json()["group_id"]
+        ok(alice.post(f"/v1/groups/{self.group_id}/members", json_body={"users": [names["shared"]]}))
+        ok(alice.call("PUT", f"/v1/endpoints/{self.endpoint_id}/sharing", json_body={"groups": [self.group_id]}))
+        ok(alice.call("PUT", f"/v1/functions/{self.function_id}/sharing", json_body={"users": [names["shared"]]}))
+        submitted = alice.submit(self.batch())
+        assert submitted.status == 201, submitted
+        self.task_group_id = submitted.json()["task_group_id"]
+        self.task_id = submitted.json()["task_ids"][0]
+
+    def batch(self) -> dict[str, Any]:
+        return {"endpoint_id": self.endpoint_id, "function_id": self.function_id, "args": [b"x"]}
+
+    def path(self, template: str) -> str:
+        return template.format(function_id=self.function_id, endpoint_id=self.endpoint_id, group_id=self.group_id,
+                               task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"])
+
+    def body(self, method: str, template: str) -> dict[str, Any]:
+        """The request's body, if it has one (a valid one: the matrix is about who, not what)."""
+        if template == "/v1/batches":
+            return {"body": _msgpack(self.batch()), "content_type": "application/msgpack"}
+        bodies = {
+            "/v1/functions": {"body": base64.b64encode(self.function_body).decode(), "name": "again"},
+            "/v1/endpoints": {"name": self.endpoint_name},
+            "/v1/groups": {"name": f"another-{uuid.uuid4().hex[:6]}"},
+            "/v1/functions/{function_id}/sharing": {"public": True},
+            "/v1/endpoints/{endpoint_id}/sharing": {"public": True},
+            "/v1/endpoints/{endpoint_id}/allowed_functions": {"allowed_functions": [self.function_id]},
+            "/v1/groups/{group_id}/members": {"users": [self.names["stranger"]]},
+        }
+        return {"json_body": bodies[template]} if template in bodies else {}
+
+
+def ok(reply: Any) -> None:
+    assert reply.status == 200, reply
+
+
+def _msgpack(data: dict[str, Any]) -> bytes:
+    import msgpack
+
+    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(tmp_path_factory.mktemp("matrix"), rate_limit=0.0)
+    yield process
+    assert process.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def users(service: ServiceProcess) -> tuple[dict[str, Api], dict[str, str]]:
+    names = {role: f"{role}-{uuid.uuid4().hex[:6]}" for role in ("owner", "shared", "stranger")}
+    apis = {role: Api(service.url, service.add_user(name)) for role, name in names.items()}
+    apis["no token"] = Api(service.url, None)
+    apis["bad token"] = Api(service.url, "0123456789abcdef.not-a-real-secret")
+    return apis, names
+
+
+def test_the_matrix_names_every_route(users: tuple[dict[str, Api], dict[str, str]]) -> None:
+    spec = users[0]["owner"].get("/v1/openapi.json").json()
+    served = {(method, path) for path, operations in spec["paths"].items() for method in operations}
+    assert served == set(MATRIX), f"routes without a row: {served - set(MATRIX)}; rows of no route: " \
+                                  f"{set(MATRIX) - served}"
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda route: f"{route[0].upper()} {route[1]}")
+def test_access(service: ServiceProcess, users: tuple[dict[str, Api], dict[str, str]],
+                route: tuple[str, str]) -> None:
+    apis, names = users
+    method, template = route
+    expected = dict(zip(ROLES, (*MATRIX[route], *UNAUTHORIZED)))
+    got = {}
+    for role in ROLES:
+        world = World(service, apis, names)
+        reply = apis[role].call(method.upper(), world.path(template), **world.body(method, template))
+        got[role] = reply.status
+        if reply.status >= 400:
+            error = reply.json()["error"]
+            assert error["request_id"] == reply.headers["X-Request-Id"] and "Traceback" not in error["message"]
+    assert got == expected
