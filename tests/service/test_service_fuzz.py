@@ -1,17 +1,18 @@
-"""Fuzzing every POST route of a real service process (hypothesis).
+"""Fuzzing every route that takes a body (POST and PUT) of a real service process (hypothesis).
 
 Each example sends one request built from random or mutated parts: a body (random JSON or
 msgpack values, valid bodies with fields removed, replaced or added, random bytes, valid
 encodings with bytes flipped, cut or inserted), a content type, sometimes a
 ``Content-Encoding`` (applied or only claimed), an ``Authorization`` header that is mostly
-valid, a ``Content-Length`` that sometimes undercounts, and for the group routes a random,
-foreign or own group id. Whatever it is:
+valid, a ``Content-Length`` that sometimes undercounts, and for the routes of one task group,
+endpoint, function or group a random, foreign or own id. Whatever it is:
 
 * the service answers, never with a 5xx, and every error is the JSON error body with no
   traceback in it;
 * a valid request right after it succeeds (the service keeps serving);
 * nothing accepted before is lost: another user's task group keeps its tasks, and every
-  task the valid requests added is in its group at the end.
+  task the valid requests added is in its group at the end; another user's endpoint,
+  function and group keep their sharing, allow-list and members.
 
 Examples are bounded (``max_examples``, no deadline) so the file runs in seconds.
 """
@@ -65,6 +66,10 @@ class World:
     pulse_group: str
     keeper: Api
     kept_group: str
+    spare_endpoint: str  # the fuzzer's, for the sharing and allow-list routes (the pulses use endpoint_id)
+    user_group: str
+    kept_endpoint: str
+    kept_user_group: str
     pulses: int = 0
     batch_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))  # fixed: replays are exact
     unknown_group: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
@@ -88,9 +93,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             reply = api.submit({"endpoint_id": endpoint_id, "function_id": function_id, "args": [b"0"]})
             assert reply.status == 201, reply
             groups.append(reply.json()["task_group_id"])
+        kept_user_group = keeper.post("/v1/groups", json_body={"name": "kept"}).json()["group_id"]
         yield World(service, api, endpoint_id, function_id, groups[0], groups[1], keeper, kept.json()["task_group_id"],
-                    pulses=1)
+                    spare_endpoint=api.register_endpoint("spare")["endpoint_id"],
+                    user_group=api.post("/v1/groups", json_body={"name": "fuzzers"}).json()["group_id"],
+                    kept_endpoint=keeper_endpoint, kept_user_group=kept_user_group, pulses=1)
         assert group_counts(keeper, kept.json()["task_group_id"]) == (KEPT_TASKS, KEPT_TASKS)
+        private = {"public": False, "users": [], "groups": []}
+        assert keeper.get(f"/v1/endpoints/{keeper_endpoint}/sharing").json() == private
+        assert keeper.get(f"/v1/endpoints/{keeper_endpoint}").json()["allowed_functions"] is None
+        assert keeper.get(f"/v1/functions/{keeper.register_function(BODY)}/sharing").json() == private
+        assert keeper.get(f"/v1/groups/{kept_user_group}").json()["members"] == ["keeper"]
     finally:
         log = service.read_log()
         assert service.stop() == 0
@@ -118,10 +131,31 @@ def templates(world: World) -> dict[str, dict[str, Any]]:
                         "task_group_id": world.own_group, "retries": 1, "batch_id": world.batch_id,
                         "resource_spec": {"walltime": 5.0, "priority": 1}},
         "/v1/functions": {"body": base64.b64encode(BODY).decode(), "name": "double", "description": "x2"},
-        "/v1/endpoints": {"name": "fuzzed"},
+        "/v1/endpoints": {"name": "fuzzed", "allowed_functions": [world.function_id]},
         "/v1/task_groups/{group}/cancel": {},
         "/v1/task_groups/{group}/retry": {},
+        "/v1/endpoints/{endpoint}/sharing": {"public": True, "users": ["keeper"], "groups": [world.user_group]},
+        "/v1/endpoints/{endpoint}/allowed_functions": {"allowed_functions": [world.function_id]},
+        "/v1/functions/{function}/sharing": {"public": False, "users": ["keeper"], "groups": [world.user_group]},
+        "/v1/groups": {"name": "team"},
+        "/v1/groups/{user_group}/members": {"users": ["keeper"]},
     }
+
+
+ROUTES = [("POST", "/v1/batches"), ("POST", "/v1/functions"), ("POST", "/v1/endpoints"),
+          ("POST", "/v1/task_groups/{group}/cancel"), ("POST", "/v1/task_groups/{group}/retry"),
+          ("PUT", "/v1/endpoints/{endpoint}/sharing"), ("PUT", "/v1/endpoints/{endpoint}/allowed_functions"),
+          ("PUT", "/v1/functions/{function}/sharing"), ("POST", "/v1/groups"),
+          ("POST", "/v1/groups/{user_group}/members")]
+
+
+def ids(world: World) -> dict[str, list[str]]:
+    """For each placeholder of a route: the fuzzer's own id, another user's, an unknown one."""
+    unknown = str(uuid.uuid4())
+    return {"group": [world.own_group, world.kept_group, world.unknown_group],
+            "endpoint": [world.spare_endpoint, world.kept_endpoint, unknown],
+            "function": [world.function_id, "0" * 64, unknown],  # the keeper holds the same id: its own record
+            "user_group": [world.user_group, world.kept_user_group, unknown]}
 
 
 @st.composite
@@ -150,6 +184,7 @@ def encoded(draw: st.DrawFn, value: Any, as_msgpack: bool) -> bytes:
 
 @dataclasses.dataclass
 class Request:
+    method: str
     path: str
     body: bytes
     headers: dict[str, str]
@@ -157,7 +192,7 @@ class Request:
 
 
 @st.composite
-def requests(draw: st.DrawFn, world: World, route: str) -> Request:
+def requests(draw: st.DrawFn, world: World, method: str, route: str) -> Request:
     as_msgpack = route == "/v1/batches"
     template = templates(world)[route]
     value = draw(mutated(template, msgpack_values if as_msgpack else json_values))
@@ -186,22 +221,25 @@ def requests(draw: st.DrawFn, world: World, route: str) -> Request:
     for _ in range(draw(st.integers(0, 2))):
         headers[draw(st.sampled_from(["X-Request-Id", "Accept", "Accept-Encoding", "Expect", "X-Forwarded-For"]))] = \
             draw(header_text)
-    group = draw(st.sampled_from([world.own_group, world.kept_group, world.unknown_group, "random"]))
-    if group == "random":
-        group = quote(draw(st.text(min_size=1, max_size=40)), safe="")
-    path = route.replace("{group}", group)
+    path = route
+    for placeholder, candidates in ids(world).items():
+        if f"{{{placeholder}}}" in path:
+            chosen = draw(st.sampled_from([*candidates, "random"]))
+            if chosen == "random":
+                chosen = quote(draw(st.text(min_size=1, max_size=40)), safe="")
+            path = path.replace(f"{{{placeholder}}}", chosen)
     if draw(st.integers(0, 4)) == 0:
         path += "?" + quote(draw(header_text), safe="=&")
     length = len(body) - draw(st.integers(0, len(body))) if body and draw(st.integers(0, 9)) == 0 else len(body)
-    return Request(path, body, headers, length)
+    return Request(method, path, body, headers, length)
 
 
 def send(url: str, request: Request) -> tuple[int, bytes, str]:
-    """POST ``request`` as it is (no header is added or fixed up); status, body, content type."""
+    """Send ``request`` as it is (no header is added or fixed up); status, body, content type."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
     try:
-        connection.putrequest("POST", request.path, skip_accept_encoding=True)
+        connection.putrequest(request.method, request.path, skip_accept_encoding=True)
         for name, value in request.headers.items():
             connection.putheader(name, value)
         connection.putheader("Content-Length", str(request.content_length))
@@ -230,15 +268,25 @@ def pulse(world: World) -> None:
     world.pulses += 1
 
 
-@pytest.mark.parametrize("route", ["/v1/batches", "/v1/functions", "/v1/endpoints",
-                                   "/v1/task_groups/{group}/cancel", "/v1/task_groups/{group}/retry"])
-def test_random_requests_never_break_the_service(world: World, route: str) -> None:
+def test_the_fuzzed_routes_are_every_route_with_a_body(world: World) -> None:
+    spec = world.api.get("/v1/openapi.json").json()
+    with_body = {(method.upper(), path) for path, operations in spec["paths"].items()
+                 for method in operations if method in ("post", "put")}
+    placeholders = {"{task_group_id}": "{group}", "{endpoint_id}": "{endpoint}", "{function_id}": "{function}",
+                    "{group_id}": "{user_group}"}
+    for name, short in placeholders.items():
+        with_body = {(method, path.replace(name, short)) for method, path in with_body}
+    assert with_body == set(ROUTES)
+
+
+@pytest.mark.parametrize(("method", "route"), ROUTES)
+def test_random_requests_never_break_the_service(world: World, method: str, route: str) -> None:
     statuses: Counter[int] = Counter()
 
     @SETTINGS
     @given(st.data())
     def fuzz(data: st.DataObject) -> None:
-        request = data.draw(requests(world, route))
+        request = data.draw(requests(world, method, route))
         status, body, content_type = send(world.service.url, request)
         statuses[status] += 1
         check_reply(request, status, body, content_type)
@@ -246,7 +294,7 @@ def test_random_requests_never_break_the_service(world: World, route: str) -> No
 
     fuzz()
     print(route, sorted(statuses.items()))
-    refusal = 404 if "{group}" in route else 400  # the examples got past authentication and into the route
+    refusal = 404 if "{" in route else 400  # the examples got past authentication and into the route
     assert {refusal, 401} <= set(statuses), statuses
     assert group_counts(world.api, world.pulse_group)[0] == world.pulses  # every accepted task is still there
     assert group_counts(world.keeper, world.kept_group) == (KEPT_TASKS, KEPT_TASKS)
