@@ -32,8 +32,7 @@ def make_identity(config: ServiceConfig, store: Store) -> IdentityProvider:
 
         assert config.globus_client_id is not None and config.globus_client_secret is not None  # checked by config
         return GlobusAuthIdentity(store, client_id=config.globus_client_id, client_secret=config.globus_client_secret,
-                                  required_scope=config.required_scope, cache_seconds=config.globus_cache_seconds,
-                                  identities_path=config.identities_path)
+                                  required_scope=config.required_scope, cache_seconds=config.globus_cache_seconds)
     return LocalTokens(store)
 
 

@@ -127,11 +127,6 @@ class ServiceConfig:
         return self.globus_required_scope or f"https://auth.globus.org/scopes/{self.globus_client_id}/all"
 
     @property
-    def identities_path(self) -> Path:
-        """Which store user each Globus identity is (identity ``globus``)."""
-        return Path(self.data_dir) / "globus_identities.db"
-
-    @property
     def database_path(self) -> Path:
         return Path(self.data_dir) / "fabric.db"
 

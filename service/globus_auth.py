@@ -13,11 +13,11 @@ own client credentials, or answering nonsense) ``authenticate`` raises
 ``IdentityUnavailable`` (503, ``identity_unavailable``) and nothing is admitted; such
 failures are not cached.
 
-Identities become users of the store on first use (``IdentityMap``): the store user is
-named ``globus:<sub>`` (so it never merges with a local account, and ``Store.add_user``'s
-reuse of an existing name finds it again if the map is lost); the map, in its own SQLite
-file next to the store, remembers ``sub -> user id`` so each identity's user is created
-once. Requests see the user under the identity's Globus username.
+Identities become users of the store on first use (``Store.user_for_identity``, in the
+store itself, so every service process sharing it agrees): the store user is named
+``globus:<sub>`` (so it never merges with a local account), and the store keeps the
+identity's current Globus username beside it. Requests see the user under that username,
+and other users share endpoints and functions with it by username or identity id.
 
 globus-sdk finds Globus Auth through its own settings (``GLOBUS_SDK_ENVIRONMENT``,
 ``GLOBUS_SDK_SERVICE_URL_AUTH``); the tests point it at a local fake.
@@ -28,8 +28,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
-import os
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -38,7 +36,7 @@ import globus_sdk
 from globus_sdk.transport import RequestsTransport, RetryConfig
 
 from service.auth import IdentityProvider
-from service.errors import IdentityUnavailable, StoreError
+from service.errors import IdentityUnavailable
 from service.records import User
 from service.store import Store
 
@@ -51,62 +49,18 @@ HTTP_TIMEOUT = 10.0
 """Seconds one introspection request may take before the token counts as uncheckable (503)."""
 
 MAX_TOKEN_LENGTH = 4096
-USER_PREFIX = "globus:"
-
-
-class IdentityMap:
-    """Globus identities (``sub``) and the store users they are, in ``path`` (SQLite)."""
-
-    def __init__(self, store: Store, path: str | os.PathLike[str]) -> None:
-        self.store = store
-        self.path = os.fspath(path)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS identities (sub TEXT PRIMARY KEY, user_id TEXT NOT NULL, "
-                             "created REAL NOT NULL)")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the identity map {self.path}: {exc}") from exc
-
-    def user_id(self, sub: str) -> str:
-        """The store user of identity ``sub``, created on its first use."""
-        try:
-            with self._lock:
-                row = self._db.execute("SELECT user_id FROM identities WHERE sub = ?", (sub,)).fetchone()
-                if row is not None:
-                    return str(row[0])
-                self._db.execute("BEGIN IMMEDIATE")  # another service process may be adding it too
-                try:
-                    row = self._db.execute("SELECT user_id FROM identities WHERE sub = ?", (sub,)).fetchone()
-                    if row is None:
-                        user, _ = self.store.add_user(USER_PREFIX + sub)  # its local token is never shown
-                        row = (user.user_id,)
-                        self._db.execute("INSERT INTO identities (sub, user_id, created) VALUES (?, ?, ?)",
-                                         (sub, user.user_id, time.time()))
-                        logger.info("new Globus identity %s is user %s", sub, user.user_id)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return str(row[0])
-        except sqlite3.Error as exc:
-            raise StoreError(f"identity map {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+PROVIDER = "globus"
 
 
 class GlobusAuthIdentity(IdentityProvider):
     """Bearer tokens issued by Globus Auth for ``required_scope`` (see the module docstring)."""
 
     def __init__(self, store: Store, *, client_id: str, client_secret: str, required_scope: str,
-                 cache_seconds: float, identities_path: str | os.PathLike[str]) -> None:
+                 cache_seconds: float) -> None:
         self.client_id, self._client_secret = client_id, client_secret
         self.required_scope = required_scope
         self.cache_seconds = cache_seconds
-        self.identities = IdentityMap(store, identities_path)
+        self.store = store
         self._cache: collections.OrderedDict[bytes, tuple[float, User | None]] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
         self._local = threading.local()  # one Auth client (HTTP session) per WSGI thread
@@ -183,7 +137,4 @@ class GlobusAuthIdentity(IdentityProvider):
             return refused
         username = answer.get("username")
         name = username if isinstance(username, str) and 0 < len(username) <= 256 else sub
-        return User(self.identities.user_id(sub), name), float(expires)
-
-    def close(self) -> None:
-        self.identities.close()
+        return self.store.user_for_identity(PROVIDER, sub, name), float(expires)

@@ -71,14 +71,45 @@ def visible(db: sqlite3.Connection, kind: str, table: str, columns: str, user_id
     return [(r[:-1], r[-1]) for r in rows]
 
 
+DISPLAY_NAME = "coalesce((SELECT i.username FROM identities i WHERE i.user_id = u.id LIMIT 1), u.name)"
+"""A user's name as people know it: an identity provider's username, else the local name."""
+
+
 def users_by_reference(db: sqlite3.Connection, references: Iterable[str]) -> dict[str, User | None]:
-    """Each reference (a user id, or a user name) and the user it names, None if nobody."""
+    """Each reference and the user it names, None if nobody: a user id, a local user name,
+    or an identity provider's username or identity id (``ada@uni.edu``, a Globus identity UUID)."""
     found: dict[str, User | None] = {}
     for reference in dict.fromkeys(references):
-        row = db.execute("SELECT id, name FROM users WHERE id = ? UNION ALL SELECT id, name FROM users "
-                         "WHERE name = ? LIMIT 1", (reference, reference)).fetchone()
+        row = db.execute(
+            f"SELECT u.id, {DISPLAY_NAME} FROM users u WHERE u.id = ?1 OR u.name = ?1 OR u.id IN "
+            "(SELECT user_id FROM identities WHERE username = ?1 UNION ALL SELECT user_id FROM identities "
+            "WHERE subject = ?1) LIMIT 1", (reference,)).fetchone()
         found[reference] = User(row[0], row[1]) if row else None
     return found
+
+
+def display_names(db: sqlite3.Connection, user_ids: Sequence[str]) -> dict[str, str]:
+    return dict(db.execute(f"SELECT u.id, {DISPLAY_NAME} FROM users u WHERE u.id IN ({','.join('?' * len(user_ids))})",
+                           list(user_ids)).fetchall())
+
+
+def user_for_identity(db: sqlite3.Connection, provider: str, subject: str, username: str) -> tuple[str, bool]:
+    """The user id of an identity (``provider``, ``subject``), made on its first use as the
+    local user ``<provider>:<subject>`` (found again by that name if only this table was
+    lost), and whether anything was written. The username is kept up to date."""
+    row = db.execute("SELECT user_id, username FROM identities WHERE provider = ? AND subject = ?",
+                     (provider, subject)).fetchone()
+    if row is not None:
+        if row[1] != username:
+            db.execute("UPDATE identities SET username = ? WHERE provider = ? AND subject = ?",
+                       (username, provider, subject))
+        return str(row[0]), row[1] != username
+    name = f"{provider}:{subject}"
+    db.execute("INSERT OR IGNORE INTO users (id, name, created) VALUES (?, ?, ?)", (str(uuid.uuid4()), name, time.time()))
+    user_id = str(db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()[0])
+    db.execute("INSERT INTO identities (provider, subject, username, user_id, created) VALUES (?, ?, ?, ?, ?)",
+               (provider, subject, username, user_id, time.time()))
+    return user_id, True
 
 
 def sharing(db: sqlite3.Connection, kind: str, object_id: str, owner: str) -> Sharing:
@@ -118,8 +149,8 @@ def group(db: sqlite3.Connection, group_id: str) -> GroupRecord | None:
     row = db.execute("SELECT id, owner, name, created FROM groups WHERE id = ?", (group_id,)).fetchone()
     if row is None:
         return None
-    members = db.execute("SELECT u.id, u.name FROM group_members m JOIN users u ON u.id = m.user_id "
-                         "WHERE m.group_id = ? ORDER BY u.name", (group_id,)).fetchall()
+    members = db.execute(f"SELECT u.id, {DISPLAY_NAME} AS shown FROM group_members m JOIN users u ON u.id = m.user_id "
+                         "WHERE m.group_id = ? ORDER BY shown", (group_id,)).fetchall()
     return GroupRecord(row[0], row[1], row[2], row[3], tuple(User(i, n) for i, n in members))
 
 

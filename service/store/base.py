@@ -24,6 +24,11 @@ class Store(abc.ABC):
     def user_for_token(self, token: str) -> User | None:
         """The user a token belongs to, or None."""
 
+    @abc.abstractmethod
+    def user_for_identity(self, provider: str, subject: str, username: str) -> User:
+        """The user an identity provider's identity is (made on its first use), named by
+        its current username (sharing finds users by it)."""
+
     # -- functions -----------------------------------------------------------------------
     @abc.abstractmethod
     def put_function(self, owner: str, function_id: str, name: str, description: str, body: bytes) -> FunctionRecord:

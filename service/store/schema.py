@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS endpoints (
     managers INTEGER NOT NULL DEFAULT 0, workers INTEGER NOT NULL DEFAULT 0,
     interchange_queued INTEGER NOT NULL DEFAULT 0, interchange_outstanding INTEGER NOT NULL DEFAULT 0,
     allowed_functions TEXT, UNIQUE (owner, name));
+CREATE TABLE IF NOT EXISTS identities (
+    provider TEXT NOT NULL, subject TEXT NOT NULL, username TEXT, user_id TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (provider, subject)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS groups (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, created REAL NOT NULL, UNIQUE (owner, name));
 CREATE TABLE IF NOT EXISTS group_members (
@@ -82,6 +85,8 @@ CREATE INDEX IF NOT EXISTS tasks_results ON tasks (task_group_id, seq) WHERE seq
 CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks (task_group_id);
 CREATE INDEX IF NOT EXISTS batches_by_group ON batches (task_group_id);
 CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members (user_id);
+CREATE INDEX IF NOT EXISTS identities_by_username ON identities (username);
+CREATE INDEX IF NOT EXISTS identities_by_user ON identities (user_id);
 CREATE INDEX IF NOT EXISTS grants_by_grantee ON grants (grantee, kind);
 """.format(unfinished=", ".join(f"'{state}'" for state in UNFINISHED))
 # Finished tasks leave the (partial) endpoint index and only then enter the results index, so
@@ -116,7 +121,8 @@ UPDATE task_groups SET finished_count = last_seq, updated = created,
 _MIGRATE_2_TO_3 = """
 ALTER TABLE endpoints ADD COLUMN allowed_functions TEXT
 """
-# version 3: sharing (groups, group_members, grants: created above) and endpoint allow-lists
+# version 3: sharing (groups, group_members, grants), identities of an identity provider
+# (created above) and endpoint allow-lists
 
 
 def _statements(script: str) -> list[str]:

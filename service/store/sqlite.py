@@ -179,6 +179,19 @@ class SQLiteStore(Store):
             return None
         return User(row[1], row[2])
 
+    def user_for_identity(self, provider: str, subject: str, username: str) -> User:
+        with self._read() as db:  # the usual case: known, same username; no write lock taken
+            row = db.execute("SELECT user_id, username FROM identities WHERE provider = ? AND subject = ?",
+                             (provider, subject)).fetchone()
+        if row is None or row[1] != username:
+            with self._write() as db:
+                user_id, changed = access.user_for_identity(db, provider, subject, username)
+            if changed:
+                logger.info("identity %s:%s (%s) is user %s", provider, subject, username, user_id)
+        else:
+            user_id = row[0]
+        return User(user_id, username)
+
     # -- functions -----------------------------------------------------------------------
     def put_function(self, owner: str, function_id: str, name: str, description: str, body: bytes) -> FunctionRecord:
         now = time.time()
@@ -316,7 +329,7 @@ class SQLiteStore(Store):
         names: dict[str, str] = {}
         with self._read() as db:
             for chunk in _chunks(ids):
-                names.update(db.execute(f"SELECT id, name FROM users WHERE id IN ({_marks(len(chunk))})", chunk))
+                names.update(access.display_names(db, chunk))
         return names
 
     def get_sharing(self, kind: str, object_id: str, owner: str) -> Sharing:

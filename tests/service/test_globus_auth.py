@@ -67,6 +67,29 @@ def test_an_active_token_admits_its_identity_whose_user_is_made_once(service: Se
     assert other.status == 200 and other.json()["user_id"] != first.json()["user_id"]
 
 
+def test_globus_users_share_by_username_or_identity_id(service: ServiceProcess, auth: FakeGlobusAuth) -> None:
+    ada_sub, bob_sub, cy_sub = (str(uuid.uuid4()) for _ in range(3))
+    tag = ada_sub[:6]
+    ada = Api(service.url, auth.add_token(SCOPE, ada_sub, username=f"ada-{tag}@uni.edu"))
+    bob = Api(service.url, auth.add_token(SCOPE, bob_sub, username=f"bob-{tag}@uni.edu"))
+    cy = Api(service.url, auth.add_token(SCOPE, cy_sub, username=f"cy-{tag}@lab.org"))
+    for api in (bob, cy):
+        assert api.get("/v1/auth/whoami").status == 200  # each identity becomes a user on first use
+    endpoint_id = ada.register_endpoint("shared")["endpoint_id"]
+    shared = ada.call("PUT", f"/v1/endpoints/{endpoint_id}/sharing",
+                      json_body={"users": [f"bob-{tag}@uni.edu", cy_sub]})  # a username, an identity id
+    assert shared.status == 200, shared
+    assert sorted(shared.json()["users"]) == [f"bob-{tag}@uni.edu", f"cy-{tag}@lab.org"]
+    for api in (bob, cy):
+        listed = api.get("/v1/endpoints").json()["endpoints"]
+        assert [(e["endpoint_id"], e["owner"], e["access"]) for e in listed] == [
+            (endpoint_id, f"ada-{tag}@uni.edu", "shared")]
+    renamed = Api(service.url, auth.add_token(SCOPE, bob_sub, username=f"robert-{tag}@uni.edu"))
+    assert renamed.get("/v1/auth/whoami").json()["name"] == f"robert-{tag}@uni.edu"  # same user, new name
+    assert renamed.get(f"/v1/endpoints/{endpoint_id}").status == 200
+    assert f"robert-{tag}@uni.edu" in ada.get(f"/v1/endpoints/{endpoint_id}/sharing").json()["users"]
+
+
 @pytest.mark.parametrize("case", ["inactive", "wrong scope", "expired", "unknown", "local token"])
 def test_tokens_that_are_not_good_for_the_service_get_401(service: ServiceProcess, auth: FakeGlobusAuth,
                                                           case: str) -> None:

@@ -246,9 +246,9 @@ def test_counters_agree_with_rows_whatever_happens(store: SQLiteStore) -> None:
 
 
 def _drop_version_3(path: Path) -> None:
-    """Make a version 2 store: the sharing tables and the endpoints' allow-list column, gone."""
+    """Make a version 2 store: the sharing and identity tables and the endpoints' allow-list column, gone."""
     db = sqlite3.connect(path)
-    for table in ("grants", "group_members", "groups"):
+    for table in ("grants", "group_members", "groups", "identities"):
         db.execute(f"DROP TABLE {table}")
     db.execute("ALTER TABLE endpoints DROP COLUMN allowed_functions")
     db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
