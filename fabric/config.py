@@ -127,6 +127,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_allowed_functions(function_ids: list[str] | None) -> None:
+    if function_ids is not None and not all(function_ids):
+        raise ConfigError(f"allowed_functions must be a list of function ids (non-empty strings) or None, "
+                          f"got {function_ids!r}")
+
+
 def _check_heartbeats(period: float, threshold: float) -> None:
     _positive("heartbeat_period", period)
     _positive("heartbeat_threshold", threshold)
@@ -333,6 +339,11 @@ class InterchangeConfig(_JsonConfig):
     ``script_dir`` (which batch jobs must be able to read) or, without one, in the system's
     temporary folder; the folder is removed when the interchange stops. Kubernetes pods
     cannot read such files: with the ``kubernetes`` provider it must be off (None means off).
+
+    ``allowed_functions``: the function ids (``fabric.serialize.function_id``: a hash of the
+    function's body) this endpoint runs; a task of any other function is never sent to a
+    manager but answered with ``FunctionNotAllowed``. None (the default): any function.
+    The owner's or facility's own policy, applied here whatever the upstream sends.
     """
 
     upstream_address: str
@@ -356,9 +367,11 @@ class InterchangeConfig(_JsonConfig):
     upstream_secret_key: str | None = None
     spool_dir: str | None = None
     manager_curve: bool | None = None
+    allowed_functions: list[str] | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
+        _check_allowed_functions(self.allowed_functions)
         _check_curve_keys(self.upstream_server_key, self.upstream_public_key, self.upstream_secret_key)
         if self.manager_curve and self.provider.kind == "kubernetes":
             raise ConfigError("manager_curve is not available with the kubernetes provider (pods cannot read the "

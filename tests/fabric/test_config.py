@@ -125,6 +125,7 @@ def test_interchange_defaults() -> None:
     assert config.exit_with_upstream is True
     assert config.spool_dir is None and not config.service_mode
     assert config.upstream_server_key is config.upstream_public_key is config.upstream_secret_key is None
+    assert config.allowed_functions is None  # any function
 
 
 KEYS = {"upstream_server_key": "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
@@ -162,7 +163,8 @@ def test_invalid_keys_and_spool_settings(overrides: dict[str, Any]) -> None:
     [
         {"local_managers": 0}, {"local_managers": 3}, {"workers_per_manager": 16}, {"manager_port": 54321},
         {"manager_port_range": (1, 65535)}, {"prefetch": 0}, {"max_message_bytes": 1024},
-        {"exit_with_upstream": False}, {"accelerators": ["GPU-0"]},
+        {"exit_with_upstream": False}, {"accelerators": ["GPU-0"]}, {"allowed_functions": None},
+        {"allowed_functions": []}, {"allowed_functions": ["0f" * 16, "another"]},
     ],
     ids=repr,
 )
@@ -183,6 +185,8 @@ def test_port_range_list_becomes_a_tuple() -> None:
         {"max_message_bytes": 0}, {"max_message_bytes": -5}, {"heartbeat_period": 0},
         {"heartbeat_period": 5, "heartbeat_threshold": 9}, {"manager_port_range": (0, 100)},
         {"manager_port_range": (200, 100)}, {"manager_port_range": (100, 100)}, {"manager_port_range": (1, 65536)},
+        {"allowed_functions": "0f0f"}, {"allowed_functions": [""]}, {"allowed_functions": ["ok", 7]},
+        {"allowed_functions": ("ok",)}, {"allowed_functions": [None]},
     ],
     ids=repr,
 )
@@ -215,7 +219,7 @@ def test_port_range_of_the_wrong_length_is_a_config_error(port_range: Any) -> No
     "overrides", [{}, {"manager_host": "0.0.0.0", "manager_port": 54100, "manager_port_range": (50000, 50100),
                        "local_managers": 2, "workers_per_manager": 4, "prefetch": 8, "accelerators": ["0"],
                        "cpu_affinity": "block", "heartbeat_period": 1.0, "heartbeat_threshold": 5.0,
-                       "max_message_bytes": 2**20, "exit_with_upstream": False}],
+                       "max_message_bytes": 2**20, "exit_with_upstream": False, "allowed_functions": ["f"]}],
     ids=["defaults", "everything"],
 )
 def test_interchange_json_round_trip(overrides: dict[str, Any]) -> None:
