@@ -62,7 +62,8 @@ class Interchange:
         self.scheduler = Scheduler(heartbeat_threshold=config.heartbeat_threshold,
                                    batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes),
                                    held_results=self.spool if self.spool is not None else (),
-                                   report_started=config.service_mode)
+                                   report_started=config.service_mode,
+                                   allowed_functions=config.allowed_functions)
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.manager_keys: ManagerKeys | None = None
         try:

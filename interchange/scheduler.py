@@ -17,18 +17,31 @@ together (opportunistic batching, no timers). Rules:
   a submitted task the scheduler already holds (queued, or at a manager) is ignored, and
   one whose result waits for the service's acknowledgement (``held_results``) is not run
   again: ``ResendResults`` asks for that result to be sent once more.
+* With ``allowed_functions`` (the endpoint's allow-list), a task of any other function is
+  never queued: it is answered at once with ``FunctionNotAllowed``, and the bodies of such
+  functions are not kept. Its id counts as known until the next ``flush`` sends that
+  answer (after which, in service mode, the held result answers a re-sent task).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import operator
 from collections import deque
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from typing import Any
 
-from fabric.errors import ManagerLost, TaskCancelled
+from fabric.errors import FunctionNotAllowed, ManagerLost, TaskCancelled
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, Drain, FunctionDefinitions, ManagerRegistration,
                              Message, ResultBatch, Task, TaskBatch, batches_of, task_error_result)
+
+logger = logging.getLogger(__name__)
+
+MAX_REFUSED_FUNCTIONS = 10_000
+"""Refused function ids remembered (each is logged once); beyond it the memory starts again."""
+
+_function_id = operator.attrgetter("function_id")
 
 
 def _without(batch: ResultBatch, positions: set[int]) -> ResultBatch:
@@ -205,10 +218,12 @@ Action = SendToManager | SendUpstream | ForgetManager | ResendResults
 
 class Scheduler:
     """``held_results`` answers whether a task's result waits for its acknowledgement
-    (the interchange's result spool; empty for a local upstream, which never acknowledges)."""
+    (the interchange's result spool; empty for a local upstream, which never acknowledges).
+    ``allowed_functions``: the only function ids whose tasks may run (None: any)."""
 
     def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES,
-                 held_results: Container[Any] = (), report_started: bool = False) -> None:
+                 held_results: Container[Any] = (), report_started: bool = False,
+                 allowed_functions: Iterable[str] | None = None) -> None:
         self.heartbeat_threshold = heartbeat_threshold
         self.report_started = report_started  # forward which tasks began running (the service shows it)
         self._started: list[Any] = []
@@ -220,6 +235,10 @@ class Scheduler:
         self.functions: dict[str, Any] = {}
         self.managers: dict[str, ManagerState] = {}
         self._results: list[ResultBatch] = []
+        self.allowed_functions = None if allowed_functions is None else frozenset(allowed_functions)
+        self.refused = 0  # tasks answered with FunctionNotAllowed
+        self.refused_functions: set[str] = set()
+        self._answered: list[Any] = []  # refused task ids, known until the next flush sends their results
 
     @property
     def outstanding(self) -> int:
@@ -236,7 +255,7 @@ class Scheduler:
                 if manager is not None:
                     manager.last_seen = now
             case FunctionsSubmitted(function_ids, bodies):
-                self.functions.update(zip(function_ids, bodies))
+                self._add_functions(function_ids, bodies)
             case ManagerJoined(registration, now):
                 actions = self._lose(registration.manager_id, "registered again")
                 self.managers[registration.manager_id] = ManagerState(
@@ -257,6 +276,9 @@ class Scheduler:
     def flush(self) -> list[Action]:
         """Dispatch queued tasks to free capacity; forward finished results upstream."""
         actions: list[Action] = []
+        if self._answered:
+            self.task_ids.difference_update(self._answered)
+            self._answered = []
         if self.queue:
             for manager in sorted(self.managers.values(), key=lambda m: -m.free):
                 free = manager.free
@@ -279,7 +301,7 @@ class Scheduler:
             size = len(known)
             known.update(ids)
             if len(known) - size == len(ids) and not (held and any(i in held for i in ids)):
-                self.queue.extend(tasks)
+                self._enqueue(tasks)
                 return []
             known.difference_update(ids)
         fresh: list[Task] = []
@@ -294,8 +316,38 @@ class Scheduler:
             else:
                 known.add(task_id)
                 fresh.append(task)
-        self.queue.extend(fresh)
+        self._enqueue(fresh)
         return [ResendResults(list(answered))] if answered else []
+
+    def _enqueue(self, tasks: list[Task]) -> None:
+        """Queue newly known tasks, less those the allow-list refuses (answered instead)."""
+        allowed = self.allowed_functions
+        if allowed is not None and not allowed.issuperset(map(_function_id, tasks)):
+            self._refuse([t for t in tasks if t.function_id not in allowed])
+            tasks = [t for t in tasks if t.function_id in allowed]
+        self.queue.extend(tasks)
+
+    def _refuse(self, tasks: list[Task]) -> None:
+        new = [f for f in dict.fromkeys(t.function_id for t in tasks) if f not in self.refused_functions]
+        if len(self.refused_functions) + len(new) > MAX_REFUSED_FUNCTIONS:
+            self.refused_functions.clear()
+        for function_id in new:
+            logger.warning("refusing the tasks of function %s: not in this endpoint's allowed_functions",
+                           function_id)
+        self.refused_functions.update(new)
+        self.refused += len(tasks)
+        self._answered += [t.task_id for t in tasks]
+        self._results.append(ResultBatch.build([
+            task_error_result(t.task_id, FunctionNotAllowed(task_id=t.task_id, function_id=t.function_id))
+            for t in tasks]))
+
+    def _add_functions(self, function_ids: list[str], bodies: list[Any]) -> None:
+        """Keep function bodies for the managers; never those the allow-list refuses."""
+        allowed = self.allowed_functions
+        if allowed is None:
+            self.functions.update(zip(function_ids, bodies))
+        else:
+            self.functions.update((f, body) for f, body in zip(function_ids, bodies) if f in allowed)
 
     def _dispatch(self, manager: ManagerState, tasks: list[Task]) -> list[Action]:
         manager_id = manager.registration.manager_id
