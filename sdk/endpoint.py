@@ -25,14 +25,14 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
 
 from fabric import protocol
 from fabric.config import InterchangeConfig, ProviderConfig, ScalingConfig
-from fabric.errors import EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
+from fabric.errors import ConfigError, EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
 from fabric.process import child_environment, pidfd, spawn, stop
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
                              ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
@@ -78,6 +78,9 @@ class Endpoint(concurrent.futures.Executor):
     ``max_blocks``); without it ``managers`` local managers run for the endpoint's life.
     ``manager_curve`` encrypts the managers' connections with CurveZMQ (None: only when they
     do not run on this machine's loopback interface; see ``InterchangeConfig``).
+    ``allowed_functions``: the only function ids this endpoint runs (None: any function); a
+    function's id is the hash of its body, ``serialize_function(fn)[0]`` of ``fabric.serialize``.
+    A task of any other function never reaches a worker: its future raises ``FunctionNotAllowed``.
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
@@ -85,9 +88,11 @@ class Endpoint(concurrent.futures.Executor):
                  heartbeat_period: float = 2.0, heartbeat_threshold: float = 10.0,
                  max_message_bytes: int = 256 * 1024 * 1024, max_inflight_bytes: int = 256 * 1024 * 1024,
                  provider: ProviderConfig | None = None, scaling: ScalingConfig | None = None,
-                 log_level: str | None = None, manager_curve: bool | None = None) -> None:
+                 log_level: str | None = None, manager_curve: bool | None = None,
+                 allowed_functions: Iterable[str] | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
+        allowed = _as_list(allowed_functions)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -101,6 +106,7 @@ class Endpoint(concurrent.futures.Executor):
             heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
             max_message_bytes=max_message_bytes,
             provider=provider or ProviderConfig(), scaling=scaling, manager_curve=manager_curve,
+            allowed_functions=allowed,
         )
         self.config = config
         self._max_payload = config.max_payload_bytes
@@ -400,6 +406,15 @@ class Endpoint(concurrent.futures.Executor):
             self._wake_r = self._wake_w = -1
         self._socket.close()
         self._context.term()
+
+
+def _as_list(function_ids: Iterable[str] | None) -> list[str] | None:
+    """Function ids as the configuration's list (which checks them)."""
+    if function_ids is None or isinstance(function_ids, list):
+        return function_ids
+    if isinstance(function_ids, str):
+        raise ConfigError("allowed_functions is a list of function ids, not one string")
+    return list(function_ids)
 
 
 _live_endpoints: weakref.WeakSet[Endpoint] = weakref.WeakSet()

@@ -113,3 +113,15 @@ def sleep_then_manager_pid(seconds: float, x: int) -> tuple[int, int]:
 def sleep_then_return(seconds: float, value: Any) -> Any:
     time.sleep(seconds)
     return value
+
+
+def write_marker(path: str) -> str:
+    """Leave ``path`` behind: proof that this task ran."""
+    _write_atomically(path, "ran")
+    return path
+
+
+def write_marker_too(path: str) -> str:
+    """``write_marker`` under another function id."""
+    _write_atomically(path, "ran")
+    return path
