@@ -1,11 +1,14 @@
 """``fabric endpoint configure|start|stop|list|status``: endpoints that connect out to a service.
 
 ``configure`` writes an endpoint's ``config.json`` (``fabric.endpoint_home`` has the folder's
-layout). ``start`` registers the endpoint with the service (the same name always gets the
-same id and keys back, and the forwarder's current address), stores the registration,
+layout). ``start`` registers the endpoint with the service (the same name keeps its id and
+gets new keys: the old ones can no longer connect; the service's allow-list is set to the
+configuration's; the reply has the forwarder's current address), stores the registration,
 then runs the endpoint's interchange: in this process with ``--foreground``, else as a
 daemon (``python -m fabric.endpoint_cli DIR``: a new session, not tied to the ``fabric``
-process that started it) and waits until the service reports it online. ``stop`` ends
+process that started it) and waits until the service reports it online. Registering,
+storing the keys and claiming the pid file happen under the endpoint's start lock, so
+two ``start``s never leave an endpoint holding keys the other rotated away. ``stop`` ends
 the endpoint and everything it started; ``list`` and ``status`` report.
 
 Secrets never go on a command line (other users can read it): the daemon reads the
@@ -31,7 +34,7 @@ from urllib.parse import quote
 
 from fabric.config import PROVIDER_KINDS, InterchangeConfig, ProviderConfig, ScalingConfig
 from fabric.endpoint_home import (NAME_PATTERN, EndpointPaths, EndpointSettings, claim_pid_file, endpoint_process,
-                                  read_json, release_pid_file, stored_registration, write_json)
+                                  read_json, release_pid_file, start_lock, stored_registration, write_json)
 from fabric.errors import ConfigError, EndpointError
 
 if TYPE_CHECKING:
@@ -62,6 +65,7 @@ def settings_from_options(options: argparse.Namespace) -> EndpointSettings:
         accelerators = [a.strip() for a in options.accelerators.split(",")]
         if not all(accelerators):
             raise ConfigError(f"--accelerators: expected device ids separated by commas, got {options.accelerators!r}")
+    allowed = None if options.allowed_functions is None else list(dict.fromkeys(options.allowed_functions))
     provider = ProviderConfig(kind=options.provider, image=options.image)
     scaling = None if options.provider == "local" else ScalingConfig()  # batch jobs: elastic
     return EndpointSettings.from_dict({
@@ -76,6 +80,7 @@ def settings_from_options(options: argparse.Namespace) -> EndpointSettings:
         "manager_host": defaults["manager_host"],
         "provider": dataclasses.asdict(provider),
         "scaling": dataclasses.asdict(scaling) if scaling else None,
+        "allowed_functions": allowed,
     })
 
 
@@ -92,11 +97,14 @@ def service_client(service_url: str, retry_for: float = SERVICE_RETRY) -> Client
 
 
 def register(paths: EndpointPaths, settings: EndpointSettings) -> dict[str, Any]:
-    """Register (idempotently) with the service and store the registration, mode 0600."""
+    """Register with the service (the same id, new keys, the service's allow-list set to the
+    configured one) and store the registration, mode 0600, replacing the one whose keys the
+    service has just rotated away. Call it holding the endpoint's ``start_lock``."""
     from fabric.errors import AuthError, ServiceError
 
     try:
-        reply = service_client(settings.service_url).register_endpoint(paths.name)
+        reply = service_client(settings.service_url).register_endpoint(
+            paths.name, allowed_functions=settings.allowed_functions)
     except AuthError as exc:
         raise EndpointError(f"the service at {settings.service_url} refused the token ({exc}): set FABRIC_TOKEN "
                             f"or run `fabric login`") from exc
@@ -299,35 +307,45 @@ def start_command(options: argparse.Namespace) -> int:
     """``fabric endpoint start NAME [--foreground]``: register, then run the endpoint."""
     paths = EndpointPaths.of(options.name)
     settings = EndpointSettings.load(paths)
-    refuse_if_running(paths)
-    registration = register(paths, settings)
-    settings.interchange_config(registration, str(paths.spool))  # a bad setting fails here, not in the daemon
+    offset = 0
+    with start_lock(paths):  # until the pid file names the endpoint that reads the keys stored here
+        refuse_if_running(paths)
+        registration = register(paths, settings)
+        settings.interchange_config(registration, str(paths.spool))  # a bad setting fails here, not in the daemon
+        if options.foreground:
+            _claim_pid_file(paths, os.getpid())
+        else:
+            offset = paths.log.stat().st_size if paths.log.exists() else 0
+            process = spawn_daemon(paths, options.log_level)
+            try:
+                _claim_pid_file(paths, process.pid)
+            except EndpointError:
+                _end_spawned(process)
+                raise
     if options.foreground:
-        return _start_foreground(paths, options.log_level)
-    return _start_daemon(paths, settings, registration["endpoint_id"], options.log_level)
+        return _run_foreground(paths, options.log_level)
+    return _wait_for_daemon(paths, settings, registration["endpoint_id"], process, offset)
 
 
-def _start_foreground(paths: EndpointPaths, log_level: str | None) -> int:
+def _claim_pid_file(paths: EndpointPaths, pid: int) -> None:
+    if not claim_pid_file(paths, pid):
+        refuse_if_running(paths)  # raises unless the other one just exited
+        if not claim_pid_file(paths, pid):
+            raise EndpointError(f"endpoint {paths.name} is starting elsewhere ({paths.pid_file})")
+
+
+def _run_foreground(paths: EndpointPaths, log_level: str | None) -> int:
     from fabric.process import configure_logging
 
     configure_logging(log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
-    if not claim_pid_file(paths, os.getpid()):
-        refuse_if_running(paths)  # raises unless the other one just exited
-        if not claim_pid_file(paths, os.getpid()):
-            raise EndpointError(f"endpoint {paths.name} is starting elsewhere ({paths.pid_file})")
     try:
         return serve(paths, detached=False)
     finally:
         release_pid_file(paths, os.getpid())
 
 
-def _start_daemon(paths: EndpointPaths, settings: EndpointSettings, endpoint_id: str, log_level: str | None) -> int:
-    offset = paths.log.stat().st_size if paths.log.exists() else 0
-    process = spawn_daemon(paths, log_level)
-    if not claim_pid_file(paths, process.pid):  # another `start` won the race
-        _end_spawned(process)
-        refuse_if_running(paths)
-        raise EndpointError(f"endpoint {paths.name} is starting elsewhere ({paths.pid_file})")
+def _wait_for_daemon(paths: EndpointPaths, settings: EndpointSettings, endpoint_id: str,
+                     process: subprocess.Popen[bytes], offset: int) -> int:
     try:
         online = wait_online(process, settings, endpoint_id)
     except EndpointError as exc:
@@ -410,7 +428,7 @@ def status_command(options: argparse.Namespace) -> int:
         "name": paths.name, "endpoint_id": registration.get("endpoint_id"),
         "state": "running" if process else "stopped", "pid": process.pid if process else None,
         "log": str(paths.log), "config": str(paths.config), "service_url": settings.service_url,
-        "service": None, "service_error": None}
+        "allowed_functions": settings.allowed_functions, "service": None, "service_error": None}
     if report["endpoint_id"] is None:
         report["service_error"] = "not registered yet: `fabric endpoint start` registers it"
     else:
@@ -428,7 +446,8 @@ def status_command(options: argparse.Namespace) -> int:
 def _status_text(report: dict[str, Any]) -> str:
     state = report["state"] + (f" (pid {report['pid']})" if report["pid"] else "")
     lines = [f"endpoint:     {report['name']}", f"endpoint id:  {report['endpoint_id'] or '-'}",
-             f"state:        {state}", f"log:          {report['log']}", f"service:      {report['service_url']}"]
+             f"state:        {state}", f"log:          {report['log']}", f"service:      {report['service_url']}",
+             f"functions:    {_allowed_text(report['allowed_functions'])}"]
     view = report["service"]
     if view is None:
         lines.append(f"service view: unavailable: {report['service_error']}")
@@ -439,7 +458,23 @@ def _status_text(report: dict[str, Any]) -> str:
     lines += [f"service view: {view.get('status')}, last heartbeat {heartbeat}",
               f"capacity:     {view.get('managers', 0)} manager(s), {view.get('workers', 0)} worker(s){reported}",
               f"tasks:        {view.get('outstanding_tasks', 0)} outstanding, {view.get('waiting_tasks', 0)} waiting"]
+    if "allowed_functions" in view and _differ(view["allowed_functions"], report["allowed_functions"]):
+        lines.append(f"service list: {_allowed_text(view['allowed_functions'])} (not the configured one: "
+                     f"`fabric endpoint start` sends that)")
     return "\n".join(lines)
+
+
+def _allowed_text(allowed: list[str] | None) -> str:
+    """An allow-list in words."""
+    if allowed is None:
+        return "any function"
+    return f"only {', '.join(allowed)}" if allowed else "none (an empty allow-list)"
+
+
+def _differ(first: list[str] | None, second: list[str] | None) -> bool:
+    if first is None or second is None:
+        return first is not second
+    return set(first) != set(second)
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -466,11 +501,18 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
     configure.add_argument("--provider", default="local", choices=PROVIDER_KINDS,
                            help="where managers run (default: local processes)")
     configure.add_argument("--image", help="the container image (kubernetes provider)")
+    allow = configure.add_mutually_exclusive_group()
+    allow.add_argument("--allow-function", dest="allowed_functions", action="append", metavar="ID",
+                       help="run only tasks of this function id (repeat for more); enforced by the endpoint "
+                            "itself and sent to the service at each start (default: any function)")
+    allow.add_argument("--allow-any-function", dest="allowed_functions", action="store_const", const=None,
+                       help="run any function, with no allow-list (the default)")
     configure.add_argument("--force", action="store_true", help="replace an existing configuration")
     start = add("start", start_command, "register an endpoint with its service and run it",
-                "Register the endpoint with its service (the same name keeps its id), then run it: as a "
-                "daemon logging to endpoints/NAME/endpoint.log (the default; waits until the service "
-                "reports it online) or in this process with --foreground.")
+                "Register the endpoint with its service (the same name keeps its id and gets new keys, "
+                "stored in endpoints/NAME/endpoint.json; the service's allow-list becomes the configured "
+                "one), then run it: as a daemon logging to endpoints/NAME/endpoint.log (the default; waits "
+                "until the service reports it online) or in this process with --foreground.")
     start.add_argument("--foreground", action="store_true", help="run in this process, logging to stderr")
     start.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                        help="the endpoint's log level (default: FABRIC_LOG_LEVEL or INFO)")
@@ -479,8 +521,8 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add("list", list_command, "list the configured endpoints",
         "Every endpoint configured in fabric_home()/endpoints: name, id, running or stopped, service.")
     status = add("status", status_command, "show an endpoint's state here and at its service",
-                 "Whether the endpoint runs here (pid, log) and what its service reports (online or offline, "
-                 "last heartbeat, managers, workers, tasks).")
+                 "Whether the endpoint runs here (pid, log), the functions it allows, and what its service "
+                 "reports (online or offline, last heartbeat, managers, workers, tasks).")
     status.add_argument("--json", action="store_true", help="print JSON")
 
 

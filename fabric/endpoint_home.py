@@ -3,7 +3,8 @@
 Every endpoint has a folder under ``fabric_home()`` (``$FABRIC_HOME`` or ``~/.fabric``)::
 
     endpoints/NAME/config.json     its settings, JSON a user may edit (``fabric endpoint configure``)
-    endpoints/NAME/endpoint.json   its registration with the service (mode 0600: the secret key)
+    endpoints/NAME/endpoint.json   its latest registration with the service (mode 0600: the secret key)
+    endpoints/NAME/start.lock      held by ``fabric endpoint start`` while it registers and starts the endpoint
     endpoints/NAME/daemon.pid      the pid of the running endpoint (daemon or ``--foreground``)
     endpoints/NAME/endpoint.log    what the endpoint daemon logs (appended to)
     endpoints/NAME/spool/          the interchange's spool (results waiting for the service)
@@ -11,16 +12,21 @@ Every endpoint has a folder under ``fabric_home()`` (``$FABRIC_HOME`` or ``~/.fa
 ``config.json`` holds ``service_url`` and any ``InterchangeConfig`` setting except those
 ``fabric endpoint start`` sets from the registration and the folder (``SET_BY_START``);
 ``EndpointSettings.from_dict`` checks it by building the real configuration classes.
+Its ``allowed_functions`` (the allow-list) is enforced by the interchange and sent to the
+service at each registration.
 The commands themselves are in ``fabric.endpoint_cli``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -77,6 +83,10 @@ class EndpointPaths:
     @property
     def spool(self) -> Path:
         return self.directory / "spool"
+
+    @property
+    def start_lock(self) -> Path:
+        return self.directory / "start.lock"
 
 
 def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
@@ -140,6 +150,12 @@ class EndpointSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {"service_url": self.service_url, **self.interchange}
+
+    @property
+    def allowed_functions(self) -> list[str] | None:
+        """The only function ids the endpoint runs (None: any function)."""
+        allowed: list[str] | None = self.interchange.get("allowed_functions")
+        return allowed
 
     def interchange_config(self, registration: dict[str, Any], spool_dir: str | None = None) -> InterchangeConfig:
         """The interchange's configuration once the endpoint is registered."""
@@ -213,6 +229,20 @@ def claim_pid_file(paths: EndpointPaths, pid: int) -> bool:
     finally:
         temporary.unlink(missing_ok=True)
     return True
+
+
+@contextlib.contextmanager
+def start_lock(paths: EndpointPaths) -> Iterator[None]:
+    """Hold the endpoint's start lock (waiting for it): one ``start`` at a time registers (which
+    rotates the keys), stores the registration and claims the pid file, so no endpoint
+    process ever reads keys that another ``start`` has already replaced."""
+    paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(paths.start_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def release_pid_file(paths: EndpointPaths, pid: int) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import psutil
 import pytest
 from service_helpers import TIMEOUT, Api, ServiceProcess, poll_until
@@ -28,7 +29,8 @@ import fabric
 from fabric import cli
 from fabric.cli import pi_chunk
 from fabric.endpoint_home import EndpointSettings
-from fabric.protocol import RESULT_OK
+from fabric.errors import TaskError
+from fabric.protocol import RESULT_OK, RESULT_TASK_ERROR
 from fabric.serialize import deserialize, serialize_arguments, serialize_function
 
 REPOSITORY = Path(fabric.__file__).resolve().parents[1]
@@ -324,3 +326,99 @@ def test_start_errors_are_one_line(endpoints: Endpoints, service: ServiceProcess
     assert endpoints.run("configure", "laptop", "--force", "--service-url", f"http://127.0.0.1:{port}").returncode == 0
     one_line_error(endpoints.run("start", "laptop"), "cannot reach the service")
     assert not endpoints.pid_file("laptop").exists()
+
+
+# -- the allow-list ------------------------------------------------------------------------
+def test_configure_stores_the_allow_list_and_status_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FABRIC_HOME", str(tmp_path))
+    monkeypatch.setenv("FABRIC_SERVICE_URL", "http://127.0.0.1:9")  # status: the service is unreachable
+    monkeypatch.delenv("FABRIC_TOKEN", raising=False)
+    config = tmp_path / "endpoints" / "lab" / "config.json"
+    assert cli.main(["endpoint", "configure", "lab", "--allow-function", "f00d", "--allow-function", "beef",
+                     "--allow-function", "f00d"]) == 0
+    data = json.loads(config.read_text())
+    assert data["allowed_functions"] == ["f00d", "beef"]
+    settings = EndpointSettings.from_dict(data)
+    assert settings.allowed_functions == ["f00d", "beef"]
+    assert settings.interchange_config({"forwarder_address": "tcp://127.0.0.1:9", "endpoint_id": "e"}
+                                       ).allowed_functions == ["f00d", "beef"]
+    capsys.readouterr()
+    assert cli.main(["endpoint", "status", "lab", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["allowed_functions"] == ["f00d", "beef"]
+    assert cli.main(["endpoint", "status", "lab"]) == 0
+    assert "functions:    only f00d, beef" in capsys.readouterr().out
+
+    assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-any-function"]) == 0
+    assert json.loads(config.read_text())["allowed_functions"] is None
+    capsys.readouterr()
+    assert cli.main(["endpoint", "status", "lab"]) == 0
+    assert "functions:    any function" in capsys.readouterr().out
+    assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-function", "f00d"]) == 0
+    assert cli.main(["endpoint", "configure", "lab", "--force"]) == 0  # a new configuration: any function
+    assert json.loads(config.read_text())["allowed_functions"] is None
+
+    assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-function", ""]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "allowed_functions must be a list of function ids" in err, err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["endpoint", "configure", "lab", "--force", "--allow-function", "f00d", "--allow-any-function"])
+    assert exited.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert json.loads(config.read_text())["allowed_functions"] is None  # neither changed it
+
+
+def test_start_sends_the_allow_list_and_the_endpoint_enforces_it(endpoints: Endpoints,
+                                                                 service: ServiceProcess) -> None:
+    api = Api(service.url, endpoints.token)
+    allowed, _ = serialize_function(pi_chunk)
+    other, other_body = serialize_function(fabric.cli._version)
+    assert api.register_function(other_body, name="other") == other
+    endpoints.configure("lab", "--allow-function", allowed)
+    started = endpoints.run("start", "lab")
+    assert started.returncode == 0, started.stderr
+    first = endpoints.registration("lab")
+    endpoint_id = first["endpoint_id"]
+    assert api.get(f"/v1/endpoints/{endpoint_id}").json()["allowed_functions"] == [allowed]
+    assert run_pi_chunk(api, endpoint_id, seed=5) == pi_chunk(5, 1000)
+    status = endpoints.run("status", "lab")
+    assert f"functions:    only {allowed}" in status.stdout and "service list" not in status.stdout, status
+
+    # the owner lets the service take any function: the endpoint's own list still refuses the others
+    reply = api.call("PUT", f"/v1/endpoints/{endpoint_id}/allowed_functions", json_body={"allowed_functions": None})
+    assert reply.status == 200, reply
+    assert "service list: any function" in endpoints.run("status", "lab").stdout
+    submitted = api.submit({"endpoint_id": endpoint_id, "function_id": other,
+                            "args": [serialize_arguments((), {})]}).json()
+    (kind, payload), = api.all_results(submitted["task_group_id"], 1).values()
+    assert kind == RESULT_TASK_ERROR
+    error = TaskError.from_wire(msgpack.unpackb(payload, raw=False))
+    assert isinstance(error, fabric.FunctionNotAllowed) and error.function_id == other
+
+    # a new start sends the configured list again, and the daemon uses the rotated keys
+    assert endpoints.run("stop", "lab").returncode == 0
+    assert endpoints.run("configure", "lab", "--force", "--service-url", service.url, "--workers", "1",
+                         "--allow-any-function").returncode == 0
+    started = endpoints.run("start", "lab")
+    assert started.returncode == 0, started.stderr
+    second = endpoints.registration("lab")
+    assert second["endpoint_id"] == endpoint_id
+    assert (second["public_key"], second["secret_key"]) != (first["public_key"], first["secret_key"])
+    assert stat.S_IMODE((endpoints.folder("lab") / "endpoint.json").stat().st_mode) == 0o600
+    assert api.get(f"/v1/endpoints/{endpoint_id}").json()["allowed_functions"] is None
+    assert run_pi_chunk(api, endpoint_id, seed=6) == pi_chunk(6, 1000)
+
+
+def test_concurrent_starts_leave_one_endpoint_with_the_latest_keys(endpoints: Endpoints,
+                                                                   service: ServiceProcess) -> None:
+    api = Api(service.url, endpoints.token)
+    endpoints.configure("twice")
+    starts = [subprocess.Popen(endpoints.command("start", "twice"), env=endpoints.env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outcomes = [(start.wait(timeout=3 * TIMEOUT), *start.communicate()) for start in starts]
+    endpoints.remember("twice")
+    assert sorted(code for code, _, _ in outcomes) == [0, 1], outcomes
+    (_, _, refusal), = [outcome for outcome in outcomes if outcome[0] == 1]
+    assert "already running" in refusal, refusal  # it waited for the start lock, then found the endpoint
+    endpoint_id = endpoints.registration("twice")["endpoint_id"]
+    assert online(api, endpoint_id)
+    assert run_pi_chunk(api, endpoint_id, seed=8) == pi_chunk(8, 1000)
