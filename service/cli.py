@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -43,6 +44,9 @@ def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
     _data_dir(start)
     start.add_argument("--config", default=None, help="JSON file of further settings (ServiceConfig fields)")
     start.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or INFO)")
+    start.add_argument("--exit-with-parent", action="store_true",
+                       help="stop (as on SIGTERM) when the process that started this one exits (Linux): for "
+                            "tests, benchmarks and supervisors that must never leave a service behind")
     add_user = actions.add_parser("add-user", help="create a user (if new) and print a new token for it",
                                   description="Create user NAME if new and print a new API token for it.")
     add_user.add_argument("name", metavar="NAME")
@@ -162,6 +166,13 @@ def _start(args: argparse.Namespace) -> int:
     from service.server import Service
 
     configure_logging(args.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
+    if args.exit_with_parent:
+        from fabric.process import exit_with_parent
+
+        parent = os.getppid()
+        exit_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:  # it exited before the kernel was asked
+            return 0
     service = Service(_config(args))
     print(f"fabric service: HTTP on {service.url}, endpoints connect to {service.forwarder.address}", flush=True)
     service.serve()

@@ -64,7 +64,8 @@ class ServiceProcess:
         if address_file.exists():
             address_file.unlink()  # left by a killed predecessor
         self.process = subprocess.Popen([sys.executable, "-m", "service", "start", "--config", str(config),
-                                         "--log-level", "INFO"], stdout=self.log, stderr=subprocess.STDOUT)
+                                         "--log-level", "INFO", "--exit-with-parent"],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
         info = poll_until(lambda: self._address(address_file), "the service to listen")
         assert info is not None
         self.url: str = info["url"]
