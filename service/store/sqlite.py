@@ -103,6 +103,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one write transaction at a time in this process
         self._closed = False
         self._acknowledged: dict[str, int] = {}  # task group -> seq, until purge() writes it
         self._acknowledged_lock = threading.Lock()
@@ -130,18 +131,23 @@ class SQLiteStore(Store):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (taken up front, so concurrent writers queue, never deadlock)."""
+        """One write transaction (taken up front, so concurrent writers queue, never deadlock).
+
+        The threads of this process queue on ``_write_lock`` first: SQLite's own wait for a
+        busy lock sleeps 1, 2, 5, 10 ms ... between tries, so a writer would often sleep on
+        after the lock came free. Only other processes are left to SQLite's busy handler."""
         db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._write_lock:
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"store write failed: {exc}") from exc
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store write failed: {exc}") from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
