@@ -288,34 +288,54 @@ class SQLiteStore(Store):
 
     # -- tasks ---------------------------------------------------------------------------
     def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
+        added = self._insert(owner, tasks, state)
+        return None if added is None else added[:2]
+
+    def add_dispatched(self, owner: str, tasks: NewTasks) -> tuple[str, list[str], list[Task]] | None:
+        added = self._insert(owner, tasks, DISPATCHED)
+        if added is None:
+            return None
+        group_id, task_ids, fresh = added
+        if not fresh:
+            return group_id, task_ids, []
+        payloads, walltime, retries, priority = tasks.payloads, tasks.walltime, tasks.retries, tasks.priority
+        return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
+                                    for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
+
+    def _insert(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str], bool] | None:
+        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
+        sent = count if state == DISPATCHED else 0
         columns = (task_ids, [owner] * count, tasks.function_ids, [tasks.endpoint_id] * count, [group_id] * count,
                    [state] * count, tasks.payloads, [now] * count, [tasks.retries] * count,
-                   [tasks.walltime] * count, [tasks.priority] * count, [spec] * count)
+                   [tasks.walltime] * count, [tasks.priority] * count, [spec] * count,
+                   [now if sent else None] * count, [1 if sent else 0] * count)
         with self._write() as db:
             if tasks.batch_id is not None:
                 seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
                                   (tasks.batch_id,)).fetchone()
                 if seen is not None:
-                    return self._batch_seen(db, owner, seen)
+                    known = self._batch_seen(db, owner, seen)
+                    return None if known is None else (*known, False)
             db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created, updated) VALUES (?, ?, ?, ?)",
                        (group_id, owner, now, now))
             if db.execute("SELECT owner FROM task_groups WHERE id = ?", (group_id,)).fetchone()[0] != owner:
                 return None  # someone else's group: nothing was written
-            db.execute("UPDATE task_groups SET task_count = task_count + ?, updated = ? WHERE id = ?",
-                       (count, now, group_id))
+            db.execute("UPDATE task_groups SET task_count = task_count + ?, sent_count = sent_count + ?, updated = ? "
+                       "WHERE id = ?", (count, sent, now, group_id))
             first = next_task_rowids(db, count)
             db.executemany("INSERT INTO tasks (rowid, id, owner, function_id, endpoint_id, task_group_id, state, "
-                           "args, created, retries, walltime, priority, resource_spec) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", zip(range(first, first + count), *columns))
+                           "args, created, retries, walltime, priority, resource_spec, dispatched, dispatch_count) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           zip(range(first, first + count), *columns))
             if tasks.batch_id is not None:
                 db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, first, count, now))
-        return group_id, task_ids
+        return group_id, task_ids, True
 
     @staticmethod
     def _batch_seen(db: sqlite3.Connection, owner: str, seen: tuple[Any, ...]) -> tuple[str, list[str]] | None:
