@@ -390,6 +390,8 @@ class Forwarder:
         results = [(task_id, kind, bytes(payload), error_text(kind, payload))
                    for task_id, kind, payload in batch.results()]
         outcome = self.store.commit_results(endpoint_id, results, now)  # committed before the ack
+        if outcome.committed:
+            self.signal.ring()  # first: a client waits for these
         if outcome.ignored:
             logger.info("endpoint %s: ignored %d results of finished or unknown tasks", endpoint_id, outcome.ignored)
         ack = ResultsAck(task_ids=list(batch.task_ids))
@@ -398,7 +400,6 @@ class Forwarder:
         elif reply_to is not None:
             self.send(reply_to, ack)
         if outcome.committed:
-            self.signal.ring()
             if session is not None:
                 session.outstanding = max(0, session.outstanding - len(outcome.committed))
                 with self._lock:
