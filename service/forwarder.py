@@ -399,11 +399,10 @@ class Forwarder:
             self.send_to(session, ack)
         elif reply_to is not None:
             self.send(reply_to, ack)
-        if outcome.committed:
-            if session is not None:
-                session.outstanding = max(0, session.outstanding - len(outcome.committed))
-                with self._lock:
-                    self._woken.add(endpoint_id)
+        if outcome.committed and session is not None:
+            session.outstanding = max(0, session.outstanding - len(outcome.committed))
+            with self._lock:
+                self._woken.add(endpoint_id)
 
     # -- sessions and dispatch ---------------------------------------------------------
     def open_session(self, endpoint_id: str, identity: bytes,
