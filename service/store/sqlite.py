@@ -30,7 +30,7 @@ from service.store import task_groups
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
 from service.store.schema import chunks as _chunks
-from service.store.schema import create_or_migrate, next_task_rowids
+from service.store.schema import ROWS_PER_STATEMENT, create_or_migrate, next_task_rowids, row_chunks
 from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
@@ -77,15 +77,11 @@ def _to_send(rows: Iterable[tuple[Any, ...]]) -> list[Task]:
 _UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
 
 
-INSERT_CHUNK = 1000
-"""Tasks per INSERT statement: ``11 + 4 * INSERT_CHUNK`` parameters, within SQLite's limit (32766)."""
-
-
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
 def _insert_tasks(count: int) -> str:
-    """An INSERT of ``count`` tasks: the columns they share bound once (``?1`` to ``?11``), then
-    rowid, id, function id and arguments of each (a multi-row statement costs 40% less than a
-    statement per row)."""
+    """An INSERT of ``count`` tasks (one of ``ROWS_PER_STATEMENT``): the columns they share
+    bound once (``?1`` to ``?11``), then rowid, id, function id and arguments of each (a
+    multi-row statement costs 40% less than a statement per row)."""
     rows = ",".join(["(?,?,?,?)"] * count)
     return ("INSERT INTO tasks (rowid, id, function_id, args, owner, endpoint_id, task_group_id, state, created, "
             "retries, walltime, priority, resource_spec, dispatched, dispatch_count) "
@@ -343,8 +339,7 @@ class SQLiteStore(Store):
             db.execute("UPDATE task_groups SET task_count = task_count + ?, sent_count = sent_count + ?, updated = ? "
                        "WHERE id = ?", (count, sent, now, group_id))
             first = next_task_rowids(db, count)
-            for start in range(0, count, INSERT_CHUNK):
-                end = min(start + INSERT_CHUNK, count)
+            for start, end in row_chunks(count):
                 db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
                     range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
                     tasks.payloads[start:end]))))

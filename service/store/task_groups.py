@@ -21,7 +21,7 @@ from fabric.errors import TaskCancelled
 from fabric.protocol import RESULT_OK, task_error_result
 from service.records import (DISPATCHED, FAILED, RECEIVED, SUCCESS, WAITING, CancelOutcome, GroupCounts,
                              RetryOutcome)
-from service.store.schema import CANCELLED_PREFIX, is_cancellation
+from service.store.schema import CANCELLED_PREFIX, ROWS_PER_STATEMENT, is_cancellation, row_chunks
 
 Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
 
@@ -33,8 +33,6 @@ Result = tuple[Any, int, bytes, str | None]
 
 _SET_SUCCESS = (f"UPDATE tasks SET state = '{SUCCESS}', result_kind = ?, result = ?, error = NULL, completed = ?, "
                 "seq = ?, args = NULL WHERE rowid = ?")
-SUCCESS_CHUNK = 1000
-"""Results per multi-row UPDATE (``_set_successes``): ``1 + 4 * SUCCESS_CHUNK`` parameters."""
 _SET_FAILURE = (f"UPDATE tasks SET state = '{FAILED}', result_kind = ?, result = ?, error = ?, completed = ?, seq = ?, "
                 "args = CASE WHEN ? THEN args END WHERE rowid = ?")  # kept for a retry, unless cancelled
 _FINISH_GROUP = ("UPDATE task_groups SET last_seq = last_seq + ?1, finished_count = finished_count + ?1, "
@@ -53,8 +51,8 @@ def finish(db: sqlite3.Connection, task_group_id: str, finished: list[tuple[int,
                                       task_group_id)).fetchone()[0]
     first = last - len(finished) + 1
     if not failures:  # the usual case: a statement per chunk, no per-task test
-        for start in range(0, len(finished), SUCCESS_CHUNK):
-            chunk = finished[start:start + SUCCESS_CHUNK]
+        for start, end in row_chunks(len(finished)):
+            chunk = finished[start:end]
             db.execute(_set_successes(len(chunk)), (now, *itertools.chain.from_iterable(
                 (rowid, kind, payload, seq) for seq, (rowid, (_, kind, payload, _)) in enumerate(chunk, first + start))))
         return
@@ -65,10 +63,11 @@ def finish(db: sqlite3.Connection, task_group_id: str, finished: list[tuple[int,
                                   if kind != RESULT_OK])
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
 def _set_successes(count: int) -> str:
-    """``_SET_SUCCESS`` for ``count`` tasks in one statement: ``?1`` the completion time, then
-    rowid, kind, payload and seq of each (40% cheaper than a statement per task)."""
+    """``_SET_SUCCESS`` for ``count`` tasks (one of ``ROWS_PER_STATEMENT``) in one statement:
+    ``?1`` the completion time, then rowid, kind, payload and seq of each (40% cheaper than a
+    statement per task)."""
     rows = ",".join(["(?,?,?,?)"] * count)
     return (f"UPDATE tasks SET state = '{SUCCESS}', result_kind = v.column2, result = v.column3, error = NULL, "
             f"completed = ?1, seq = v.column4, args = NULL FROM (VALUES {rows}) AS v WHERE tasks.rowid = v.column1")
