@@ -52,8 +52,10 @@ DEFAULT_BATCH_TASKS = 4096
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 RESULT_WAIT = 10.0
 """Seconds one long poll for results may wait on the service."""
-MAP_WINDOW = 100_000
-"""Tasks ``map`` keeps unfinished at most (its memory bound)."""
+MAP_WINDOW = 50_000
+"""Tasks ``map`` keeps unfinished at most (its memory bound). Below the service's default
+``max_outstanding`` (100,000 per endpoint), so all of them can be at the endpoint: past it,
+tasks wait in the service's store, which costs it a second write per task."""
 
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
 
