@@ -161,8 +161,9 @@ def _add_user(data_dir: Path) -> str:
     return done.stdout.strip()
 
 
-WINDOW = 100_000
-"""Unfinished tasks at most while the throughput is measured (``Executor.map``'s default window)."""
+WINDOW = 50_000
+"""Unfinished tasks at most while the throughput is measured (``Executor.map``'s default window,
+``sdk.executor.MAP_WINDOW``)."""
 
 
 def measure_streamed_throughput(executor: Any, kind: workloads.Kind, count: int, tally: Tally) -> float:

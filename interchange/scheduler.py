@@ -285,8 +285,10 @@ class Scheduler:
                 if free <= 0 or not self.queue:
                     break
                 actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH_TASKS)))
-        if self._started:
-            actions.append(SendUpstream(ResultBatch(started=self._started)))
+        if self._started:  # those finished meanwhile: their results say it all (one store write less each)
+            started = [task_id for task_id in self._started if task_id in self.task_ids]
+            if started:
+                actions.append(SendUpstream(ResultBatch(started=started)))
             self._started = []
         if self._results:
             for batch in ResultBatch.merge_within(self._results, self.batch_bytes):

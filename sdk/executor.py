@@ -52,8 +52,10 @@ DEFAULT_BATCH_TASKS = 4096
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 RESULT_WAIT = 10.0
 """Seconds one long poll for results may wait on the service."""
-MAP_WINDOW = 100_000
-"""Tasks ``map`` keeps unfinished at most (its memory bound)."""
+MAP_WINDOW = 50_000
+"""Tasks ``map`` keeps unfinished at most (its memory bound). Below the service's default
+``max_outstanding`` (100,000 per endpoint), so all of them can be at the endpoint: past it,
+tasks wait in the service's store, which costs it a second write per task."""
 
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
 
@@ -141,14 +143,17 @@ class Executor(concurrent.futures.Executor):
             while len(self._queue) >= self.max_queued_tasks and not self._closing:
                 self._lock.wait()
             self._queue.append(_Queued(future, function_id, payload, (self.retries, spec)))
-            self._lock.notify_all()
+            if len(self._queue) == 1:  # the submitter waits only for an empty queue to fill
+                self._lock.notify_all()
         return future
 
     def _function_id(self, fn: Callable[..., Any]) -> str:
-        with contextlib.suppress(TypeError):  # unhashable callables are serialized every time
+        try:
             known = self._function_ids.get(fn)
-            if known is not None:
-                return known
+        except TypeError:  # unhashable callables are serialized every time
+            known = None
+        if known is not None:
+            return known
         function_id, body = serialize_function(fn)
         with self._lock:
             self._bodies.setdefault(function_id, (body, function_name(fn)))
@@ -405,11 +410,13 @@ class Executor(concurrent.futures.Executor):
 
 
 def _resolve(future: ServiceTaskFuture, ok: bool, value: Any) -> None:
-    with contextlib.suppress(concurrent.futures.InvalidStateError):  # e.g. resolved by reload and watcher
+    try:
         if ok:
             future.set_result(value)
         else:
             future.set_exception(value)
+    except concurrent.futures.InvalidStateError:  # e.g. resolved by reload and watcher
+        pass
 
 
 @atexit.register

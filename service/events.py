@@ -6,12 +6,22 @@ of the forwarder (is an endpoint connected, here are new tasks for it, drop thes
 its keys changed). Both only shorten waits: the store stays the source of truth, so a
 missed signal costs latency, never a task (and a connection with rotated keys is found by
 the forwarder's own check of keys too).
+
+Dispatch at submit: while an endpoint is connected and nothing of it waits in the store, a
+submit reserves room for its batch, stores the tasks ``dispatched`` and hands them over
+(``hand_over``), so they go out without another transaction. Tasks handed over are sent by
+the forwarder's thread; if the service stops first, or the session closes, they are
+``dispatched`` in the store and the endpoint's next session re-sends them, like any
+dispatched task. Refused (offline, a backlog, ``max_outstanding`` reached), the tasks are
+stored to wait and ``tasks_added`` wakes the forwarder as before.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Protocol
+
+from fabric.protocol import Task
 
 
 class ResultSignal:
@@ -54,6 +64,14 @@ class Dispatcher(Protocol):
     def tasks_added(self, endpoint_id: str) -> None:
         """New tasks for the endpoint are in the store (send them if it is connected)."""
 
+    def reserve(self, endpoint_id: str, count: int) -> bool:
+        """May ``count`` tasks be stored ``dispatched`` and handed over (True), or must they
+        wait in the store (False)? Every True must be answered by one ``hand_over``."""
+
+    def hand_over(self, endpoint_id: str, reserved: int, tasks: list[Task]) -> None:
+        """Send ``tasks``, now ``dispatched`` in the store, and end a reservation of ``reserved``
+        (``tasks`` empty when nothing was stored, or the batch was a repeat)."""
+
     def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:
         """Ask the endpoint to drop these dispatched tasks if they have not started
         (``CancelTasks``; it answers with ``TaskCancelled`` results for those it dropped)."""
@@ -69,6 +87,12 @@ class NoDispatcher:
         return False
 
     def tasks_added(self, endpoint_id: str) -> None:
+        pass
+
+    def reserve(self, endpoint_id: str, count: int) -> bool:
+        return False
+
+    def hand_over(self, endpoint_id: str, reserved: int, tasks: list[Task]) -> None:
         pass
 
     def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:

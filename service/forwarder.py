@@ -18,10 +18,17 @@ connection may have lost them) and then whatever waits. A session closes when th
 endpoint is silent for ``heartbeat_threshold`` or unreachable; its tasks stay
 ``dispatched`` in the store until the next session re-sends them.
 
-The loop is a list of named steps: poll, ``receive_from_endpoints``, ``dispatch_woken``,
-``send_cancellations`` (``CancelTasks`` the app asked for when a task group was cancelled;
-held in memory while the endpoint is offline, sent once it connects, after the re-sent
-tasks), ``tick`` (heartbeats, status requests, expiry, a sweep for waiting tasks, on a timer).
+Dispatch. While a session has nothing waiting in the store, a submit stores its batch
+``dispatched`` and hands the tasks over in memory (``reserve``, ``hand_over``; see
+``service.events``), within ``max_outstanding``. Otherwise tasks wait in the store and
+the loop takes them, oldest first, as room frees (``take_waiting``) until none are left;
+then submits dispatch again.
+
+The loop is a list of named steps: poll, ``receive_from_endpoints``, ``send_handed_over``,
+``dispatch_woken``, ``send_cancellations`` (``CancelTasks`` the app asked for when a task
+group was cancelled; held in memory while the endpoint is offline, sent once it connects,
+after the re-sent tasks, and after tasks handed over meanwhile), ``tick`` (heartbeats,
+status requests, expiry, a sweep for waiting tasks, on a timer).
 Results are committed to the store before they are acknowledged (``ResultsAck``, which
 lets the interchange forget them); a result for a task that is already finished is
 ignored (task-id dedup) but acknowledged too, so a re-send never yields two results.
@@ -102,6 +109,9 @@ class Session:
     last_status: float = 0.0
     outstanding: int = 0
     functions: set[str] = dataclasses.field(default_factory=set)
+    backlog: bool = True  # tasks may wait in the store: none go out at submit until it is drained
+    sweep: bool = False  # look in the store once (tasks another service process added)
+    added: int = 0  # bumped when tasks were stored to wait for the endpoint (guards clearing backlog)
 
 
 _MAX_COUNT = 2**62
@@ -153,6 +163,8 @@ class Forwarder:
         self.malformed_messages = 0
         self._request_ids = itertools.count()
         self._woken: set[str] = set()
+        self._reserved: dict[str, int] = {}  # endpoint id -> tasks reserved for dispatch at submit, not yet sent
+        self._handed_over: dict[str, list[tuple[int, list[Task]]]] = {}  # endpoint id -> (reserved, tasks)
         self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
         self._keys: dict[str, str] = {}  # endpoint id -> its current public key ("" if unknown)
         self._rotated: set[str] = set()  # endpoints whose keys the app rotated
@@ -196,8 +208,40 @@ class Forwarder:
     def tasks_added(self, endpoint_id: str) -> None:
         if endpoint_id in self.sessions:
             with self._lock:
+                self._stored_waiting(endpoint_id)
                 self._woken.add(endpoint_id)
             self._wake()
+
+    def reserve(self, endpoint_id: str, count: int) -> bool:
+        """Room to send ``count`` tasks the moment they are stored (dispatch at submit)?
+
+        Only while the endpoint is connected, nothing of it waits in the store (so these never
+        overtake older tasks) and ``max_outstanding`` leaves room for them beside what is sent
+        and reserved; otherwise (False) they are stored to wait, and the loop sends them."""
+        with self._lock:
+            session = self.sessions.get(endpoint_id)
+            if session is None or session.backlog:
+                return False
+            reserved = self._reserved.get(endpoint_id, 0)
+            if session.outstanding + reserved + count > self.config.max_outstanding:
+                self._stored_waiting(endpoint_id)  # they will wait: later ones must queue behind them
+                return False
+            self._reserved[endpoint_id] = reserved + count
+            return True
+
+    def hand_over(self, endpoint_id: str, reserved: int, tasks: list[Task]) -> None:
+        """Send ``tasks`` (stored ``dispatched``) and end a reservation of ``reserved`` tasks
+        (``tasks`` empty: nothing to send, the request failed or repeated an earlier batch)."""
+        with self._lock:
+            self._handed_over.setdefault(endpoint_id, []).append((reserved, tasks))
+        self._wake()
+
+    def _stored_waiting(self, endpoint_id: str) -> None:
+        """Tasks of the endpoint are (about to be) stored to wait (caller holds ``_lock``)."""
+        session = self.sessions.get(endpoint_id)
+        if session is not None:
+            session.backlog = True
+            session.added += 1
 
     def cancel_tasks(self, endpoint_id: str, task_ids: list[str]) -> None:
         if task_ids:
@@ -265,6 +309,7 @@ class Forwarder:
                 self.receive_from_endpoints()
             try:
                 self.end_rotated_sessions()
+                self.send_handed_over()
                 self.dispatch_woken()
                 self.send_cancellations()
                 now = time.monotonic()
@@ -365,6 +410,8 @@ class Forwarder:
         results = [(task_id, kind, bytes(payload), error_text(kind, payload))
                    for task_id, kind, payload in batch.results()]
         outcome = self.store.commit_results(endpoint_id, results, now)  # committed before the ack
+        if outcome.committed:
+            self.signal.ring()  # first: a client waits for these
         if outcome.ignored:
             logger.info("endpoint %s: ignored %d results of finished or unknown tasks", endpoint_id, outcome.ignored)
         ack = ResultsAck(task_ids=list(batch.task_ids))
@@ -372,12 +419,10 @@ class Forwarder:
             self.send_to(session, ack)
         elif reply_to is not None:
             self.send(reply_to, ack)
-        if outcome.committed:
-            self.signal.ring()
-            if session is not None:
-                session.outstanding = max(0, session.outstanding - len(outcome.committed))
-                with self._lock:
-                    self._woken.add(endpoint_id)
+        if outcome.committed and session is not None:
+            session.outstanding = max(0, session.outstanding - len(outcome.committed))
+            with self._lock:
+                self._woken.add(endpoint_id)
 
     # -- sessions and dispatch ---------------------------------------------------------
     def open_session(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration | None,
@@ -448,27 +493,60 @@ class Forwarder:
             except StoreError as exc:
                 logger.error("cannot dispatch to endpoint %s: %s", endpoint_id, exc)
 
+    def send_handed_over(self) -> None:
+        """Tasks stored ``dispatched`` at submit go to the endpoint's current session. With
+        none (it closed meanwhile) they stay ``dispatched`` and the next session re-sends them."""
+        if not self._handed_over:
+            return
+        with self._lock:
+            handed_over, self._handed_over = self._handed_over, {}
+        for endpoint_id, parts in handed_over.items():
+            session = self.sessions.get(endpoint_id)
+            tasks = [task for _, part in parts for task in part]
+            if session is not None and tasks:
+                self.send_tasks(session, tasks)
+            with self._lock:
+                left = self._reserved.get(endpoint_id, 0) - sum(reserved for reserved, _ in parts)
+                if left > 0:
+                    self._reserved[endpoint_id] = left
+                else:
+                    self._reserved.pop(endpoint_id, None)
+
     def dispatch(self, session: Session) -> int:
-        """Send the endpoint's waiting tasks, up to its room; returns how many were sent."""
+        """Send the endpoint's waiting tasks, up to its room; returns how many were sent.
+
+        Only while some may wait in the store (``backlog``, or a ``sweep`` of the tick): once
+        a take finds fewer than asked and nothing was stored meanwhile, the backlog is
+        drained and new tasks go out at submit (``reserve``)."""
         sent = 0
         while sent < MAX_TASKS_PER_TURN and session.endpoint_id in self.sessions:
-            room = min(self.config.max_outstanding - session.outstanding, MAX_BATCH_TASKS)
-            if room <= 0:
-                break
+            with self._lock:
+                room = min(self.config.max_outstanding - session.outstanding
+                           - self._reserved.get(session.endpoint_id, 0), MAX_BATCH_TASKS)
+                if room <= 0 or not (session.backlog or session.sweep):
+                    break
+                session.sweep = False
+                added = session.added
             tasks = self.store.take_waiting(session.endpoint_id, room, time.time())
             if tasks:
                 self.send_tasks(session, tasks)
                 sent += len(tasks)
             if len(tasks) < room:
+                with self._lock:
+                    if session.added == added:
+                        session.backlog = False
                 break
+            with self._lock:
+                session.backlog = True  # a full take (of a sweep, maybe): look again
         return sent
 
     def send_cancellations(self) -> None:
         """``CancelTasks`` to connected endpoints; those for an offline one wait until it connects."""
         if not self._cancels:
             return
-        with self._lock:
-            ready = {e: self._cancels.pop(e) for e in list(self._cancels) if e in self.sessions}
+        with self._lock:  # not while tasks reserved at submit may still be on their way: they go first
+            ready = {e: self._cancels.pop(e) for e in list(self._cancels)
+                     if e in self.sessions and e not in self._reserved}
         for endpoint_id, task_ids in ready.items():
             session = self.sessions[endpoint_id]
             for start in range(0, len(task_ids), MAX_BATCH_TASKS):
@@ -528,4 +606,6 @@ class Forwarder:
         except StoreError as exc:
             logger.error("cannot record heartbeats: %s", exc)
         with self._lock:  # tasks added by another service process, or a wake-up that was missed
+            for session in self.sessions.values():
+                session.sweep = True
             self._woken.update(self.sessions)

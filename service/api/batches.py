@@ -106,11 +106,21 @@ def submit_batch() -> tuple[dict[str, Any], int]:
             raise NotFound(f"no function {function_id!r}")
         if allowed is not None and function_id not in allowed:
             raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
-    state = RECEIVED if parts.dispatcher.is_online(tasks.endpoint_id) else WAITING
-    added = parts.store.add_tasks(owner, tasks, state)
+    count = len(tasks.payloads)
+    if parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
+        dispatched = None
+        try:
+            dispatched = parts.store.add_dispatched(owner, tasks)
+        finally:
+            parts.dispatcher.hand_over(tasks.endpoint_id, count, dispatched[2] if dispatched else [])
+        added = dispatched[:2] if dispatched else None
+    else:
+        state = RECEIVED if parts.dispatcher.is_online(tasks.endpoint_id) else WAITING
+        added = parts.store.add_tasks(owner, tasks, state)
+        if added is not None:
+            parts.dispatcher.tasks_added(tasks.endpoint_id)
     if added is None:
         raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
-    parts.dispatcher.tasks_added(tasks.endpoint_id)
     group_id, task_ids = added
     return {"task_group_id": group_id, "task_ids": task_ids}, 201
 

@@ -10,8 +10,9 @@ groups (counters, cancel, retry) in ``task_groups``; deleting old rows in ``purg
 read-only report of ``fabric service status`` in ``status``.
 
 Task states move ``received`` or ``waiting-for-endpoint`` (the endpoint was offline at
-submission) -> ``dispatched`` -> ``running`` -> ``success`` | ``failed``; a re-send after
-a reconnect moves ``running`` back to ``dispatched``. A finished task changes only by an
+submission) -> ``dispatched`` -> ``running`` -> ``success`` | ``failed``; a batch sent as
+soon as it is stored (dispatch at submit, ``add_dispatched``) starts ``dispatched``; a
+re-send after a reconnect moves ``running`` back to ``dispatched``. A finished task changes only by an
 explicit retry of its group (failed -> waiting again); a second result for it is ignored
 (task-id dedup). Each committed result gets the next sequence number of its task group;
 clients page through results by that cursor. Cancelling a group fails its unsent tasks

@@ -151,6 +151,13 @@ class Store(abc.ABC):
         same owner adds nothing and answers what the first request got (a safe retry)."""
 
     @abc.abstractmethod
+    def add_dispatched(self, owner: str, tasks: NewTasks) -> tuple[str, list[str], list[Task]] | None:
+        """``add_tasks`` of a batch sent as soon as it is stored (dispatch at submit): its tasks
+        are ``dispatched`` (once, now) and counted sent in their group, in the same transaction.
+        Also answers the ``Task``s to send: none for a batch id seen before (that batch's tasks
+        went out with the first request, or are re-sent when their endpoint reconnects)."""
+
+    @abc.abstractmethod
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
 

@@ -169,6 +169,20 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
+ROWS_PER_STATEMENT = (1000, 100, 10, 1)
+"""The sizes of multi-row statements: a few fixed ones, so each connection caches (compiles) at
+most that many variants of a statement, whatever the sizes of the batches are."""
+
+
+def row_chunks(count: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` slices of ``count`` rows, each of one of ``ROWS_PER_STATEMENT``'s sizes."""
+    start = 0
+    for size in ROWS_PER_STATEMENT:
+        while count - start >= size:
+            yield start, start + size
+            start += size
+
+
 def marks(count: int) -> str:
     return ",".join("?" * count)
 

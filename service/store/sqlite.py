@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -30,7 +31,7 @@ from service.store import task_groups
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
 from service.store.schema import chunks as _chunks
-from service.store.schema import create_or_migrate, next_task_rowids
+from service.store.schema import ROWS_PER_STATEMENT, create_or_migrate, next_task_rowids, row_chunks
 from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,35 @@ def _to_send(rows: Iterable[tuple[Any, ...]]) -> list[Task]:
     return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
 
 
+_UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
+
+
+@functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
+def _insert_tasks(count: int) -> str:
+    """An INSERT of ``count`` tasks (one of ``ROWS_PER_STATEMENT``): the columns they share
+    bound once (``?1`` to ``?11``), then rowid, id, function id and arguments of each (a
+    multi-row statement costs 40% less than a statement per row)."""
+    rows = ",".join(["(?,?,?,?)"] * count)
+    return ("INSERT INTO tasks (rowid, id, function_id, args, owner, endpoint_id, task_group_id, state, created, "
+            "retries, walltime, priority, resource_spec, dispatched, dispatch_count) "
+            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 "
+            f"FROM (VALUES {rows})")
+
+
 def new_task_ids(count: int) -> list[str]:
-    """``count`` random (version 4) UUID strings, from one call to the OS's random source."""
-    raw = os.urandom(16 * count)
-    return [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * count, 16)]
+    """``count`` time-ordered (version 7) UUID strings, in ascending order.
+
+    The first 48 bits are the Unix time in milliseconds, the other 74 random (one call to
+    the OS's random source). Ascending ids make the store's id index grow at its end like
+    the table does, instead of at a random page per task: a batch's inserts, the results
+    that find their tasks by id and the purge that deletes them touch a few pages each, not
+    one per task (with random ids the inserts cost half again as much, the purge three times)."""
+    head = (time.time_ns() // 1_000_000) << 80 | _UUID7_HEAD
+    raw = os.urandom(10 * count)
+    values = sorted(head | (int.from_bytes(raw[i:i + 2], "big") & 0xFFF) << 64
+                    | int.from_bytes(raw[i + 2:i + 10], "big") >> 2 for i in range(0, 10 * count, 10))
+    texts = [f"{value:032x}" for value in values]
+    return [f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}" for t in texts]
 
 
 class SQLiteStore(Store):
@@ -94,6 +120,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one write transaction at a time in this process
         self._closed = False
         self._acknowledged: dict[str, int] = {}  # task group -> seq, until purge() writes it
         self._acknowledged_lock = threading.Lock()
@@ -121,18 +148,23 @@ class SQLiteStore(Store):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (taken up front, so concurrent writers queue, never deadlock)."""
+        """One write transaction (taken up front, so concurrent writers queue, never deadlock).
+
+        The threads of this process queue on ``_write_lock`` first: SQLite's own wait for a
+        busy lock sleeps 1, 2, 5, 10 ms ... between tries, so a writer would often sleep on
+        after the lock came free. Only other processes are left to SQLite's busy handler."""
         db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._write_lock:
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"store write failed: {exc}") from exc
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store write failed: {exc}") from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -370,34 +402,52 @@ class SQLiteStore(Store):
 
     # -- tasks ---------------------------------------------------------------------------
     def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
+        added = self._insert(owner, tasks, state)
+        return None if added is None else added[:2]
+
+    def add_dispatched(self, owner: str, tasks: NewTasks) -> tuple[str, list[str], list[Task]] | None:
+        added = self._insert(owner, tasks, DISPATCHED)
+        if added is None:
+            return None
+        group_id, task_ids, fresh = added
+        if not fresh:
+            return group_id, task_ids, []
+        payloads, walltime, retries, priority = tasks.payloads, tasks.walltime, tasks.retries, tasks.priority
+        return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
+                                    for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
+
+    def _insert(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str], bool] | None:
+        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
-        columns = (task_ids, [owner] * count, tasks.function_ids, [tasks.endpoint_id] * count, [group_id] * count,
-                   [state] * count, tasks.payloads, [now] * count, [tasks.retries] * count,
-                   [tasks.walltime] * count, [tasks.priority] * count, [spec] * count)
+        sent = count if state == DISPATCHED else 0
+        shared = (owner, tasks.endpoint_id, group_id, state, now, tasks.retries, tasks.walltime, tasks.priority, spec,
+                  now if sent else None, 1 if sent else 0)
         with self._write() as db:
             if tasks.batch_id is not None:
                 seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
                                   (tasks.batch_id,)).fetchone()
                 if seen is not None:
-                    return self._batch_seen(db, owner, seen)
+                    known = self._batch_seen(db, owner, seen)
+                    return None if known is None else (*known, False)
             db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created, updated) VALUES (?, ?, ?, ?)",
                        (group_id, owner, now, now))
             if db.execute("SELECT owner FROM task_groups WHERE id = ?", (group_id,)).fetchone()[0] != owner:
                 return None  # someone else's group: nothing was written
-            db.execute("UPDATE task_groups SET task_count = task_count + ?, updated = ? WHERE id = ?",
-                       (count, now, group_id))
+            db.execute("UPDATE task_groups SET task_count = task_count + ?, sent_count = sent_count + ?, updated = ? "
+                       "WHERE id = ?", (count, sent, now, group_id))
             first = next_task_rowids(db, count)
-            db.executemany("INSERT INTO tasks (rowid, id, owner, function_id, endpoint_id, task_group_id, state, "
-                           "args, created, retries, walltime, priority, resource_spec) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", zip(range(first, first + count), *columns))
+            for start, end in row_chunks(count):
+                db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
+                    range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
+                    tasks.payloads[start:end]))))
             if tasks.batch_id is not None:
                 db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, first, count, now))
-        return group_id, task_ids
+        return group_id, task_ids, True
 
     @staticmethod
     def _batch_seen(db: sqlite3.Connection, owner: str, seen: tuple[Any, ...]) -> tuple[str, list[str]] | None:
@@ -448,8 +498,10 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _mark_dispatched(db: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> None:
-        db.executemany(f"UPDATE tasks SET state = '{DISPATCHED}', dispatched = ?, dispatch_count = dispatch_count + 1 "
-                       "WHERE rowid = ?", zip(itertools.repeat(now), map(_ROWID_OF_ROW, rows)))
+        rowids = list(map(_ROWID_OF_ROW, rows))
+        for chunk in _chunks(rowids):
+            db.execute(f"UPDATE tasks SET state = '{DISPATCHED}', dispatched = ?, dispatch_count = dispatch_count + 1 "
+                       f"WHERE rowid IN ({_marks(len(chunk))})", (now, *chunk))
 
     def mark_running(self, endpoint_id: str, task_ids: Sequence[Any], now: float) -> None:
         ids = [i for i in task_ids if isinstance(i, str)]

@@ -620,11 +620,14 @@ def test_started_tasks_are_reported_upstream_only_when_asked() -> None:
     for report in (False, True):
         s = Scheduler(heartbeat_threshold=THRESHOLD, report_started=report)
         s.handle(ManagerJoined(registration("m1", 4), 0.0))
-        submit(s, task(1), task(2))
+        submit(s, task(1), task(2), task(3))
         s.flush()
         s.handle(ManagerResults("m1", ResultBatch(started=[1, 2, 99]), 0.1))  # 99: not this manager's
-        s.handle(ManagerResults("m1", ok(1), 0.2))
         sent = upstream(s.flush())
-        started = [b.started for b in sent if not b.task_ids]
-        assert started == ([[1, 2]] if report else [])
-        assert [results_of(b) for b in sent if b.task_ids] == [[(1, RESULT_OK, b"result-1")]]
+        assert [b.started for b in sent] == ([[1, 2]] if report else [])
+        s.handle(ManagerResults("m1", ResultBatch(started=[3]), 0.2))
+        s.handle(ManagerResults("m1", ok(1, 3), 0.3))  # 3 finished before its start was reported: not reported
+        sent = upstream(s.flush())
+        assert [b.started for b in sent if not b.task_ids] == []
+        assert [results_of(b) for b in sent if b.task_ids] == [[(1, RESULT_OK, b"result-1"),
+                                                                (3, RESULT_OK, b"result-3")]]
