@@ -1,7 +1,7 @@
 """The forwarder: the service's one ZeroMQ ROUTER, which endpoints' interchanges connect to.
 
 Security. The ROUTER is a CurveZMQ server (keys from ``service.keys``). A ZAP handler
-(``EndpointAuthenticator``) admits only public keys of registered endpoints and names each
+(``service.endpoint_auth.EndpointAuthenticator``) admits only public keys of registered endpoints and names each
 connection after the endpoint that holds its key (ZAP ``User-Id``). A message is taken to
 come from that endpoint, whatever routing id its connection has (the ROUTER assigns them;
 interchanges do not pick one, so a reconnect never collides with a connection the ROUTER
@@ -49,8 +49,6 @@ from typing import Any
 
 import msgpack
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
 
 from fabric import protocol
 from fabric.errors import ProtocolError
@@ -58,6 +56,7 @@ from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CancelTasks, Com
                              Heartbeat, InterchangeRegistration, ResultBatch, ResultsAck, Shutdown, StatusReport,
                              StatusRequest, Task, TaskBatch, batches_of)
 from service.config import ServiceConfig
+from service.endpoint_auth import ZAP_DOMAIN, CurrentKeys, EndpointAuthenticator
 from service.errors import ServiceError, StoreError
 from service.events import ResultSignal
 from service.keys import KeyPair
@@ -67,35 +66,6 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGES_PER_TURN = 256
 MAX_TASKS_PER_TURN = 4 * MAX_BATCH_TASKS
-ZAP_DOMAIN = "fabric"
-
-
-class EndpointAuthenticator(ThreadAuthenticator):
-    """ZAP handler: CURVE keys of registered endpoints only; the User-Id is the endpoint id."""
-
-    def __init__(self, context: zmq.Context[Any], store: Store) -> None:
-        super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
-        self.store = store
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        """``credentials_provider`` protocol of pyzmq: is this (z85) public key admitted?"""
-        try:
-            admitted = self.store.endpoint_for_key(key.decode("ascii")) is not None
-        except (StoreError, UnicodeDecodeError) as exc:
-            logger.error("cannot check an endpoint key: %s", exc)
-            return False
-        if not admitted:
-            logger.warning("refused a connection with an unknown CurveZMQ key")
-        return admitted
-
-    def curve_user_id(self, client_public_key: bytes) -> str:
-        """``<endpoint id> <z85 public key>``: the forwarder checks the key is still the
-        endpoint's on each message (registering again rotates it)."""
-        key = z85.encode(client_public_key).decode("ascii")
-        endpoint_id = self.store.endpoint_for_key(key)
-        return f"{endpoint_id} {key}" if endpoint_id else ""
-
-
 @dataclasses.dataclass(slots=True)
 class Session:
     """One connected interchange, as the forwarder sees it."""
@@ -166,7 +136,7 @@ class Forwarder:
         self._reserved: dict[str, int] = {}  # endpoint id -> tasks reserved for dispatch at submit, not yet sent
         self._handed_over: dict[str, list[tuple[int, list[Task]]]] = {}  # endpoint id -> (reserved, tasks)
         self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
-        self._keys: dict[str, str] = {}  # endpoint id -> its current public key ("" if unknown)
+        self.keys = CurrentKeys(store)
         self._rotated: set[str] = set()  # endpoints whose keys the app rotated
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
@@ -341,7 +311,7 @@ class Forwarder:
             self.rogue_messages += 1
             logger.warning("dropping a message from an unauthenticated connection")
             return
-        if not self.key_is_current(endpoint_id, key):
+        if not self.keys.is_current(endpoint_id, key):
             self.refuse_stale_key(endpoint_id, identity)
             return
         session = self.sessions.get(endpoint_id)
@@ -443,15 +413,6 @@ class Forwarder:
         return session
 
     # -- keys --------------------------------------------------------------------------
-    def key_is_current(self, endpoint_id: str, key: str) -> bool:
-        """Whether ``key`` is the endpoint's public key now (cached; the cache is dropped on
-        each tick and when the app rotates the endpoint's keys)."""
-        current = self._keys.get(endpoint_id)
-        if current is None:
-            record = self.store.get_endpoint(None, endpoint_id)
-            current = self._keys[endpoint_id] = record.public_key if record is not None else ""
-        return key == current
-
     def refuse_stale_key(self, endpoint_id: str, identity: bytes) -> None:
         """A connection made with a key the endpoint no longer holds: told to stop, never heard."""
         self.rogue_messages += 1
@@ -468,9 +429,9 @@ class Forwarder:
         with self._lock:
             rotated, self._rotated = self._rotated, set()
         for endpoint_id in rotated:
-            self._keys.pop(endpoint_id, None)
+            self.keys.forget(endpoint_id)
             session = self.sessions.get(endpoint_id)
-            if session is not None and not self.key_is_current(endpoint_id, session.public_key):
+            if session is not None and not self.keys.is_current(endpoint_id, session.public_key):
                 self.refuse_stale_key(endpoint_id, session.identity)
 
     def close_session(self, session: Session, reason: str) -> None:
@@ -587,9 +548,9 @@ class Forwarder:
         """Heartbeats and status requests, expiry of silent endpoints, a sweep for waiting tasks."""
         self.next_tick = now + self.tick_interval
         period = self.config.heartbeat_period
-        self._keys.clear()  # keys rotated by another service process are seen within a tick
+        self.keys.forget_all()  # keys rotated by another service process are seen within a tick
         for session in list(self.sessions.values()):
-            if not self.key_is_current(session.endpoint_id, session.public_key):
+            if not self.keys.is_current(session.endpoint_id, session.public_key):
                 self.refuse_stale_key(session.endpoint_id, session.identity)
                 continue
             silent = now - session.last_heard
