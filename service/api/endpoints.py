@@ -117,7 +117,7 @@ def endpoint_status(endpoint_id: str) -> dict[str, Any]:
 @operation("Whom the endpoint is shared with (owner only)", errors=(403, 404))
 def get_sharing(endpoint_id: str) -> dict[str, Any]:
     record = _owned(endpoint_id, "see its sharing")
-    return sharing.describe(services().store.get_sharing(access.ENDPOINT, record.endpoint_id, record.owner))
+    return sharing.read(access.ENDPOINT, record.endpoint_id, record.owner)
 
 
 @blueprint.put("/endpoints/<endpoint_id>/sharing")
@@ -125,8 +125,7 @@ def get_sharing(endpoint_id: str) -> dict[str, Any]:
            errors=(400, 403, 404, 413, 415))
 def put_sharing(endpoint_id: str) -> dict[str, Any]:
     record = _owned(endpoint_id, "share it")
-    granted = sharing.grantees(json_body())
-    return sharing.describe(services().store.set_sharing(access.ENDPOINT, record.endpoint_id, record.owner, granted))
+    return sharing.replace(access.ENDPOINT, record.endpoint_id, record.owner)
 
 
 @blueprint.put("/endpoints/<endpoint_id>/allowed_functions")

@@ -100,7 +100,7 @@ def delete_function(function_id: str) -> Response:
 @operation("Whom the function is shared with (owner only)", errors=(403, 404))
 def get_sharing(function_id: str) -> dict[str, Any]:
     record = _owned(function_id, "see its sharing")
-    return sharing.describe(services().store.get_sharing(access.FUNCTION, record.function_id, record.owner))
+    return sharing.read(access.FUNCTION, record.function_id, record.owner)
 
 
 @blueprint.put("/functions/<function_id>/sharing")
@@ -108,5 +108,4 @@ def get_sharing(function_id: str) -> dict[str, Any]:
            errors=(400, 403, 404, 413, 415))
 def put_sharing(function_id: str) -> dict[str, Any]:
     record = _owned(function_id, "share it")
-    granted = sharing.grantees(json_body())
-    return sharing.describe(services().store.set_sharing(access.FUNCTION, record.function_id, record.owner, granted))
+    return sharing.replace(access.FUNCTION, record.function_id, record.owner)

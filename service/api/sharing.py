@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.api.common import current_user, field, services
+from service.api.common import current_user, field, json_body, services
 from service.errors import BadRequest, Forbidden, NotFound
 from service.records import OWNER, Sharing
 from service.store import access
@@ -58,6 +58,16 @@ def grantees(data: dict[str, Any]) -> list[str]:
 
 def describe(sharing: Sharing) -> dict[str, Any]:
     return {"public": sharing.public, "users": [user.name for user in sharing.users], "groups": list(sharing.groups)}
+
+
+def read(kind: str, object_id: str, owner: str) -> dict[str, Any]:
+    """The reply of ``GET .../sharing``."""
+    return describe(services().store.get_sharing(kind, object_id, owner))
+
+
+def replace(kind: str, object_id: str, owner: str) -> dict[str, Any]:
+    """``PUT .../sharing``: the request body's sharing in force, and the reply."""
+    return describe(services().store.set_sharing(kind, object_id, owner, grantees(json_body())))
 
 
 def owner_names(owner_ids: list[str]) -> dict[str, str]:

@@ -39,6 +39,15 @@ def online(api: Api, endpoint_id: str) -> bool:
     return bool(api.get(f"/v1/endpoints/{endpoint_id}").json()["status"] == "online")
 
 
+def registered_online(service: ServiceProcess, api: Api, endpoint: dict[str, Any], made: list[FakeInterchange],
+                      **options: Any) -> FakeInterchange:
+    """A fake interchange that connected and registered, once the service shows the endpoint online."""
+    fake = connect(service, endpoint, made, **options)
+    fake.register()
+    poll_until(lambda: fake.pump() is not None and online(api, endpoint["endpoint_id"]), "the endpoint to be online")
+    return fake
+
+
 def answer(fake: FakeInterchange, tasks: list[Task], prefix: bytes = b"result:") -> None:
     """Reply to ``tasks`` the way an interchange would: started, then results."""
     fake.send(ResultBatch(started=[t.task_id for t in tasks]))
@@ -49,9 +58,7 @@ def test_registered_keys_connect_and_tasks_round_trip(service: ServiceProcess, a
                                                       interchanges: list[FakeInterchange]) -> None:
     endpoint = api.register_endpoint("cluster")
     function_id = api.register_function(b"the function body")
-    fake = connect(service, endpoint, interchanges)
-    fake.register()
-    poll_until(lambda: fake.pump() is not None and online(api, endpoint["endpoint_id"]), "the endpoint to be online")
+    fake = registered_online(service, api, endpoint, interchanges)
     poll_until(lambda: any(isinstance(m, StatusRequest) for m in fake.pump() + fake.received), "a status request")
     request = next(m for m in fake.received if isinstance(m, StatusRequest))
     fake.send(StatusReport(request_id=request.request_id, managers=[{"workers": 3}, {"workers": 2}],
@@ -107,9 +114,7 @@ def test_registering_again_rotates_keys_and_cuts_off_the_old_pair(
         service: ServiceProcess, api: Api, interchanges: list[FakeInterchange]) -> None:
     endpoint = api.register_endpoint("rotating")
     function_id = api.register_function(b"body")
-    old = connect(service, endpoint, interchanges)
-    old.register()
-    poll_until(lambda: old.pump() is not None and online(api, endpoint["endpoint_id"]), "the endpoint to be online")
+    old = registered_online(service, api, endpoint, interchanges)
 
     rotated = api.register_endpoint("rotating")  # e.g. `fabric endpoint start` on a new machine
     assert rotated["endpoint_id"] == endpoint["endpoint_id"] and rotated["public_key"] != endpoint["public_key"]
@@ -149,9 +154,7 @@ def test_reconnect_resends_unfinished_tasks_and_ignores_duplicates(
         service: ServiceProcess, api: Api, interchanges: list[FakeInterchange]) -> None:
     endpoint = api.register_endpoint("flaky")
     function_id = api.register_function(b"body")
-    fake = connect(service, endpoint, interchanges)
-    fake.register()
-    poll_until(lambda: fake.pump() is not None and online(api, endpoint["endpoint_id"]), "the endpoint to be online")
+    fake = registered_online(service, api, endpoint, interchanges)
     submitted = api.submit({"endpoint_id": endpoint["endpoint_id"], "function_id": function_id,
                             "args": [b"%d" % i for i in range(10)]}).json()
     tasks = fake.wait_for_tasks(10)
@@ -179,9 +182,7 @@ def test_rogue_frames_are_dropped_and_the_service_keeps_serving(
     victim = api.register_endpoint("victim")
     intruder_endpoint = api.register_endpoint("intruder")
     function_id = api.register_function(b"body")
-    fake = connect(service, victim, interchanges)
-    fake.register()
-    poll_until(lambda: fake.pump() is not None and online(api, victim["endpoint_id"]), "the endpoint to be online")
+    fake = registered_online(service, api, victim, interchanges)
     submitted = api.submit({"endpoint_id": victim["endpoint_id"], "function_id": function_id,
                             "args": [b"x", b"y"]}).json()
     tasks = fake.wait_for_tasks(2)
