@@ -180,8 +180,10 @@ def delete_group(db: sqlite3.Connection, group_id: str) -> None:
 
 
 # -- endpoint allow-lists --------------------------------------------------------------
-def encode_allowed(function_ids: Sequence[str] | None) -> str | None:
-    return None if function_ids is None else json.dumps(sorted(set(function_ids)))
+def set_allowed(db: sqlite3.Connection, endpoint_id: str, function_ids: Sequence[str] | None) -> None:
+    """The endpoint's allow-list (None: any function), kept as a sorted JSON list."""
+    encoded = None if function_ids is None else json.dumps(sorted(set(function_ids)))
+    db.execute("UPDATE endpoints SET allowed_functions = ? WHERE id = ?", (encoded, endpoint_id))
 
 
 def decode_allowed(text: str | None) -> tuple[str, ...] | None:

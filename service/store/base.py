@@ -35,16 +35,9 @@ class Store(abc.ABC):
         """Register a function (again: free, and it undoes a delete)."""
 
     @abc.abstractmethod
-    def get_function(self, owner: str, function_id: str) -> FunctionRecord | None: ...
-
-    @abc.abstractmethod
     def function_access(self, user_id: str, function_id: str) -> tuple[FunctionRecord, str] | None:
         """The function as the user reaches it (their own first, else one shared with them,
         else a public one) and how (``OWNER``/``SHARED``/``PUBLIC``); None if they cannot."""
-
-    @abc.abstractmethod
-    def list_functions(self, owner: str) -> list[FunctionRecord]:
-        """The owner's functions, without bodies."""
 
     @abc.abstractmethod
     def visible_functions(self, user_id: str) -> list[tuple[FunctionRecord, str]]:
@@ -78,9 +71,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def endpoint_access(self, user_id: str, endpoint_id: str) -> tuple[EndpointRecord, str] | None:
         """The endpoint and how the user reaches it (``OWNER``/``SHARED``/``PUBLIC``); None if they cannot."""
-
-    @abc.abstractmethod
-    def list_endpoints(self, owner: str) -> list[EndpointRecord]: ...
 
     @abc.abstractmethod
     def visible_endpoints(self, user_id: str) -> list[tuple[EndpointRecord, str]]:

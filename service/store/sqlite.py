@@ -235,23 +235,11 @@ class SQLiteStore(Store):
                              (owner, function_id)).fetchone()
         return _function_record(row)
 
-    def get_function(self, owner: str, function_id: str) -> FunctionRecord | None:
-        with self._read() as db:
-            row = db.execute(f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE owner = ? AND id = ? AND deleted = 0",
-                             (owner, function_id)).fetchone()
-        return _function_record(row) if row else None
-
     def function_access(self, user_id: str, function_id: str) -> tuple[FunctionRecord, str] | None:
         with self._read() as db:
             found = access.object_access(db, access.FUNCTION, "functions", _FUNCTION_COLUMNS, user_id, function_id,
                                          "AND o.deleted = 0")
         return (_function_record(found[0]), found[1]) if found else None
-
-    def list_functions(self, owner: str) -> list[FunctionRecord]:
-        with self._read() as db:
-            rows = db.execute(f"SELECT {_FUNCTION_LISTED} FROM functions WHERE owner = ? AND deleted = 0 "
-                              "ORDER BY created", (owner,)).fetchall()
-        return [_function_record(r) for r in rows]
 
     def visible_functions(self, user_id: str) -> list[tuple[FunctionRecord, str]]:
         with self._read() as db:
@@ -278,8 +266,6 @@ class SQLiteStore(Store):
     # -- endpoints -----------------------------------------------------------------------
     def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
                           allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
-        allowed = {} if isinstance(allowed_functions, Unset) else {
-            "allowed_functions": access.encode_allowed(allowed_functions)}
         with self._write() as db:
             row = db.execute("SELECT id FROM endpoints WHERE owner = ? AND name = ?", (owner, name)).fetchone()
             created = row is None
@@ -290,16 +276,14 @@ class SQLiteStore(Store):
             else:  # registering again rotates the keys: the old pair can no longer connect
                 db.execute("UPDATE endpoints SET public_key = ?, secret_key = ? WHERE id = ?",
                            (public_key, secret_key, endpoint_id))
-            if allowed:
-                db.execute("UPDATE endpoints SET allowed_functions = ? WHERE id = ?",
-                           (allowed["allowed_functions"], endpoint_id))
+            if not isinstance(allowed_functions, Unset):
+                access.set_allowed(db, endpoint_id, allowed_functions)
             row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
         return _endpoint_record(row), created
 
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:
         with self._write() as db:
-            db.execute("UPDATE endpoints SET allowed_functions = ? WHERE id = ?",
-                       (access.encode_allowed(function_ids), endpoint_id))
+            access.set_allowed(db, endpoint_id, function_ids)
 
     def get_endpoint(self, owner: str | None, endpoint_id: str) -> EndpointRecord | None:
         with self._read() as db:
@@ -312,12 +296,6 @@ class SQLiteStore(Store):
         with self._read() as db:
             found = access.object_access(db, access.ENDPOINT, "endpoints", _ENDPOINT_COLUMNS, user_id, endpoint_id)
         return (_endpoint_record(found[0]), found[1]) if found else None
-
-    def list_endpoints(self, owner: str) -> list[EndpointRecord]:
-        with self._read() as db:
-            rows = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE owner = ? ORDER BY created",
-                              (owner,)).fetchall()
-        return [_endpoint_record(r) for r in rows]
 
     def visible_endpoints(self, user_id: str) -> list[tuple[EndpointRecord, str]]:
         with self._read() as db:

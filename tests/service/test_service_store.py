@@ -45,14 +45,14 @@ def test_tokens_are_stored_hashed_and_checked(store: SQLiteStore) -> None:
 def test_functions_are_per_owner_and_content_addressed(store: SQLiteStore) -> None:
     record = store.put_function("a", "id1", "f", "doc", b"body")
     assert store.put_function("a", "id1", "f", "doc", b"body") == record  # registering again is free
-    assert store.get_function("b", "id1") is None
-    assert [f.function_id for f in store.list_functions("a")] == ["id1"]
+    assert store.function_access("b", "id1") is None
+    assert [(f.function_id, how) for f, how in store.visible_functions("a")] == [("id1", "owner")]
     assert store.delete_function("b", "id1") is False
     assert store.delete_function("a", "id1") is True
-    assert store.get_function("a", "id1") is None
+    assert store.function_access("a", "id1") is None
     assert store.function_bodies(["id1", "nope"]) == {"id1": b"body"}  # accepted tasks still get it
     store.put_function("a", "id1", "f", "doc", b"body")
-    assert store.get_function("a", "id1") is not None
+    assert store.function_access("a", "id1") is not None
 
 
 def test_endpoints_register_once_per_name_and_again_rotates_keys(store: SQLiteStore) -> None:
