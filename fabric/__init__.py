@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fabric.errors import (AuthError, EndpointError, EndpointShutdown, FabricError, Forbidden, FunctionNotAllowed,
-                           InvalidRequest, ManagerLost, NotFound, PayloadTooLarge, ProtocolError, RateLimited,
+                           InvalidRequest, ManagerLost, NoEligibleEndpoint, NotFound, PayloadTooLarge, ProtocolError, RateLimited,
                            RemoteExecutionError, SerializationError, ServiceError, ServiceUnavailable, TaskCancelled,
                            TaskError, TaskPending, TaskTimeout, WorkerLost)
 
@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
-    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
+    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NoEligibleEndpoint", "NotFound", "PayloadTooLarge",
     "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
     "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]

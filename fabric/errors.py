@@ -15,6 +15,7 @@
     │   │                        the endpoint does not allow)
     │   ├── NotFound             404: no such function, endpoint, task or group *for you*
     │   ├── InvalidRequest       400/405/409/415: a request the service cannot take
+    │   │   └── NoEligibleEndpoint 409: no member of the endpoint group meets ``requires``
     │   ├── RateLimited          429: too many requests; ``retry_after`` seconds
     │   └── ServiceUnavailable   5xx, or the service cannot be reached
     ├── TaskPending              the task has no result yet (``task_id``, ``state``)
@@ -92,6 +93,11 @@ class NotFound(ServiceError, LookupError):
 
 class InvalidRequest(ServiceError, ValueError):
     """The service cannot take the request as sent (bad fields, wrong method or content type)."""
+
+
+class NoEligibleEndpoint(InvalidRequest):
+    """No endpoint of the group you submitted to (that you reach) meets the routing
+    constraints (``requires``), so the batch was refused and nothing of it stored."""
 
 
 class RateLimited(ServiceError):

@@ -6,12 +6,14 @@
     ├── StoreError                the store cannot do what was asked (corrupt file, schema)
     └── ApiError                  a request the REST API refuses; rendered as JSON with ``status``
         ├── BadRequest            400  malformed JSON or msgpack, missing or wrong fields
+        │   └── InvalidField      400  one named field is wrong (``field`` in the body)
         ├── Unauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
         ├── Forbidden             403  visible to the caller, but only its owner may do this
         │   └── FunctionNotAllowed 403 the endpoint's allow-list does not name the function
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
         ├── Conflict              409  the name is taken (a group of the caller's)
+        │   └── NoEligibleEndpoint 409 no member of an endpoint group meets the batch's routing constraints
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
         ├── UnsupportedMediaType  415  a request body in a ``Content-Encoding`` the service does not decode
         ├── RateLimited           429  too many requests from one user; ``retry_after`` seconds
@@ -58,6 +60,17 @@ class BadRequest(ApiError):
     error_type = "bad_request"
 
 
+class InvalidField(BadRequest):
+    """A field of the request that is wrong, named (``routing.policy``, ``routing.weights.cost``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+    def details(self) -> dict[str, object]:
+        return {"field": self.field}
+
+
 class Unauthorized(ApiError):
     status = 401
     error_type = "unauthorized"
@@ -75,6 +88,19 @@ class FunctionNotAllowed(Forbidden):
 class Conflict(ApiError):
     status = 409
     error_type = "conflict"
+
+
+class NoEligibleEndpoint(Conflict):
+    """No member of the endpoint group (that the caller reaches) meets the routing constraints."""
+
+    error_type = "no_eligible_endpoint"
+
+    def __init__(self, endpoint_group_id: str, requires: dict[str, object]) -> None:
+        super().__init__(f"no endpoint of group {endpoint_group_id!r} that you reach meets {requires!r}")
+        self.endpoint_group_id, self.requires = endpoint_group_id, requires
+
+    def details(self) -> dict[str, object]:
+        return {"endpoint_group_id": self.endpoint_group_id, "requires": self.requires}
 
 
 class NotFound(ApiError):

@@ -79,6 +79,9 @@ class Dispatcher(Protocol):
     def keys_rotated(self, endpoint_id: str) -> None:
         """The endpoint registered again with a new key pair: close a connection made with the old one."""
 
+    def route_added(self, route_id: str) -> None:
+        """Tasks of an endpoint group wait under this route: place them (``service.router``)."""
+
 
 class NoDispatcher:
     """For an app without a forwarder in its process: tasks wait in the store."""
@@ -99,4 +102,7 @@ class NoDispatcher:
         pass
 
     def keys_rotated(self, endpoint_id: str) -> None:
+        pass
+
+    def route_added(self, route_id: str) -> None:
         pass

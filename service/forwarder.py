@@ -24,8 +24,13 @@ Dispatch. While a session has nothing waiting in the store, a submit stores its 
 the loop takes them, oldest first, as room frees (``take_waiting``) until none are left;
 then submits dispatch again.
 
+Routing. Tasks submitted to an endpoint group wait in the store under their route; each
+turn, ``dispatch_routed`` asks the ``service.router.Router`` where those go now (by the
+route's policy, from the members' live reports and the service's measurements) and
+places them there in the store's transaction that sends them (``take_routed``).
+
 The loop is a list of named steps: poll, ``receive_from_endpoints``, ``send_handed_over``,
-``dispatch_woken``, ``send_cancellations`` (``CancelTasks`` the app asked for when a task
+``dispatch_woken``, ``dispatch_routed``, ``send_cancellations`` (``CancelTasks`` the app asked for when a task
 group was cancelled; held in memory while the endpoint is offline, sent once it connects,
 after the re-sent tasks, and after tasks handed over meanwhile), ``tick`` (heartbeats,
 status requests, expiry, a sweep for waiting tasks, on a timer).
@@ -60,6 +65,7 @@ from service.endpoint_auth import ZAP_DOMAIN, CurrentKeys, EndpointAuthenticator
 from service.errors import ServiceError, StoreError
 from service.events import ResultSignal
 from service.keys import KeyPair
+from service.router import Router
 from service.store import Store
 
 logger = logging.getLogger(__name__)
@@ -136,6 +142,7 @@ class Forwarder:
         self._reserved: dict[str, int] = {}  # endpoint id -> tasks reserved for dispatch at submit, not yet sent
         self._handed_over: dict[str, list[tuple[int, list[Task]]]] = {}  # endpoint id -> (reserved, tasks)
         self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
+        self._routes_added: set[str] = set()  # routes the app stored tasks under
         self.keys = CurrentKeys(store)
         self._rotated: set[str] = set()  # endpoints whose keys the app rotated
         self._lock = threading.Lock()
@@ -147,6 +154,8 @@ class Forwarder:
         self.tick_interval = min(1.0, config.heartbeat_period / 2)
         self.next_tick = 0.0
         store.disconnect_all()
+        self.router = Router(store, self._in_flight, failover_grace=config.failover_grace_seconds,
+                             drain_seconds=config.drain_seconds)
 
     def _bind(self, keys: KeyPair) -> zmq.Socket[Any]:
         socket: zmq.Socket[Any] = self.context.socket(zmq.ROUTER)
@@ -174,6 +183,15 @@ class Forwarder:
     # -- what the app calls (any thread) ---------------------------------------------
     def is_online(self, endpoint_id: str) -> bool:
         return endpoint_id in self.sessions
+
+    def route_added(self, route_id: str) -> None:
+        with self._lock:
+            self._routes_added.add(route_id)
+        self._wake()
+
+    def _in_flight(self, endpoint_id: str) -> int | None:
+        session = self.sessions.get(endpoint_id)
+        return None if session is None else session.outstanding + self._reserved.get(endpoint_id, 0)
 
     def tasks_added(self, endpoint_id: str) -> None:
         if endpoint_id in self.sessions:
@@ -281,6 +299,7 @@ class Forwarder:
                 self.end_rotated_sessions()
                 self.send_handed_over()
                 self.dispatch_woken()
+                self.dispatch_routed()
                 self.send_cancellations()
                 now = time.monotonic()
                 if now >= self.next_tick:
@@ -362,6 +381,7 @@ class Forwarder:
                     return
                 self.store.record_status(session.endpoint_id, len(managers), min(sum(workers), _MAX_COUNT),
                                          queued_tasks, outstanding_tasks)
+                self.router.on_report(session.endpoint_id, message, time.monotonic())
             case Heartbeat():
                 pass
             case CommandReply(request_id, ok, text):
@@ -380,6 +400,7 @@ class Forwarder:
         results = [(task_id, kind, bytes(payload), error_text(kind, payload))
                    for task_id, kind, payload in batch.results()]
         outcome = self.store.commit_results(endpoint_id, results, now)  # committed before the ack
+        self.router.on_results(endpoint_id, results, outcome, time.monotonic())
         if outcome.committed:
             self.signal.ring()  # first: a client waits for these
         if outcome.ignored:
@@ -401,6 +422,7 @@ class Forwarder:
         session = Session(endpoint_id=endpoint_id, identity=identity, public_key=public_key, last_heard=now,
                           heard_at=wall)
         self.sessions[endpoint_id] = session
+        self.router.online(endpoint_id)
         hostname, pid = (registration.hostname, registration.pid) if registration else (None, None)
         self.store.set_connection(endpoint_id, True, wall, hostname, pid)
         unfinished = self.store.take_unfinished(endpoint_id, wall)
@@ -437,6 +459,7 @@ class Forwarder:
     def close_session(self, session: Session, reason: str) -> None:
         if self.sessions.get(session.endpoint_id) is session:
             del self.sessions[session.endpoint_id]
+            self.router.offline(session.endpoint_id, time.monotonic())
         logger.info("endpoint %s offline: %s", session.endpoint_id, reason)
         self.store.set_connection(session.endpoint_id, False, session.heard_at)
 
@@ -501,6 +524,22 @@ class Forwarder:
                 session.backlog = True  # a full take (of a sweep, maybe): look again
         return sent
 
+    def dispatch_routed(self) -> None:
+        """Place waiting tasks of endpoint groups where their routes' policies say, as room allows."""
+        if self._routes_added:
+            with self._lock:
+                added, self._routes_added = self._routes_added, set()
+            self.router.waiting.update(added)
+        for route_id, placement in self.router.placements(MAX_TASKS_PER_TURN):
+            session = self.sessions.get(placement.endpoint_id)
+            if session is None:
+                continue
+            tasks = self.store.take_routed(route_id, placement.endpoint_id, placement.count, placement.reason,
+                                           time.time())
+            self.router.placed(route_id, placement.count, len(tasks))
+            if tasks:
+                self.send_tasks(session, tasks)
+
     def send_cancellations(self) -> None:
         """``CancelTasks`` to connected endpoints; those for an offline one wait until it connects."""
         if not self._cancels:
@@ -559,13 +598,16 @@ class Forwarder:
                 continue
             if now - session.last_status >= period:
                 session.last_status = now
-                self.send_to(session, StatusRequest(request_id=next(self._request_ids)))
+                request_id = next(self._request_ids)
+                self.router.status_sent(session.endpoint_id, request_id, now)
+                self.send_to(session, StatusRequest(request_id=request_id))
             elif now - session.last_sent >= period:
                 self.send_to(session, Heartbeat())
         try:
             self.store.record_heartbeats({s.endpoint_id: s.heard_at for s in self.sessions.values()})
         except StoreError as exc:
             logger.error("cannot record heartbeats: %s", exc)
+        self.router.tick(now)
         with self._lock:  # tasks added by another service process, or a wake-up that was missed
             for session in self.sessions.values():
                 session.sweep = True

@@ -22,7 +22,7 @@ EXPORTED = [
     "FunctionNotAllowed",
     "InvalidRequest",
     "ManagerLost",
-    "NotFound",
+    "NoEligibleEndpoint", "NotFound",
     "PayloadTooLarge",
     "ProtocolError",
     "RateLimited",

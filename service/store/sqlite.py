@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -23,10 +24,12 @@ from typing import Any
 from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
-                             EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
-                             ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
+                             EndpointGroupRecord, EndpointRecord, EndpointReport, FunctionRecord, GroupCounts,
+                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, RouteRecord, Sharing,
+                             TaskRecord, Unset, User)
 from service.store import access
 from service.store import purge as purging
+from service.store import routes
 from service.store import task_groups
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
@@ -48,7 +51,7 @@ def hash_secret(secret: str) -> bytes:
 
 
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
-                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
+                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, route_id, route_reason")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
                      "managers, workers, interchange_queued, interchange_outstanding, allowed_functions")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
@@ -84,12 +87,12 @@ _UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
 @functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
 def _insert_tasks(count: int) -> str:
     """An INSERT of ``count`` tasks (one of ``ROWS_PER_STATEMENT``): the columns they share
-    bound once (``?1`` to ``?11``), then rowid, id, function id and arguments of each (a
+    bound once (``?1`` to ``?12``), then rowid, id, function id and arguments of each (a
     multi-row statement costs 40% less than a statement per row)."""
     rows = ",".join(["(?,?,?,?)"] * count)
     return ("INSERT INTO tasks (rowid, id, function_id, args, owner, endpoint_id, task_group_id, state, created, "
-            "retries, walltime, priority, resource_spec, dispatched, dispatch_count) "
-            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 "
+            "retries, walltime, priority, resource_spec, dispatched, dispatch_count, route_id) "
+            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 "
             f"FROM (VALUES {rows})")
 
 
@@ -394,7 +397,8 @@ class SQLiteStore(Store):
         return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
-    def _insert(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str], bool] | None:
+    def _insert(self, owner: str, tasks: NewTasks, state: str,
+                route_id: str | None = None) -> tuple[str, list[str], bool] | None:
         """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
@@ -403,7 +407,7 @@ class SQLiteStore(Store):
         now = time.time()
         sent = count if state == DISPATCHED else 0
         shared = (owner, tasks.endpoint_id, group_id, state, now, tasks.retries, tasks.walltime, tasks.priority, spec,
-                  now if sent else None, 1 if sent else 0)
+                  now if sent else None, 1 if sent else 0, route_id)
         with self._write() as db:
             if tasks.batch_id is not None:
                 seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
@@ -493,24 +497,26 @@ class SQLiteStore(Store):
         results = list(results)
         by_id = {r[0]: r for r in results if isinstance(r[0], str)}
         ids = list(by_id)
-        found: list[tuple[int, str, str, str]] = []
+        found: list[tuple[int, str, str, str, float | None]] = []
         with self._write() as db:
             for chunk in _chunks(ids):
                 found += db.execute(
-                    f"SELECT rowid, id, task_group_id, state FROM tasks WHERE id IN ({_marks(len(chunk))}) "
+                    f"SELECT rowid, id, task_group_id, state, dispatched FROM tasks WHERE id IN ({_marks(len(chunk))}) "
                     f"AND +endpoint_id = ? AND +{_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
                 # the unary + keep SQLite on the id index: by (endpoint, state) it walked every
                 # unfinished task of the endpoint for each chunk (81 us a result at 100k unfinished)
             found.sort()
             per_group: dict[str, list[tuple[int, task_groups.Result]]] = defaultdict(list)
             unsent: Counter[str] = Counter()
-            for rowid, task_id, group_id, state in found:
+            for rowid, task_id, group_id, state, _ in found:
                 per_group[group_id].append((rowid, by_id[task_id]))
                 if state in _UNSENT:  # a stale result (of a run before a retry): it still counts
                     unsent[group_id] += 1
             for group_id, finished in per_group.items():
                 task_groups.finish(db, group_id, finished, unsent[group_id], now)
-        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
+        sent = [now - f[4] for f in found if f[4] is not None]
+        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group),
+                             sum(sent) / len(sent) if sent else None)
 
     def task_group_owner(self, task_group_id: str) -> str | None:
         with self._read() as db:
@@ -537,6 +543,67 @@ class SQLiteStore(Store):
                                         f"AND {_IN_UNFINISHED}",
                                         (endpoint_id,)).fetchone()[0] for state in UNFINISHED}
         return {state: n for state, n in counts.items() if n}
+
+    # -- routing -------------------------------------------------------------------------
+    def record_report(self, endpoint_id: str, report: dict[str, Any], measured: dict[str, Any], now: float) -> None:
+        with self._write() as db:
+            routes.record_report(db, endpoint_id, report, measured, now)
+
+    def endpoint_reports(self, endpoint_ids: Iterable[str]) -> dict[str, EndpointReport]:
+        with self._read() as db:
+            return routes.reports(db, endpoint_ids)
+
+    def create_endpoint_group(self, owner: str, name: str, members: Sequence[str]) -> EndpointGroupRecord | None:
+        with self._write() as db:
+            return routes.create_group(db, owner, name, list(members))
+
+    def endpoint_group_access(self, user_id: str, group_id: str) -> tuple[EndpointGroupRecord, str] | None:
+        with self._read() as db:
+            found = access.object_access(db, routes.ENDPOINT_GROUP, "endpoint_groups", routes.GROUP_COLUMNS, user_id,
+                                         group_id)
+        return (routes.group_record(found[0]), found[1]) if found else None
+
+    def visible_endpoint_groups(self, user_id: str) -> list[tuple[EndpointGroupRecord, str]]:
+        with self._read() as db:
+            rows = access.visible(db, routes.ENDPOINT_GROUP, "endpoint_groups", routes.GROUP_COLUMNS, user_id)
+        return [(routes.group_record(row), how) for row, how in rows]
+
+    def delete_endpoint_group(self, owner: str, group_id: str) -> bool:
+        with self._write() as db:
+            return routes.delete_group(db, owner, group_id)
+
+    def add_routed(self, owner: str, tasks: NewTasks, endpoint_group_id: str, spec: dict[str, Any],
+                   members: Sequence[str]) -> tuple[str, list[str], str] | None:
+        with self._write() as db:
+            route = routes.put_route(db, owner, endpoint_group_id, spec, list(members))
+        routed = dataclasses.replace(tasks, endpoint_id=routes.route_endpoint(route.route_id))
+        added = self._insert(owner, routed, WAITING, route.route_id)
+        return None if added is None else (added[0], added[1], route.route_id)
+
+    def get_route(self, route_id: str) -> RouteRecord | None:
+        with self._read() as db:
+            return routes.route(db, route_id)
+
+    def waiting_routes(self) -> list[str]:
+        with self._read() as db:
+            return routes.waiting_routes(db)
+
+    def take_routed(self, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
+        with self._write() as db:
+            return routes.take(db, route_id, endpoint_id, limit, reason, now)
+
+    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> set[str]:
+        states = (RECEIVED, WAITING, DISPATCHED, RUNNING) if dispatched else (RECEIVED, WAITING)
+        with self._write() as db:
+            return routes.reroute(db, endpoint_id, states, reason)
+
+    def routed_endpoints(self) -> set[str]:
+        with self._read() as db:
+            return routes.routed_endpoints(db)
+
+    def placements(self, task_group_id: str) -> dict[str, int]:
+        with self._read() as db:
+            return routes.placements(db, task_group_id)
 
     # -- whole task groups ---------------------------------------------------------------
     def cancel_group(self, task_group_id: str, now: float) -> CancelOutcome:
