@@ -79,8 +79,8 @@ class Dispatcher(Protocol):
     def keys_rotated(self, endpoint_id: str) -> None:
         """The endpoint registered again with a new key pair: close a connection made with the old one."""
 
-    def route_added(self, route_id: str) -> None:
-        """Tasks of an endpoint group wait under this route: place them (``service.router``)."""
+    def route_added(self, route_id: str, count: int) -> None:
+        """``count`` tasks of an endpoint group wait under this route: place them (``service.router``)."""
 
 
 class NoDispatcher:
@@ -104,5 +104,5 @@ class NoDispatcher:
     def keys_rotated(self, endpoint_id: str) -> None:
         pass
 
-    def route_added(self, route_id: str) -> None:
+    def route_added(self, route_id: str, count: int) -> None:
         pass

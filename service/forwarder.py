@@ -52,7 +52,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import zmq
 
 from fabric import protocol
@@ -65,6 +64,8 @@ from service.endpoint_auth import ZAP_DOMAIN, CurrentKeys, EndpointAuthenticator
 from service.errors import ServiceError, StoreError
 from service.events import ResultSignal
 from service.keys import KeyPair
+from service.results import MAX_COUNT as _MAX_COUNT
+from service.results import error_text, is_count as _is_count
 from service.router import Router
 from service.store import Store
 
@@ -88,29 +89,6 @@ class Session:
     backlog: bool = True  # tasks may wait in the store: none go out at submit until it is drained
     sweep: bool = False  # look in the store once (tasks another service process added)
     added: int = 0  # bumped when tasks were stored to wait for the endpoint (guards clearing backlog)
-
-
-_MAX_COUNT = 2**62
-
-
-def _is_count(value: object) -> bool:
-    """A number an endpoint may report: a non-negative int SQLite can hold."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_COUNT
-
-
-def error_text(kind: int, payload: Any) -> str | None:
-    """A one-line description of a failed task from its error payload (msgpack, never pickle)."""
-    if kind == protocol.RESULT_OK:
-        return None
-    try:
-        data = msgpack.unpackb(payload, raw=False, max_bin_len=1, strict_map_key=False)
-    except Exception:  # noqa: BLE001 - any malformed payload just has no description
-        return "the task failed (unreadable error payload)"
-    if not isinstance(data, dict):
-        return "the task failed"
-    name = data.get("remote_type") or data.get("error") or "TaskError"
-    message = data.get("message") or data.get("fields") or ""
-    return f"{name}: {message}"[:4096]
 
 
 class Forwarder:
@@ -142,7 +120,7 @@ class Forwarder:
         self._reserved: dict[str, int] = {}  # endpoint id -> tasks reserved for dispatch at submit, not yet sent
         self._handed_over: dict[str, list[tuple[int, list[Task]]]] = {}  # endpoint id -> (reserved, tasks)
         self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
-        self._routes_added: set[str] = set()  # routes the app stored tasks under
+        self._routes_added: dict[str, int] = {}  # route id -> tasks the app stored under it
         self.keys = CurrentKeys(store)
         self._rotated: set[str] = set()  # endpoints whose keys the app rotated
         self._lock = threading.Lock()
@@ -155,7 +133,7 @@ class Forwarder:
         self.next_tick = 0.0
         store.disconnect_all()
         self.router = Router(store, self._in_flight, failover_grace=config.failover_grace_seconds,
-                             drain_seconds=config.drain_seconds)
+                             drain_seconds=config.drain_seconds, now=time.monotonic())
 
     def _bind(self, keys: KeyPair) -> zmq.Socket[Any]:
         socket: zmq.Socket[Any] = self.context.socket(zmq.ROUTER)
@@ -184,9 +162,9 @@ class Forwarder:
     def is_online(self, endpoint_id: str) -> bool:
         return endpoint_id in self.sessions
 
-    def route_added(self, route_id: str) -> None:
+    def route_added(self, route_id: str, count: int) -> None:
         with self._lock:
-            self._routes_added.add(route_id)
+            self._routes_added[route_id] = self._routes_added.get(route_id, 0) + count
         self._wake()
 
     def _in_flight(self, endpoint_id: str) -> int | None:
@@ -528,9 +506,10 @@ class Forwarder:
         """Place waiting tasks of endpoint groups where their routes' policies say, as room allows."""
         if self._routes_added:
             with self._lock:
-                added, self._routes_added = self._routes_added, set()
-            self.router.waiting.update(added)
-        for route_id, placement in self.router.placements(MAX_TASKS_PER_TURN):
+                added, self._routes_added = self._routes_added, {}
+            for route_id, count in added.items():
+                self.router.route_added(route_id, count)
+        for route_id, placement in self.router.placements(MAX_TASKS_PER_TURN, time.monotonic()):
             session = self.sessions.get(placement.endpoint_id)
             if session is None:
                 continue

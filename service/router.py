@@ -57,16 +57,15 @@ class Router:
     session's count of dispatched unfinished tasks, None while offline."""
 
     def __init__(self, store: Store, in_flight: Callable[[str], int | None], *, failover_grace: float,
-                 drain_seconds: float) -> None:
+                 drain_seconds: float, now: float) -> None:
         self.store = store
         self.in_flight = in_flight
         self.failover_grace = failover_grace
         self.drain_seconds = drain_seconds
         self.known: dict[str, _Known] = {}
-        self.waiting: set[str] = set()  # routes that may have tasks waiting to be placed
+        self.waiting: dict[str, int] = {}  # route id -> tasks waiting to be placed (about)
         self.routes: dict[str, tuple[RoutingSpec, tuple[str, ...]]] = {}
         self.routes_checked = 0.0
-        now = time.monotonic()
         for endpoint_id in store.routed_endpoints():  # a restart: nobody is connected yet
             self._of(endpoint_id).offline_since = now
 
@@ -77,8 +76,8 @@ class Router:
         return known
 
     # -- what the forwarder hears --------------------------------------------------------
-    def route_added(self, route_id: str) -> None:
-        self.waiting.add(route_id)
+    def route_added(self, route_id: str, count: int) -> None:
+        self.waiting[route_id] = self.waiting.get(route_id, 0) + count
 
     def online(self, endpoint_id: str) -> None:
         self._of(endpoint_id).offline_since = None
@@ -105,7 +104,7 @@ class Router:
                         "outstanding_tasks": message.outstanding_tasks,
                         "accelerators": known.hardware.accelerators,
                         "python_versions": known.hardware.python_versions}
-        self.store.record_report(endpoint_id, known.report, self.measured(endpoint_id), time.time())
+        self.store.record_report(endpoint_id, known.report, self.measured(endpoint_id, now), time.time())
 
     def on_results(self, endpoint_id: str, results: Sequence[tuple[Any, int, bytes, str | None]],
                    outcome: CommitOutcome, now: float) -> None:
@@ -121,23 +120,22 @@ class Router:
             logger.warning("endpoint %s: %d system errors in a row; drained from routing for %.0f s",
                            endpoint_id, DRAIN_AFTER, self.drain_seconds)
 
-    def measured(self, endpoint_id: str) -> dict[str, Any]:
+    def measured(self, endpoint_id: str, now: float) -> dict[str, Any]:
+        """The measurements, and how many more seconds the endpoint is drained for."""
         known = self._of(endpoint_id)
-        return {**known.measured.to_dict(),
-                "drained_for": max(0.0, round(known.drained_until - time.monotonic(), 3))}
+        return {**known.measured.to_dict(), "drained_for": max(0.0, round(known.drained_until - now, 3))}
 
     # -- deciding ------------------------------------------------------------------------
-    def placements(self, limit: int) -> list[tuple[str, Placement]]:
+    def placements(self, limit: int, now: float) -> list[tuple[str, Placement]]:
         """(route id, placement) for routes with waiting tasks, as room allows now."""
         if not self.waiting:
             return []
-        now = time.monotonic()
         decided: list[tuple[str, Placement]] = []
         pending: dict[str, int] = {}  # placed this turn, not yet counted in flight
-        for route_id in list(self.waiting):
+        for route_id, waiting in list(self.waiting.items()):
             route = self._route(route_id)
             if route is None:
-                self.waiting.discard(route_id)
+                del self.waiting[route_id]
                 continue
             spec, members = route
             candidates = []
@@ -148,7 +146,7 @@ class Router:
                     continue
                 candidates.append(Candidate(endpoint_id, known.hardware or Hardware(), known.measured,
                                             in_flight + pending.get(endpoint_id, 0)))
-            for placement in plan(spec, candidates, limit):
+            for placement in plan(spec, candidates, min(limit, waiting)):
                 decided.append((route_id, placement))
                 pending[placement.endpoint_id] = pending.get(placement.endpoint_id, 0) + placement.count
         return decided
@@ -163,9 +161,12 @@ class Router:
         return route
 
     def placed(self, route_id: str, asked: int, got: int) -> None:
-        """A take found fewer waiting tasks than asked: the route is drained for now."""
-        if got < asked:
-            self.waiting.discard(route_id)
+        """``got`` of ``asked`` tasks were placed; fewer: none wait any more."""
+        left = self.waiting.get(route_id, 0) - got
+        if got < asked or left <= 0:
+            self.waiting.pop(route_id, None)
+        else:
+            self.waiting[route_id] = left
 
     # -- timer ---------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -176,7 +177,7 @@ class Router:
                 self._fail_over(endpoint_id, known, now)
         if now - self.routes_checked >= ROUTES_REFRESH:
             self.routes_checked = now
-            self.waiting.update(self.store.waiting_routes())
+            self.waiting.update(self.store.waiting_routes())  # the store's counts are the truth
 
     def _sample(self, endpoint_id: str, known: _Known, now: float) -> None:
         if now - known.sampled_at < RATE_SAMPLE:
@@ -199,7 +200,8 @@ class Router:
         if moved:
             logger.info("endpoint %s offline: its routed tasks%s wait for another member", endpoint_id,
                         " (also those sent)" if late else " not yet sent")
-            self.waiting.update(moved)
+            for route_id, count in moved.items():
+                self.waiting[route_id] = self.waiting.get(route_id, 0) + count
         if late:
             known.offline_since = None  # all moved; nothing more to do until it connects again
 

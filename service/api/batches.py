@@ -191,7 +191,7 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
     added = parts.store.add_routed(owner, tasks, group.endpoint_group_id, spec.to_dict(), eligible)
     if added is None:
         raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
-    parts.dispatcher.route_added(added[2])
+    parts.dispatcher.route_added(added[2], len(tasks.payloads))
     return _reply(added[0], added[1], python, eligible), 201
 
 

@@ -221,18 +221,18 @@ class Store(abc.ABC):
     def get_route(self, route_id: str) -> RouteRecord | None: ...
 
     @abc.abstractmethod
-    def waiting_routes(self) -> list[str]:
-        """Routes with tasks waiting to be placed."""
+    def waiting_routes(self) -> dict[str, int]:
+        """Routes with tasks waiting to be placed, and how many."""
 
     @abc.abstractmethod
     def take_routed(self, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
         """Place up to ``limit`` waiting tasks of the route on the endpoint, now ``dispatched``, with the reason."""
 
     @abc.abstractmethod
-    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> set[str]:
+    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> dict[str, int]:
         """The endpoint's routed tasks not yet sent (and, if ``dispatched``, those sent and
         unfinished) wait under their routes again; a late result from it is then ignored.
-        Returns the routes concerned."""
+        Returns the routes concerned, and how many tasks of each."""
 
     @abc.abstractmethod
     def routed_endpoints(self) -> set[str]:

@@ -126,5 +126,6 @@ def _delete_empty_groups(write: Write, cutoff: float) -> tuple[int, bool]:
         groups = db.execute("SELECT id FROM task_groups WHERE purged_count = task_count AND updated < ? "
                             "ORDER BY updated LIMIT ?", (cutoff, GROUPS_PER_TRANSACTION)).fetchall()
         db.executemany("DELETE FROM batches WHERE task_group_id = ?", groups)
+        db.executemany("DELETE FROM placements WHERE task_group_id = ?", groups)
         db.executemany("DELETE FROM task_groups WHERE id = ?", groups)
     return len(groups), len(groups) == GROUPS_PER_TRANSACTION

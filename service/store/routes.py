@@ -94,11 +94,15 @@ def route(db: sqlite3.Connection, route_id: str) -> RouteRecord | None:
     return None if row is None else RouteRecord(row[0], row[1], row[2], json.loads(row[3]), tuple(json.loads(row[4])))
 
 
-def waiting_routes(db: sqlite3.Connection) -> list[str]:
-    """Routes with tasks waiting to be placed."""
-    return [r[0] for r in db.execute(
-        f"SELECT id FROM routes r WHERE EXISTS (SELECT 1 FROM tasks WHERE endpoint_id = '{ROUTE_PREFIX}' || r.id "
-        f"AND state = '{WAITING}' AND {IN_UNFINISHED})")]
+def waiting_routes(db: sqlite3.Connection) -> dict[str, int]:
+    """Routes with tasks waiting to be placed, and how many."""
+    counts = {}
+    for (route_id,) in db.execute("SELECT id FROM routes").fetchall():
+        count = db.execute(f"SELECT count(*) FROM tasks WHERE endpoint_id = ? AND state = '{WAITING}' "
+                           f"AND {IN_UNFINISHED}", (route_endpoint(route_id),)).fetchone()[0]
+        if count:
+            counts[route_id] = count
+    return counts
 
 
 def take(db: sqlite3.Connection, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
@@ -107,8 +111,8 @@ def take(db: sqlite3.Connection, route_id: str, endpoint_id: str, limit: int, re
                       f"AND {IN_UNFINISHED} ORDER BY rowid LIMIT ?", (route_endpoint(route_id), limit)).fetchall()
     for chunk in chunks([r[0] for r in rows]):
         db.execute(f"UPDATE tasks SET endpoint_id = ?, state = '{DISPATCHED}', dispatched = ?, "
-                   f"dispatch_count = dispatch_count + 1, route_reason = ? WHERE rowid IN ({marks(len(chunk))})",
-                   (endpoint_id, now, reason, *chunk))
+                   f"dispatch_count = dispatch_count + 1, route_reason = ? || coalesce('; after ' || route_reason, '') "
+                   f"WHERE rowid IN ({marks(len(chunk))})", (endpoint_id, now, reason, *chunk))
     per_group = Counter(r[7] for r in rows)
     db.executemany("UPDATE task_groups SET sent_count = sent_count + ? WHERE id = ?",
                    [(count, group_id) for group_id, count in per_group.items()])
@@ -118,9 +122,9 @@ def take(db: sqlite3.Connection, route_id: str, endpoint_id: str, limit: int, re
     return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
 
 
-def reroute(db: sqlite3.Connection, endpoint_id: str, states: tuple[str, ...], reason: str) -> set[str]:
+def reroute(db: sqlite3.Connection, endpoint_id: str, states: tuple[str, ...], reason: str) -> dict[str, int]:
     """Put the endpoint's routed tasks in these unfinished states back under their routes,
-    waiting; returns the routes that have tasks to place again."""
+    waiting; returns the routes that have tasks to place again, and how many."""
     rows = db.execute(f"SELECT rowid, route_id, task_group_id, state FROM tasks WHERE endpoint_id = ? "
                       f"AND state IN ({marks(len(states))}) AND {IN_UNFINISHED} AND route_id IS NOT NULL",
                       (endpoint_id, *states)).fetchall()
@@ -133,7 +137,7 @@ def reroute(db: sqlite3.Connection, endpoint_id: str, states: tuple[str, ...], r
     placed = Counter(r[2] for r in rows)
     db.executemany("UPDATE placements SET count = max(0, count - ?) WHERE task_group_id = ? AND endpoint_id = ?",
                    [(count, group_id, endpoint_id) for group_id, count in placed.items()])
-    return {r[1] for r in rows}
+    return dict(Counter(r[1] for r in rows))
 
 
 def routed_endpoints(db: sqlite3.Connection) -> set[str]:

@@ -584,7 +584,7 @@ class SQLiteStore(Store):
         with self._read() as db:
             return routes.route(db, route_id)
 
-    def waiting_routes(self) -> list[str]:
+    def waiting_routes(self) -> dict[str, int]:
         with self._read() as db:
             return routes.waiting_routes(db)
 
@@ -592,7 +592,7 @@ class SQLiteStore(Store):
         with self._write() as db:
             return routes.take(db, route_id, endpoint_id, limit, reason, now)
 
-    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> set[str]:
+    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> dict[str, int]:
         states = (RECEIVED, WAITING, DISPATCHED, RUNNING) if dispatched else (RECEIVED, WAITING)
         with self._write() as db:
             return routes.reroute(db, endpoint_id, states, reason)

@@ -31,7 +31,7 @@ ENDPOINTS = {  # name: (workers, seconds added to each task, interchange setting
 class Fleet:
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
-        self.service = cluster.service()
+        self.service = cluster.service(purge_interval=600.0)  # tasks' records stay to be read after their results
         self.alice = user(self.service, "alice")
         self.registrations = {name: self.alice.register_endpoint(name) for name in ENDPOINTS}
         self.ids = {name: r["endpoint_id"] for name, r in self.registrations.items()}
@@ -106,23 +106,26 @@ def test_endpoint_groups_are_objects_with_access_rules(fleet: Fleet) -> None:
         bob.get_endpoint_group(fleet.group)
 
 
-@pytest.mark.parametrize(("routing", "field"), [
+BAD_ROUTING = [
     ({"policy": "nearest"}, "routing.policy"),
     ({"weights": {"load": "heavy"}}, "routing.weights.load"),
     ({"weights": {"colour": 1}}, "routing.weights"),
     ({"requires": {"gpu": "many"}}, "routing.requires.gpu"),
-])
-def test_bad_routing_is_a_400_naming_the_field(fleet: Fleet, routing: dict[str, Any], field: str) -> None:
+]
+
+
+def test_bad_routing_is_a_400_naming_the_field(fleet: Fleet) -> None:
     function_id = fleet.alice.register_function(where)
-    with pytest.raises(InvalidRequest) as raised:
-        fleet.alice.submit_batch(None, function_id, [b"x"], endpoint_group=fleet.group, routing=routing)
-    assert raised.value.status == 400 and field in str(raised.value)
-    assert fleet.alice.list_endpoint_groups()[0]["endpoint_ids"]  # nothing changed
+    for routing, field in BAD_ROUTING:
+        with pytest.raises(InvalidRequest) as raised:
+            fleet.alice.submit_batch(None, function_id, [b"x"], endpoint_group=fleet.group, routing=routing)
+        assert raised.value.status == 400 and field in str(raised.value), (routing, raised.value)
     with pytest.raises(InvalidRequest) as raised:
         fleet.alice.create_endpoint_group("empty", [])
     assert raised.value.status == 400 and "endpoint_ids" in str(raised.value)
     with pytest.raises(NotFound):
         fleet.alice.submit_batch(None, function_id, [b"x"], endpoint_group="no-such-group")
+    assert [g["name"] for g in fleet.alice.list_endpoint_groups()] == ["all"]
 
 
 def test_requires_gpu_runs_only_where_accelerators_are_reported(fleet: Fleet, tmp_path: Path) -> None:
@@ -181,6 +184,9 @@ def test_sigkill_of_an_endpoint_mid_run_completes_every_task_once(fleet: Fleet, 
     assert all(results[v][1] != "large" for v in late)  # a re-run's result won; large's was dropped
     group = fleet.alice.get_task_group(executor.task_group_id)
     assert group["success"] == count and group["pending"] == 0
+    moved = [f for f in futures if "failover: endpoint " + fleet.ids["large"] in
+             (fleet.alice.get_task(f.task_id)["route_reason"] or "")]
+    assert moved and all(f.endpoint_id != fleet.ids["large"] for f in moved)  # what was on large went elsewhere
 
 
 def test_an_endpoint_stopped_before_submit_gets_work_once_started(fleet: Fleet, tmp_path: Path) -> None:
