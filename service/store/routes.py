@@ -106,13 +106,14 @@ def waiting_routes(db: sqlite3.Connection) -> dict[str, int]:
 
 
 def take(db: sqlite3.Connection, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
-    """Place up to ``limit`` of the route's waiting tasks (oldest first) on the endpoint, ``dispatched``."""
-    rows = db.execute(f"SELECT rowid, {SEND_COLUMNS} FROM tasks WHERE endpoint_id = ? AND state = '{WAITING}' "
-                      f"AND {IN_UNFINISHED} ORDER BY rowid LIMIT ?", (route_endpoint(route_id), limit)).fetchall()
-    for chunk in chunks([r[0] for r in rows]):
-        db.execute(f"UPDATE tasks SET endpoint_id = ?, state = '{DISPATCHED}', dispatched = ?, "
-                   f"dispatch_count = dispatch_count + 1, route_reason = ? || coalesce('; after ' || route_reason, '') "
-                   f"WHERE rowid IN ({marks(len(chunk))})", (endpoint_id, now, reason, *chunk))
+    """Place up to ``limit`` of the route's waiting tasks (oldest first) on the endpoint, ``dispatched``
+    (one statement: the rows are found by the unfinished index and changed in the same pass)."""
+    rows = db.execute(f"UPDATE tasks SET endpoint_id = ?, state = '{DISPATCHED}', dispatched = ?, "
+                      f"dispatch_count = dispatch_count + 1, route_reason = ? || coalesce('; after ' || route_reason, '') "
+                      f"WHERE rowid IN (SELECT rowid FROM tasks WHERE endpoint_id = ? AND state = '{WAITING}' "
+                      f"AND {IN_UNFINISHED} ORDER BY rowid LIMIT ?) RETURNING rowid, {SEND_COLUMNS}",
+                      (endpoint_id, now, reason, route_endpoint(route_id), limit)).fetchall()
+    rows.sort()  # RETURNING's order is not promised: send in submission order
     per_group = Counter(r[7] for r in rows)
     db.executemany("UPDATE task_groups SET sent_count = sent_count + ? WHERE id = ?",
                    [(count, group_id) for group_id, count in per_group.items()])

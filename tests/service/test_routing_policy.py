@@ -30,8 +30,8 @@ def test_least_loaded_fills_in_proportion_to_workers_and_stops_at_each_window() 
     assert placed(RoutingSpec(), busy, 10) == {"two": 3}
 
 
-def test_a_fast_endpoint_gets_a_window_of_a_quarter_second_of_its_throughput() -> None:
-    assert window(endpoint("fast", 4, rate=800.0)) == 200
+def test_a_fast_endpoint_gets_a_window_of_a_second_of_its_throughput() -> None:
+    assert window(endpoint("fast", 4, rate=800.0)) == 800
     assert window(endpoint("slow", 4, rate=1.0)) == 8
 
 
