@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import os
 import platform
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

@@ -11,8 +11,6 @@ The manager address comes from the interchange's registration
 from __future__ import annotations
 
 import functools
-import os
-import platform
 
 import e2e_functions as fns
 import msgpack
@@ -20,13 +18,12 @@ import psutil
 import pytest
 import zmq
 from tests.support import TIMEOUT, poll_until
-from tests.support.interchange import connect, manager_address, receive, registration
+from tests.support.interchange import connect, dealer, manager_address, receive, registration
 from tests.support.processes import alive
 from zmq.utils.monitor import recv_monitor_message
 
 from fabric import Endpoint, protocol
-from fabric.protocol import (PROTOCOL_VERSION, FunctionDefinitions, Heartbeat, ManagerExiting, ManagerRegistration,
-                             RegistrationReply, ResultBatch, Shutdown, Task, TaskBatch)
+from fabric.protocol import (PROTOCOL_VERSION, FunctionDefinitions, Heartbeat, ManagerExiting, RegistrationReply, ResultBatch, Shutdown, Task, TaskBatch)
 
 packb = functools.partial(msgpack.packb, use_bin_type=True)
 

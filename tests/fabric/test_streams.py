@@ -18,9 +18,7 @@ import random
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,7 +33,6 @@ TIMEOUT = 5.0
 poll_until = functools.partial(support.poll_until, timeout=TIMEOUT)
 """``tests.support.poll_until`` bounded by this module's ``TIMEOUT``."""
 
-T = TypeVar("T")
 Message = list[bytes]
 
 

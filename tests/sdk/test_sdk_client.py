@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.service import Api, ServiceProcess
+from tests.support.service import ServiceProcess
 
 from fabric import AuthError, Client, InvalidRequest, NotFound, PayloadTooLarge, RateLimited, TaskPending
 from fabric.errors import ConfigError

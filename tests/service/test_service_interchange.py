@@ -10,9 +10,6 @@ number of lines says how often each task ran.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,15 +17,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import msgpack
-import psutil
 import pytest
 import zmq
-from tests.support import TIMEOUT, poll_until
-from tests.support.interchange import HEARTBEATS, InterchangeProcess
+from tests.support import poll_until
+from tests.support.interchange import InterchangeProcess
 from tests.support.service import Api, FakeInterchange, ServiceProcess
 
-from fabric.config import InterchangeConfig
-from fabric.process import child_environment
 from fabric.protocol import (RESULT_OK, FunctionDefinitions, Heartbeat, InterchangeRegistration, ResultBatch,
                              ResultsAck, Task, TaskBatch, decode)
 from fabric.serialize import SourceCode, deserialize, function_id, serialize_arguments
