@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import TIMEOUT, poll_until, user
-
-from sdk_functions import where
+from tests.support import TIMEOUT, poll_until
+from tests.support.service import user
+from tests.support.sdk_functions import where
 
 from fabric import Executor, InvalidRequest, NoEligibleEndpoint, NotFound
 
