@@ -21,7 +21,10 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
+from collections.abc import Sequence
+
 from fabric.protocol import Task
+from service.routing import Placement, RoutingSpec
 
 
 class ResultSignal:
@@ -82,6 +85,11 @@ class Dispatcher(Protocol):
     def route_added(self, route_id: str, count: int) -> None:
         """``count`` tasks of an endpoint group wait under this route: place them (``service.router``)."""
 
+    def reserve_routed(self, route_id: str, spec: RoutingSpec, members: Sequence[str],
+                       count: int) -> list[Placement]:
+        """Where the first tasks of a new batch of the route go at once (room reserved); every
+        placement must be answered by a ``hand_over`` of its endpoint and count."""
+
 
 class NoDispatcher:
     """For an app without a forwarder in its process: tasks wait in the store."""
@@ -106,3 +114,7 @@ class NoDispatcher:
 
     def route_added(self, route_id: str, count: int) -> None:
         pass
+
+    def reserve_routed(self, route_id: str, spec: RoutingSpec, members: Sequence[str],
+                       count: int) -> list[Placement]:
+        return []

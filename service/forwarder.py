@@ -24,10 +24,12 @@ Dispatch. While a session has nothing waiting in the store, a submit stores its 
 the loop takes them, oldest first, as room frees (``take_waiting``) until none are left;
 then submits dispatch again.
 
-Routing. Tasks submitted to an endpoint group wait in the store under their route; each
-turn, ``dispatch_routed`` asks the ``service.router.Router`` where those go now (by the
-route's policy, from the members' live reports and the service's measurements) and
-places them there in the store's transaction that sends them (``take_routed``).
+Routing. A batch submitted to an endpoint group is placed at submit as far as its members
+have room (``reserve_routed``: the ``service.router.Router`` decides by the route's policy,
+from the members' live reports and the service's measurements; the tasks are stored
+``dispatched`` on their endpoints and handed over, like dispatch at submit); the rest wait
+in the store under their route, and each turn ``dispatch_routed`` places them as room frees,
+in the store's transaction that sends them (``take_routed``).
 
 The loop is a list of named steps: poll, ``receive_from_endpoints``, ``send_handed_over``,
 ``dispatch_woken``, ``dispatch_routed``, ``send_cancellations`` (``CancelTasks`` the app asked for when a task
@@ -49,7 +51,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -67,6 +69,7 @@ from service.keys import KeyPair
 from service.results import MAX_COUNT as _MAX_COUNT
 from service.results import error_text, is_count as _is_count
 from service.router import Router
+from service.routing import Placement, RoutingSpec
 from service.store import Store
 
 logger = logging.getLogger(__name__)
@@ -166,6 +169,18 @@ class Forwarder:
         with self._lock:
             self._routes_added[route_id] = self._routes_added.get(route_id, 0) + count
         self._wake()
+
+    def reserve_routed(self, route_id: str, spec: RoutingSpec, members: Sequence[str],
+                       count: int) -> list[Placement]:
+        """Where the first of ``count`` new tasks of a route go now (dispatch at submit), room
+        reserved for them like ``reserve``; each placement must be answered by a ``hand_over``."""
+        with self._lock:
+            if route_id in self._routes_added:
+                return []
+            placed = self.router.plan_now(route_id, spec, members, count, time.monotonic())
+            for placement in placed:
+                self._reserved[placement.endpoint_id] = self._reserved.get(placement.endpoint_id, 0) + placement.count
+        return placed
 
     def _in_flight(self, endpoint_id: str) -> int | None:
         session = self.sessions.get(endpoint_id)

@@ -220,6 +220,18 @@ class RouteRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RoutedBatch:
+    """A group's batch as stored: ``sent`` (endpoint id -> tasks placed there at submit,
+    stored ``dispatched``) and how many more wait under the route (``waiting``)."""
+
+    task_group_id: str
+    task_ids: list[str]
+    route_id: str
+    sent: dict[str, list[Any]]
+    waiting: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EndpointReport:
     """An endpoint's last hardware report (``managers``, ``labels``, live load) and the
     service's measurements of it (``round_trip``, ``tasks_per_s``, ``failure_rate``, ``rtt``)."""

@@ -138,18 +138,31 @@ class Router:
                 del self.waiting[route_id]
                 continue
             spec, members = route
-            candidates = []
-            for endpoint_id in members:
-                in_flight = self.in_flight(endpoint_id)
-                known = self.known.get(endpoint_id)
-                if in_flight is None or known is None or known.drained_until > now:
-                    continue
-                candidates.append(Candidate(endpoint_id, known.hardware or Hardware(), known.measured,
-                                            in_flight + pending.get(endpoint_id, 0)))
-            for placement in plan(spec, candidates, min(limit, waiting)):
+            for placement in plan(spec, self._candidates(members, now, pending), min(limit, waiting)):
                 decided.append((route_id, placement))
                 pending[placement.endpoint_id] = pending.get(placement.endpoint_id, 0) + placement.count
         return decided
+
+    def plan_now(self, route_id: str, spec: RoutingSpec, members: Sequence[str], count: int,
+                 now: float) -> list[Placement]:
+        """Placements for a new batch of the route (dispatch at submit), unless tasks of the
+        route wait already (these must not overtake them): then none. Any thread, under the
+        forwarder's lock (``in_flight`` then counts what other submits reserved)."""
+        if route_id in self.waiting:
+            return []
+        return plan(spec, self._candidates(members, now, {}), count)
+
+    def _candidates(self, members: Sequence[str], now: float, pending: dict[str, int]) -> list[Candidate]:
+        """The connected, undrained members as ``plan`` sees them."""
+        candidates = []
+        for endpoint_id in members:
+            in_flight = self.in_flight(endpoint_id)
+            known = self.known.get(endpoint_id)
+            if in_flight is None or known is None or known.drained_until > now:
+                continue
+            candidates.append(Candidate(endpoint_id, known.hardware or Hardware(), known.measured,
+                                        in_flight + pending.get(endpoint_id, 0)))
+        return candidates
 
     def _route(self, route_id: str) -> tuple[RoutingSpec, tuple[str, ...]] | None:
         route = self.routes.get(route_id)

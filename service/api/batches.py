@@ -20,8 +20,9 @@ their groups, or public; 404 otherwise), and the endpoint's allow-list, if it ha
 name every function (403 ``function_not_allowed``); nothing of a refused batch is stored.
 The tasks belong to the caller, whoever owns the endpoint.
 
-Routing. With ``endpoint_group`` the tasks wait in the service and the forwarder places
-each (per chunk) on a member at dispatch time, by ``routing.policy`` (``least-loaded``,
+Routing. With ``endpoint_group`` the service places each task (per chunk) on a member at
+dispatch time (at submit for as many as the members have room for; the rest wait in the
+store and the forwarder places them as room frees), by ``routing.policy`` (``least-loaded``,
 the default, ``fastest``, ``cheapest``, ``closest``) or ``routing.weights``, among the
 members that meet ``routing.requires`` and that the caller reaches (and whose allow-list
 names every function). A group the caller cannot see is 404; a bad policy, constraint or
@@ -50,6 +51,7 @@ from service.api import endpoint_groups
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
 from service.errors import BadRequest, FunctionNotAllowed, InvalidField, NoEligibleEndpoint, NotFound, PayloadTooLarge
 from service.records import ROUTE_PREFIX
+from service.store.routes import route_id_of
 from service.openapi import operation
 from service.store import RECEIVED, WAITING, NewTasks
 
@@ -188,11 +190,20 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
         reports[e].report if e in reports else None))]
     if not eligible:
         raise NoEligibleEndpoint(group.endpoint_group_id, dict(spec.requires))
-    added = parts.store.add_routed(owner, tasks, group.endpoint_group_id, spec.to_dict(), eligible)
+    route_id = route_id_of(owner, group.endpoint_group_id, spec.to_dict(), eligible)
+    placed = parts.dispatcher.reserve_routed(route_id, spec, eligible, len(tasks.payloads))  # dispatch at submit
+    added = None
+    try:
+        added = parts.store.add_routed(owner, tasks, group.endpoint_group_id, spec.to_dict(), eligible, placed)
+    finally:
+        for placement in placed:
+            parts.dispatcher.hand_over(placement.endpoint_id, placement.count,
+                                       added.sent.get(placement.endpoint_id, []) if added else [])
     if added is None:
         raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
-    parts.dispatcher.route_added(added[2], len(tasks.payloads))
-    return _reply(added[0], added[1], python, eligible), 201
+    if added.waiting:
+        parts.dispatcher.route_added(added.route_id, added.waiting)
+    return _reply(added.task_group_id, added.task_ids, python, eligible), 201
 
 
 @blueprint.get("/tasks/<task_id>")

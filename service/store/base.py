@@ -9,7 +9,8 @@ from typing import Any
 from fabric.protocol import Task
 from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointGroupRecord, EndpointRecord, EndpointReport,
                              FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome,
-                             RouteRecord, Sharing, TaskRecord, Unset, User)
+                             RoutedBatch, RouteRecord, Sharing, TaskRecord, Unset, User)
+from service.routing import Placement
 
 
 class Store(abc.ABC):
@@ -213,9 +214,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_routed(self, owner: str, tasks: NewTasks, endpoint_group_id: str, spec: dict[str, Any],
-                   members: Sequence[str]) -> tuple[str, list[str], str] | None:
-        """Store a batch for a group: its tasks wait under a route (policy ``spec`` over
-        ``members``) until placed; (task group id, task ids, route id), None as ``add_tasks``."""
+                   members: Sequence[str], placed: Sequence[Placement] = ()) -> RoutedBatch | None:
+        """Store a batch for a group: the first tasks ``placed`` on endpoints at once
+        (``dispatched``, with the reasons), the rest waiting under a route (policy ``spec``
+        over ``members``) until placed; None as ``add_tasks``. A batch id seen before adds
+        nothing (``sent`` empty, ``waiting`` 0)."""
 
     @abc.abstractmethod
     def get_route(self, route_id: str) -> RouteRecord | None: ...

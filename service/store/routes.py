@@ -79,10 +79,16 @@ def reports(db: sqlite3.Connection, endpoint_ids: Iterable[str]) -> dict[str, En
 
 
 # -- routes ---------------------------------------------------------------------------------
+def route_id_of(owner: str, endpoint_group_id: str, spec: dict[str, Any], members: Iterable[str]) -> str:
+    """A route's id: a hash of who routes, over which group and members, by which spec."""
+    text = "\0".join((owner, endpoint_group_id, json.dumps(spec, sort_keys=True), json.dumps(sorted(members))))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def put_route(db: sqlite3.Connection, owner: str, endpoint_group_id: str, spec: dict[str, Any],
               members: list[str]) -> RouteRecord:
     spec_text, members_text = json.dumps(spec, sort_keys=True), json.dumps(sorted(members))
-    route_id = hashlib.sha256("\0".join((owner, endpoint_group_id, spec_text, members_text)).encode()).hexdigest()[:32]
+    route_id = route_id_of(owner, endpoint_group_id, spec, members)
     db.execute("INSERT OR IGNORE INTO routes (id, owner, endpoint_group_id, spec, members, created) "
                "VALUES (?, ?, ?, ?, ?, ?)", (route_id, owner, endpoint_group_id, spec_text, members_text, time.time()))
     return RouteRecord(route_id, owner, endpoint_group_id, spec, tuple(sorted(members)))
@@ -117,10 +123,15 @@ def take(db: sqlite3.Connection, route_id: str, endpoint_id: str, limit: int, re
     per_group = Counter(r[7] for r in rows)
     db.executemany("UPDATE task_groups SET sent_count = sent_count + ? WHERE id = ?",
                    [(count, group_id) for group_id, count in per_group.items()])
+    for group_id, count in per_group.items():
+        count_placed(db, group_id, {endpoint_id: count})
+    return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
+
+
+def count_placed(db: sqlite3.Connection, task_group_id: str, counts: dict[str, int]) -> None:
     db.executemany("INSERT INTO placements (task_group_id, endpoint_id, count) VALUES (?, ?, ?) "
                    "ON CONFLICT (task_group_id, endpoint_id) DO UPDATE SET count = count + excluded.count",
-                   [(group_id, endpoint_id, count) for group_id, count in per_group.items()])
-    return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
+                   [(task_group_id, endpoint_id, count) for endpoint_id, count in counts.items()])
 
 
 def reroute(db: sqlite3.Connection, endpoint_id: str, states: tuple[str, ...], reason: str) -> dict[str, int]:

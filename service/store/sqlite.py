@@ -25,8 +25,9 @@ from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
                              EndpointGroupRecord, EndpointRecord, EndpointReport, FunctionRecord, GroupCounts,
-                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, RouteRecord, Sharing,
-                             TaskRecord, Unset, User)
+                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, RoutedBatch, RouteRecord,
+                             Sharing, TaskRecord, Unset, User)
+from service.routing import Placement
 from service.store import access
 from service.store import purge as purging
 from service.store import routes
@@ -87,12 +88,12 @@ _UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
 @functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
 def _insert_tasks(count: int) -> str:
     """An INSERT of ``count`` tasks (one of ``ROWS_PER_STATEMENT``): the columns they share
-    bound once (``?1`` to ``?12``), then rowid, id, function id and arguments of each (a
+    bound once (``?1`` to ``?13``), then rowid, id, function id and arguments of each (a
     multi-row statement costs 40% less than a statement per row)."""
     rows = ",".join(["(?,?,?,?)"] * count)
     return ("INSERT INTO tasks (rowid, id, function_id, args, owner, endpoint_id, task_group_id, state, created, "
-            "retries, walltime, priority, resource_spec, dispatched, dispatch_count, route_id) "
-            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 "
+            "retries, walltime, priority, resource_spec, dispatched, dispatch_count, route_id, route_reason) "
+            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
             f"FROM (VALUES {rows})")
 
 
@@ -397,17 +398,24 @@ class SQLiteStore(Store):
         return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
-    def _insert(self, owner: str, tasks: NewTasks, state: str,
-                route_id: str | None = None) -> tuple[str, list[str], bool] | None:
-        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
+    def _insert(self, owner: str, tasks: NewTasks, state: str, route_id: str | None = None,
+                placed: Sequence[Placement] = ()) -> tuple[str, list[str], bool] | None:
+        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's.
+        ``placed``: the first tasks go, in these numbers, to these endpoints, ``dispatched``
+        (a group's batch placed at submit); the rest are ``state`` on ``tasks.endpoint_id``."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
-        sent = count if state == DISPATCHED else 0
-        shared = (owner, tasks.endpoint_id, group_id, state, now, tasks.retries, tasks.walltime, tasks.priority, spec,
-                  now if sent else None, 1 if sent else 0, route_id)
+        segments: list[tuple[int, int, str, str, str | None]] = []
+        start = 0
+        for placement in placed:
+            segments.append((start, start + placement.count, placement.endpoint_id, DISPATCHED, placement.reason))
+            start += placement.count
+        if start < count:
+            segments.append((start, count, tasks.endpoint_id, state, None))
+        sent = sum(end - begin for begin, end, _, seg_state, _ in segments if seg_state == DISPATCHED)
         with self._write() as db:
             if tasks.batch_id is not None:
                 seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
@@ -422,10 +430,17 @@ class SQLiteStore(Store):
             db.execute("UPDATE task_groups SET task_count = task_count + ?, sent_count = sent_count + ?, updated = ? "
                        "WHERE id = ?", (count, sent, now, group_id))
             first = next_task_rowids(db, count)
-            for start, end in row_chunks(count):
-                db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
-                    range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
-                    tasks.payloads[start:end]))))
+            for begin, finish, endpoint_id, seg_state, reason in segments:
+                dispatched = seg_state == DISPATCHED
+                shared = (owner, endpoint_id, group_id, seg_state, now, tasks.retries, tasks.walltime, tasks.priority,
+                          spec, now if dispatched else None, 1 if dispatched else 0, route_id, reason)
+                for start, end in row_chunks(finish - begin):
+                    start, end = start + begin, end + begin
+                    db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
+                        range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
+                        tasks.payloads[start:end]))))
+            if placed:
+                routes.count_placed(db, group_id, {p.endpoint_id: p.count for p in placed})
             if tasks.batch_id is not None:
                 db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, first, count, now))
@@ -573,12 +588,25 @@ class SQLiteStore(Store):
             return routes.delete_group(db, owner, group_id)
 
     def add_routed(self, owner: str, tasks: NewTasks, endpoint_group_id: str, spec: dict[str, Any],
-                   members: Sequence[str]) -> tuple[str, list[str], str] | None:
+                   members: Sequence[str], placed: Sequence[Placement] = ()) -> RoutedBatch | None:
         with self._write() as db:
             route = routes.put_route(db, owner, endpoint_group_id, spec, list(members))
         routed = dataclasses.replace(tasks, endpoint_id=routes.route_endpoint(route.route_id))
-        added = self._insert(owner, routed, WAITING, route.route_id)
-        return None if added is None else (added[0], added[1], route.route_id)
+        added = self._insert(owner, routed, WAITING, route.route_id, placed)
+        if added is None:
+            return None
+        group_id, task_ids, fresh = added
+        if not fresh:
+            return RoutedBatch(group_id, task_ids, route.route_id, {}, 0)
+        sent: dict[str, list[Task]] = {}
+        start = 0
+        for placement in placed:
+            end = start + placement.count
+            sent[placement.endpoint_id] = [
+                Task(task_ids[i], tasks.function_ids[i], tasks.payloads[i], tasks.walltime, tasks.retries,
+                     tasks.priority) for i in range(start, end)]
+            start = end
+        return RoutedBatch(group_id, task_ids, route.route_id, sent, len(task_ids) - start)
 
     def get_route(self, route_id: str) -> RouteRecord | None:
         with self._read() as db:

@@ -12,6 +12,7 @@ import pytest
 from fabric.protocol import RESULT_OK, RESULT_TASK_ERROR, StatusReport
 from service.records import CommitOutcome, NewTasks
 from service.router import DRAIN_AFTER, Router
+from service.routing import RoutingSpec
 from service.store import SQLiteStore
 
 NOW = 1000.0
@@ -34,9 +35,9 @@ class World:
     def submit(self, count: int, members: list[str], policy: str = "least-loaded") -> tuple[str, list[str]]:
         added = self.store.add_routed("alice", NewTasks("", ["f"] * count, [b"%d" % i for i in range(count)],
                                                         task_group_id="g"), "eg", {"policy": policy}, members)
-        assert added is not None
-        self.router.route_added(added[2], count)
-        return added[2], added[1]
+        assert added is not None and added.waiting == count
+        self.router.route_added(added.route_id, count)
+        return added.route_id, added.task_ids
 
     def place(self) -> dict[str, list[str]]:
         """Do what the forwarder does with the router's placements; endpoint -> task ids sent."""
@@ -116,3 +117,22 @@ def test_a_restarted_service_fails_over_routed_tasks_of_endpoints_that_never_ret
     restarted = Router(first.store, {}.get, failover_grace=0.0, drain_seconds=60.0, now=NOW)
     restarted.tick(NOW)
     assert restarted.waiting and first.store.placements("g") == {}
+
+
+def test_a_batch_is_placed_at_submit_unless_tasks_of_its_route_wait(world: World) -> None:
+    world.online("a", 1)
+    world.online("b", 4)
+    spec = RoutingSpec()
+    placed = world.router.plan_now("r", spec, ["a", "b"], 30, NOW)
+    assert {p.endpoint_id: p.count for p in placed} == {"a": 2, "b": 8}
+    added = world.store.add_routed("alice", NewTasks("", ["f"] * 30, [b"x"] * 30, task_group_id="g"), "eg",
+                                   spec.to_dict(), ["a", "b"], placed)
+    assert added is not None and added.waiting == 20
+    assert [len(added.sent[e]) for e in ("b", "a")] == [8, 2]
+    first = world.store.get_task("alice", added.task_ids[0])
+    assert first is not None and first.state == "dispatched" and first.route_reason == placed[0].reason
+    assert world.store.placements("g") == {"a": 2, "b": 8}
+    counts = world.store.group_counts("g")
+    assert counts is not None and (counts.running, counts.waiting) == (10, 20)
+    world.router.route_added(added.route_id, added.waiting)
+    assert world.router.plan_now(added.route_id, spec, ["a", "b"], 5, NOW) == []  # never overtakes those

@@ -331,7 +331,7 @@ def test_a_store_from_before_routing_is_migrated_and_routes(tmp_path: Path) -> N
         added = store.add_routed("a", NewTasks("", ["f"], [b"a"], task_group_id=group), "g", {"policy": "x"},
                                  ["e1"])
         assert added is not None
-        assert [t.task_id for t in store.take_routed(added[2], "e1", 5, "why", 1.0)] == added[1]
+        assert [t.task_id for t in store.take_routed(added.route_id, "e1", 5, "why", 1.0)] == added.task_ids
         assert store.placements(group) == {"e1": 1}
     finally:
         store.close()
