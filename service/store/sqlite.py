@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import hmac
@@ -24,13 +23,13 @@ from typing import Any
 from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
-                             EndpointGroupRecord, EndpointRecord, EndpointReport, FunctionRecord, GroupCounts,
-                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, RoutedBatch, RouteRecord,
-                             Sharing, TaskRecord, Unset, User)
+                             EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
+                             ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
 from service.routing import Placement
 from service.store import access
 from service.store import purge as purging
 from service.store import routes
+from service.store.routing_methods import RoutingMethods
 from service.store import task_groups
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
@@ -113,7 +112,7 @@ def new_task_ids(count: int) -> list[str]:
     return [f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}" for t in texts]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(RoutingMethods, Store):
     """The store in one SQLite file (WAL mode); one connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
@@ -558,80 +557,6 @@ class SQLiteStore(Store):
                                         f"AND {_IN_UNFINISHED}",
                                         (endpoint_id,)).fetchone()[0] for state in UNFINISHED}
         return {state: n for state, n in counts.items() if n}
-
-    # -- routing -------------------------------------------------------------------------
-    def record_report(self, endpoint_id: str, report: dict[str, Any], measured: dict[str, Any], now: float) -> None:
-        with self._write() as db:
-            routes.record_report(db, endpoint_id, report, measured, now)
-
-    def endpoint_reports(self, endpoint_ids: Iterable[str]) -> dict[str, EndpointReport]:
-        with self._read() as db:
-            return routes.reports(db, endpoint_ids)
-
-    def create_endpoint_group(self, owner: str, name: str, members: Sequence[str]) -> EndpointGroupRecord | None:
-        with self._write() as db:
-            return routes.create_group(db, owner, name, list(members))
-
-    def endpoint_group_access(self, user_id: str, group_id: str) -> tuple[EndpointGroupRecord, str] | None:
-        with self._read() as db:
-            found = access.object_access(db, routes.ENDPOINT_GROUP, "endpoint_groups", routes.GROUP_COLUMNS, user_id,
-                                         group_id)
-        return (routes.group_record(found[0]), found[1]) if found else None
-
-    def visible_endpoint_groups(self, user_id: str) -> list[tuple[EndpointGroupRecord, str]]:
-        with self._read() as db:
-            rows = access.visible(db, routes.ENDPOINT_GROUP, "endpoint_groups", routes.GROUP_COLUMNS, user_id)
-        return [(routes.group_record(row), how) for row, how in rows]
-
-    def delete_endpoint_group(self, owner: str, group_id: str) -> bool:
-        with self._write() as db:
-            return routes.delete_group(db, owner, group_id)
-
-    def add_routed(self, owner: str, tasks: NewTasks, endpoint_group_id: str, spec: dict[str, Any],
-                   members: Sequence[str], placed: Sequence[Placement] = ()) -> RoutedBatch | None:
-        with self._write() as db:
-            route = routes.put_route(db, owner, endpoint_group_id, spec, list(members))
-        routed = dataclasses.replace(tasks, endpoint_id=routes.route_endpoint(route.route_id))
-        added = self._insert(owner, routed, WAITING, route.route_id, placed)
-        if added is None:
-            return None
-        group_id, task_ids, fresh = added
-        if not fresh:
-            return RoutedBatch(group_id, task_ids, route.route_id, {}, 0)
-        sent: dict[str, list[Task]] = {}
-        start = 0
-        for placement in placed:
-            end = start + placement.count
-            sent[placement.endpoint_id] = [
-                Task(task_ids[i], tasks.function_ids[i], tasks.payloads[i], tasks.walltime, tasks.retries,
-                     tasks.priority) for i in range(start, end)]
-            start = end
-        return RoutedBatch(group_id, task_ids, route.route_id, sent, len(task_ids) - start)
-
-    def get_route(self, route_id: str) -> RouteRecord | None:
-        with self._read() as db:
-            return routes.route(db, route_id)
-
-    def waiting_routes(self) -> dict[str, int]:
-        with self._read() as db:
-            return routes.waiting_routes(db)
-
-    def take_routed(self, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
-        with self._write() as db:
-            return routes.take(db, route_id, endpoint_id, limit, reason, now)
-
-    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> dict[str, int]:
-        states = (RECEIVED, WAITING, DISPATCHED, RUNNING) if dispatched else (RECEIVED, WAITING)
-        with self._write() as db:
-            return routes.reroute(db, endpoint_id, states, reason)
-
-    def routed_endpoints(self) -> set[str]:
-        with self._read() as db:
-            return routes.routed_endpoints(db)
-
-    def placements(self, task_group_id: str) -> dict[str, int]:
-        with self._read() as db:
-            return routes.placements(db, task_group_id)
 
     # -- whole task groups ---------------------------------------------------------------
     def cancel_group(self, task_group_id: str, now: float) -> CancelOutcome:
