@@ -83,6 +83,12 @@ def test_endpoints_report_hardware_labels_and_measurements(fleet: Fleet, tmp_pat
     measured = poll_until(lambda: fleet.alice.get_endpoint_status(fleet.ids["large"])["measured"]["rtt"],
                           "a measured round trip to the endpoint")
     assert measured > 0
+    function_id = fleet.alice.register_function(where)
+    same = fleet.alice.submit_batch(fleet.ids["large"], function_id, [b"x"], python_version=platform.python_version())
+    other = fleet.alice.submit_batch(None, function_id, [b"x"], endpoint_group=fleet.group, python_version="2.7.18")
+    assert same.warnings == () and len(other.warnings) == 3  # each member's workers run another Python
+    assert "Python 2.7.18" in other.warnings[0] and platform.python_version() in other.warnings[0]
+    fleet.alice.cancel_task_group(other.task_group_id)
 
 
 def test_endpoint_groups_are_objects_with_access_rules(fleet: Fleet) -> None:
