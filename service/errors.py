@@ -6,6 +6,8 @@
     ├── StoreError                the store cannot do what was asked (corrupt file, schema)
     └── ApiError                  a request the REST API refuses; rendered as JSON with ``status``
         ├── BadRequest            400  malformed JSON or msgpack, missing or wrong fields
+        │   └── InvalidField      400  a value that cannot be stored (too deep, lone surrogate,
+        │                              integer beyond 64 bits, NaN); ``field`` names it
         ├── Unauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
         ├── Forbidden             403  visible to the caller, but only its owner may do this
         │   └── FunctionNotAllowed 403 the endpoint's allow-list does not name the function
@@ -56,6 +58,18 @@ class ApiError(ServiceError):
 class BadRequest(ApiError):
     status = 400
     error_type = "bad_request"
+
+
+class InvalidField(BadRequest):
+    """A field missing, of the wrong type, or with a value the service cannot take; ``field``
+    is its path (``a.b[0]``), added to the error body (``type`` stays ``bad_request``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+        self.field = field
+
+    def details(self) -> dict[str, object]:
+        return {"field": self.field}
 
 
 class Unauthorized(ApiError):
