@@ -14,6 +14,8 @@
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
         ├── Conflict              409  the name is taken (a group of the caller's)
+        │   └── BatchConflict     409  a batch id sent again with other content
+        ├── BatchGone             410  a batch sent again after its tasks were purged
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
         ├── UnsupportedMediaType  415  a request body in a ``Content-Encoding`` the service does not decode
         ├── RateLimited           429  too many requests from one user; ``retry_after`` seconds
@@ -89,6 +91,24 @@ class FunctionNotAllowed(Forbidden):
 class Conflict(ApiError):
     status = 409
     error_type = "conflict"
+
+
+class BatchConflict(Conflict):
+    error_type = "batch_conflict"
+
+
+class BatchGone(ApiError):
+    """A batch sent again (same ``batch_id``) after some of its tasks were purged."""
+
+    status = 410
+    error_type = "batch_gone"
+
+    def __init__(self, message: str, *, task_group_id: str) -> None:
+        super().__init__(message)
+        self.task_group_id = task_group_id
+
+    def details(self) -> dict[str, object]:
+        return {"task_group_id": self.task_group_id}
 
 
 class NotFound(ApiError):

@@ -6,7 +6,9 @@ A batch body is a msgpack map::
      "args": [bytes, ...],                         # each task's serialized arguments
      "task_group_id": str,                         # optional: add to this group (a UUID)
      "batch_id": str,                              # optional: a UUID naming this request, so a
-                                                   # retry of it adds nothing (same reply)
+                                                   # retry of it adds nothing (same reply; 409
+                                                   # if its content differs, 410 once its
+                                                   # tasks were purged: service.store.batches)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
@@ -98,7 +100,7 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
 
 @blueprint.post("/batches")
 @operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
-           request="msgpack", status=201, errors=(400, 403, 404, 413, 415))
+           request="msgpack", status=201, errors=(400, 403, 404, 409, 410, 413, 415))
 def submit_batch() -> tuple[dict[str, Any], int]:
     parts = services()
     owner = current_user().user_id
