@@ -26,7 +26,8 @@ from fabric import protocol
 
 packb = functools.partial(msgpack.packb, use_bin_type=True)
 
-BOUNDARY_INTS = [2**63 - 1, 2**63, 2**64 - 1, -(2**63), -(2**63) - 1, 2**62, 2**31, -1]
+BOUNDARY_INTS = [2**63 - 1, 2**63, 2**64 - 1, -(2**63), 2**62, 2**31, -1]
+"""Integers at the 64-bit bounds that msgpack still packs (past them only JSON carries them)."""
 long_lines = st.integers(1000, 100_000).map(lambda n: "host\n2026-01-01 00:00:00 ERROR forged " * (n // 36 + 1))
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.floats()
            | st.text(max_size=24) | st.binary(max_size=24) | st.sampled_from(BOUNDARY_INTS) | long_lines)
@@ -37,7 +38,7 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 surrogate_text = st.builds(lambda before, surrogate, after: before + surrogate + after, st.text(max_size=6),
                            st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]),
                            st.text(max_size=6))
-hostile_scalars = (surrogate_text | st.sampled_from(BOUNDARY_INTS) | long_lines
+hostile_scalars = (surrogate_text | st.sampled_from([*BOUNDARY_INTS, -(2**63) - 1, 2**64, 10**30]) | long_lines
                    | st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e308, -1e308]))
 
 
