@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from service_helpers import Api, ServiceProcess
+from tests.support.service import Api, ServiceProcess
 
 
 @dataclass

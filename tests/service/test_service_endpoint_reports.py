@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
 from fabric.protocol import RESULT_OK, InterchangeRegistration, ResultBatch
 

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from service_helpers import ServiceProcess
+from tests.support.service import ServiceProcess
 
 from fabric import Client
 from fabric.errors import BatchGone, InvalidRequest, RateLimited, ServiceInternalError, ServiceUnavailable
