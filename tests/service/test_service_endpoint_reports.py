@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 from tests.support import poll_until
 from tests.support.service import Api, FakeInterchange, ServiceProcess
 
-from fabric.protocol import RESULT_OK, InterchangeRegistration, ResultBatch
+from fabric.protocol import RESULT_OK, RESULT_REMOTE_ERROR, InterchangeRegistration, ResultBatch, ResultsAck
 
 FORGED = "2026-12-04 12:00:00,000 ERROR 1 service.app: forged"
 
@@ -74,3 +75,26 @@ def test_a_megabyte_hostname_and_a_pid_past_64_bits_are_refused_once_and_the_end
     assert "'hostname' has 1000000 characters, more than 255" in refusals[0]
     assert "'pid' is out of range" in refusals[1] and "'pid' is out of range" in refusals[2]
     assert max(len(line) for line in log.splitlines()) < 1000  # was: a 1 MB line
+
+
+def test_an_error_payload_no_repr_can_print_still_fails_its_task(
+        start_service: Callable[..., ServiceProcess], interchanges: list[FakeInterchange]) -> None:
+    service, api, endpoint, fake = setup(start_service, interchanges)
+    register(fake, "node1", 4242)
+    function_id = api.register_function(b"body")
+    submitted = api.submit({"endpoint_id": endpoint["endpoint_id"], "function_id": function_id,
+                            "args": [b"1", b"2"]}).json()
+    first, second = fake.wait_for_tasks(2)
+    nested: Any = "deep"
+    for _ in range(1000):
+        nested = [nested]
+    fake.send(ResultBatch.build([(first.task_id, RESULT_REMOTE_ERROR,
+                                  msgpack.packb({"remote_type": "ValueError", "message": nested})),
+                                 (second.task_id, RESULT_REMOTE_ERROR,
+                                  msgpack.packb({"remote_type": ["not", "a", "name"], "message": "line\nline"}))]))
+    poll_until(lambda: fake.pump() is not None and any(isinstance(m, ResultsAck) for m in fake.received),
+               "the results to be acknowledged")  # was: a traceback, never committed, re-sent forever
+    tasks = [api.get(f"/v1/tasks/{task_id}").json() for task_id in submitted["task_ids"]]
+    assert [(t["state"], t["error"]) for t in tasks] == [("failed", "ValueError: (an unreadable error message)"),
+                                                        ("failed", "TaskError: line\nline")]
+    assert "Traceback" not in service.read_log()
