@@ -6,8 +6,8 @@
     ├── StoreError                the store cannot do what was asked (corrupt file, schema)
     └── ApiError                  a request the REST API refuses; rendered as JSON with ``status``
         ├── BadRequest            400  malformed JSON or msgpack, missing or wrong fields
-        │   └── InvalidField      400  a value that cannot be stored (too deep, lone surrogate,
-        │                              integer beyond 64 bits, NaN); ``field`` names it
+        │   └── InvalidField      400  a field missing, of the wrong type, or a value that cannot be
+        │                              stored (too deep, lone surrogate, beyond 64 bits, NaN); ``field``
         ├── Unauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
         ├── Forbidden             403  visible to the caller, but only its owner may do this
         │   └── FunctionNotAllowed 403 the endpoint's allow-list does not name the function
@@ -23,7 +23,8 @@
 
 An ``ApiError`` becomes the body ``{"error": {"type", "message", "request_id", ...}}`` with
 its ``status``; ``type`` is the class's ``error_type``, stable for clients to branch on, and
-``details()`` adds fields (``what``/``size``/``limit`` for 413, ``retry_after`` for 429).
+``details()`` adds fields (``field`` for a 400 about one field, ``task_group_id`` for 410,
+``what``/``size``/``limit`` for 413, ``retry_after`` for 429).
 """
 
 from __future__ import annotations
