@@ -58,6 +58,7 @@ import zmq
 
 from fabric import protocol
 from fabric.errors import ProtocolError
+from fabric.untrusted import printable
 from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions,
                              Heartbeat, InterchangeRegistration, ResultBatch, ResultsAck, Shutdown, StatusReport,
                              StatusRequest, Task, TaskBatch, batches_of)
@@ -331,7 +332,7 @@ class Forwarder:
             message = protocol.decode(frames[1:])
         except ProtocolError as exc:
             self.malformed_messages += 1
-            logger.warning("dropping malformed message from endpoint %s: %s", endpoint_id, exc)
+            logger.warning("dropping malformed message from endpoint %s: %s", endpoint_id, printable(exc, 300))
             return
         if isinstance(message, InterchangeRegistration):
             self.on_registration(endpoint_id, identity, message, key)
@@ -378,7 +379,7 @@ class Forwarder:
             case Heartbeat():
                 pass
             case CommandReply(request_id, ok, text):
-                logger.debug("endpoint %s command %s: %s %s", session.endpoint_id, request_id, ok, text)
+                logger.debug("endpoint %s command %s: %s %s", session.endpoint_id, request_id, ok, printable(text))
             case _:
                 logger.warning("ignoring %s from endpoint %s", type(message).__name__, session.endpoint_id)
 
@@ -416,7 +417,8 @@ class Forwarder:
                           heard_at=wall)
         self.sessions[endpoint_id] = session
         self.router.online(endpoint_id)
-        hostname, pid = (registration.hostname, registration.pid) if registration else (None, None)
+        # What the endpoint reports is bounded by the protocol and escaped here, for the log and the store.
+        hostname, pid = (printable(registration.hostname, 255), registration.pid) if registration else (None, None)
         self.store.set_connection(endpoint_id, True, wall, hostname, pid)
         unfinished = self.store.take_unfinished(endpoint_id, wall)
         logger.info("endpoint %s connected (%s); re-sending %d unfinished tasks", endpoint_id,

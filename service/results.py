@@ -27,6 +27,10 @@ def error_text(kind: int, payload: Any) -> str | None:
         return "the task failed (unreadable error payload)"
     if not isinstance(data, dict):
         return "the task failed"
-    name = data.get("remote_type") or data.get("error") or "TaskError"
+    name = data.get("remote_type") or data.get("error")
+    name = name[:256] if isinstance(name, str) else "TaskError"
     message = data.get("message") or data.get("fields") or ""
-    return f"{name}: {message}"[:4096]
+    try:  # what the endpoint sent may be anything msgpack holds: 1,000 nested lists defeat repr
+        return f"{name}: {message}"[:4096]
+    except (RecursionError, ValueError):
+        return f"{name}: (an unreadable error message)"

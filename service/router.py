@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -95,7 +96,7 @@ class Router:
         if message.request_id == request_id:
             known.measured.observe_rtt(now - sent)
         managers = [_manager(m) for m in message.managers if isinstance(m, dict)]
-        labels = message.labels if isinstance(message.labels, dict) else {}
+        labels = _labels(message.labels)
         known.hardware = Hardware(tuple(managers), labels)
         workers = known.hardware.workers
         busy = sum(min(m["outstanding"], m["workers"]) for m in managers)
@@ -228,6 +229,27 @@ def _manager(summary: dict[str, Any]) -> dict[str, Any]:
             "memory": _count(summary.get("memory")), "accelerators": ids,
             "accelerator_kind": "gpu" if ids else None,
             "python_version": str(summary.get("python_version") or "")[:32] or None}
+
+
+MAX_LABELS, MAX_LABEL_TEXT = 64, 256
+
+
+def _labels(labels: Any) -> dict[str, Any]:
+    """The labels an endpoint reports, kept only as far as they are small plain data."""
+    if not isinstance(labels, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, value in list(labels.items())[:MAX_LABELS]:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_LABEL_TEXT:
+            continue
+        if isinstance(value, list):
+            value = [v for v in value[:MAX_LABELS] if isinstance(v, str) and len(v) <= MAX_LABEL_TEXT]
+        elif isinstance(value, str):
+            value = value[:MAX_LABEL_TEXT]
+        elif not (isinstance(value, (int, float)) and math.isfinite(value) and abs(value) < 2**53):
+            continue
+        kept[key] = value
+    return kept
 
 
 def _count(value: Any) -> int:

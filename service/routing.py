@@ -79,10 +79,10 @@ class RoutingSpec:
             raise RoutingError("routing", "must be a map of policy, requires, weights, near")
         unknown = set(data) - {"policy", "requires", "weights", "near"}
         if unknown:
-            raise RoutingError(f"routing.{sorted(unknown)[0]}", "is not a routing field")
+            raise RoutingError(f"routing.{str(sorted(map(str, unknown))[0])[:64]}", "is not a routing field")
         policy = data.get("policy") or LEAST_LOADED
         if policy not in POLICIES:
-            raise RoutingError("routing.policy", f"{str(policy)[:64]!r} is not one of {', '.join(POLICIES)}")
+            raise RoutingError("routing.policy", f"is {str(policy)[:64]!r}, not one of {', '.join(POLICIES)}")
         return cls(policy=policy, requires=_requires(data.get("requires")), weights=_weights(data.get("weights")),
                    near=_text(data.get("near"), "routing.near"))
 
@@ -110,7 +110,7 @@ def _requires(value: Any) -> dict[str, Any]:
         raise RoutingError("routing.requires", f"must be a map of at most {MAX_REQUIRES} constraints")
     for key, wanted in value.items():
         if not isinstance(key, str) or not 0 < len(key) <= MAX_TEXT:
-            raise RoutingError("routing.requires", "keys must be names")
+            raise RoutingError("routing.requires", "must have names as keys")
         if key in ("gpu", "accelerators", "cores", "memory") and not (_number(wanted) and wanted >= 0):
             raise RoutingError(f"routing.requires.{key}", "must be a non-negative number")
         if not (_number(wanted) or isinstance(wanted, (str, bool))):
@@ -125,7 +125,7 @@ def _weights(value: Any) -> dict[str, float]:
         raise RoutingError("routing.weights", f"must be a map of figures ({', '.join(FIGURES)}) to numbers")
     for key, weight in value.items():
         if key not in FIGURES:
-            raise RoutingError("routing.weights", f"{str(key)[:64]!r} is not one of {', '.join(FIGURES)}")
+            raise RoutingError("routing.weights", f"names {str(key)[:64]!r}, not one of {', '.join(FIGURES)}")
         if not _number(weight):
             raise RoutingError(f"routing.weights.{key}", "must be a number")
     return {key: float(weight) for key, weight in value.items()}
@@ -342,7 +342,8 @@ def _reason(spec: RoutingSpec, c: Candidate, best_rate: float) -> str:
         return f"fastest: earliest expected finish ({measured}; {load})"
     if spec.policy == CHEAPEST:
         cost = c.hardware.cost
-        return f"cheapest: {COST_LABEL} {cost:g} ({load})" if math.isfinite(cost) else f"cheapest: no cost declared ({load})"
+        declared = f"{COST_LABEL} {cost:g}" if math.isfinite(cost) else "no cost declared"
+        return f"cheapest: {declared} ({load})"
     if spec.policy == CLOSEST:
         where = f"near {spec.near}" if _is_near(c.hardware, spec.near) else "not near"
         rtt = f"rtt {c.measured.rtt * 1000:.1f} ms" if c.measured.rtt is not None else "rtt unknown"

@@ -46,8 +46,9 @@ def route_endpoint(route_id: str) -> str:
 # -- endpoint groups ------------------------------------------------------------------------
 def create_group(db: sqlite3.Connection, owner: str, name: str, members: list[str]) -> EndpointGroupRecord | None:
     group_id, now = str(uuid.uuid4()), time.time()
+    unique = json.dumps(list(dict.fromkeys(members)))
     cursor = db.execute("INSERT OR IGNORE INTO endpoint_groups (id, owner, name, members, created) "
-                        "VALUES (?, ?, ?, ?, ?)", (group_id, owner, name, json.dumps(list(dict.fromkeys(members))), now))
+                        "VALUES (?, ?, ?, ?, ?)", (group_id, owner, name, unique, now))
     if cursor.rowcount == 0:
         return None
     row = db.execute(f"SELECT {GROUP_COLUMNS} FROM endpoint_groups WHERE id = ?", (group_id,)).fetchone()
@@ -115,7 +116,8 @@ def take(db: sqlite3.Connection, route_id: str, endpoint_id: str, limit: int, re
     """Place up to ``limit`` of the route's waiting tasks (oldest first) on the endpoint, ``dispatched``
     (one statement: the rows are found by the unfinished index and changed in the same pass)."""
     rows = db.execute(f"UPDATE tasks SET endpoint_id = ?, state = '{DISPATCHED}', dispatched = ?, "
-                      f"dispatch_count = dispatch_count + 1, route_reason = ? || coalesce('; after ' || route_reason, '') "
+                      f"dispatch_count = dispatch_count + 1, "
+                      f"route_reason = ? || coalesce('; after ' || route_reason, '') "
                       f"WHERE rowid IN (SELECT rowid FROM tasks WHERE endpoint_id = ? AND state = '{WAITING}' "
                       f"AND {IN_UNFINISHED} ORDER BY rowid LIMIT ?) RETURNING rowid, {SEND_COLUMNS}",
                       (endpoint_id, now, reason, route_endpoint(route_id), limit)).fetchall()

@@ -25,6 +25,7 @@ from typing import Any
 from fabric.protocol import RESULT_TASK_ERROR
 from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
+from service.store import batches
 
 SCHEMA_VERSION = 4
 ROUTING_VERSION = 4
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS routes (
 CREATE TABLE IF NOT EXISTS placements (
     task_group_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (task_group_id, endpoint_id)) WITHOUT ROWID;
-"""
+""" + batches.TABLE + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);

@@ -26,7 +26,7 @@ from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, W
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
 from service.routing import Placement
-from service.store import access
+from service.store import access, batches
 from service.store import purge as purging
 from service.store import routes
 from service.store.routing_methods import RoutingMethods
@@ -415,12 +415,12 @@ class SQLiteStore(RoutingMethods, Store):
         if start < count:
             segments.append((start, count, tasks.endpoint_id, state, None))
         sent = sum(end - begin for begin, end, _, seg_state, _ in segments if seg_state == DISPATCHED)
+        digest = batches.content_digest(tasks) if tasks.batch_id is not None else b""
         with self._write() as db:
             if tasks.batch_id is not None:
-                seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
-                                  (tasks.batch_id,)).fetchone()
-                if seen is not None:
-                    known = self._batch_seen(db, owner, seen)
+                seen = batches.find(db, tasks.batch_id)
+                if seen is not None:  # sent before: the first answer, or 409/410 (see service.store.batches)
+                    known = batches.answer(db, owner, tasks.batch_id, seen, digest)
                     return None if known is None else (*known, False)
             db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created, updated) VALUES (?, ?, ?, ?)",
                        (group_id, owner, now, now))
@@ -441,18 +441,8 @@ class SQLiteStore(RoutingMethods, Store):
             if placed:
                 routes.count_placed(db, group_id, {p.endpoint_id: p.count for p in placed})
             if tasks.batch_id is not None:
-                db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, first, count, now))
+                batches.remember(db, tasks.batch_id, owner, group_id, first, count, now, digest)
         return group_id, task_ids, True
-
-    @staticmethod
-    def _batch_seen(db: sqlite3.Connection, owner: str, seen: tuple[Any, ...]) -> tuple[str, list[str]] | None:
-        batch_owner, group_id, first, count = seen
-        if batch_owner != owner:
-            return None
-        rows = db.execute("SELECT id FROM tasks WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
-                          (first, first + count - 1)).fetchall()
-        return group_id, [r[0] for r in rows]
 
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
         with self._read() as db:

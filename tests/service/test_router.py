@@ -136,3 +136,10 @@ def test_a_batch_is_placed_at_submit_unless_tasks_of_its_route_wait(world: World
     assert counts is not None and (counts.running, counts.waiting) == (10, 20)
     world.router.route_added(added.route_id, added.waiting)
     assert world.router.plan_now(added.route_id, spec, ["a", "b"], 5, NOW) == []  # never overtakes those
+
+
+def test_reported_labels_are_kept_only_as_small_plain_data(world: World) -> None:
+    world.online("a", 1, site="aps", cost_per_core_hour=0.02, near=["b7", 7, "x" * 300], big="y" * 300,
+                 nan=float("nan"), nested={"a": 1})
+    labels = world.store.endpoint_reports(["a"])["a"].report["labels"]
+    assert labels == {"site": "aps", "cost_per_core_hour": 0.02, "near": ["b7"], "big": "y" * 256}
