@@ -10,7 +10,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pytest
-from service_helpers import Api, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, ServiceProcess
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import msgpack
-from service_helpers import Api, Reply, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, Reply, ServiceProcess
 
 
 def pending_group(api: Api) -> str:
