@@ -231,7 +231,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     rss.rediscover()
                     warm_up(executor, kind, count, tally)
                     durations = measure_latency(executor, kind, samples, tally)
-                    per_size = max(20, samples // 4)
+                    per_size = max(5, samples // 4)
                     by_size = measure_latency_by_size(executor, per_size)
                     rss.rediscover()
                     elapsed = measure_streamed_throughput(executor, kind, count, tally)
