@@ -27,6 +27,7 @@ processes binding with ``SO_REUSEPORT`` work unchanged; the bounds then hold per
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from waitress.adjustments import Adjustments
@@ -43,13 +44,18 @@ CHECKS_PER_TIMEOUT = 4
 class BoundedServer(TcpWSGIServer):  # type: ignore[misc]
     """Waitress's TCP server with per-peer and total bounds enforced by closing idle connections."""
 
+    next_channel_cleanup: float
+
     def __init__(self, application: Any, *, max_connections_per_peer: int, adj: Adjustments) -> None:
         self.max_connections_per_peer = max_connections_per_peer
         super().__init__(application, adj=adj)
 
     def readable(self) -> bool:
-        """Run waitress's idle check; keep accepting at the limit (``handle_accept`` makes room)."""
-        super().readable()
+        """Waitress's idle check, and accept even at the limit (``handle_accept`` makes room)."""
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)  # marks connections idle past channel_timeout to be closed
         return bool(self.accepting)
 
     def handle_accept(self) -> None:

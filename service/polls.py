@@ -15,9 +15,10 @@ requests) and at most ``max_polls_per_user`` per user.
   waiting). A client that starts watching another task group re-polls with the groups it
   watches, and so holds one slot, however many ``Executor``\\ s it serves.
 
-``long_poll`` is the waiting loop the result routes share: it re-reads the store when the
-``ResultSignal`` rings (a result was committed), at least every second, until there is
-something to answer, the wait is over, the slot is taken back, or the service stops.
+``long_poll`` is the waiting loop the result routes share: it asks for a slot only when
+the first read found nothing, then re-reads the store when the ``ResultSignal`` rings (a
+result was committed), at least every second, until there is something to answer, the
+wait is over, the slot is taken back, or the service stops.
 """
 
 from __future__ import annotations
@@ -105,26 +106,33 @@ class PollSlots:
         return next(slot for slot in self._slots if slot.user_id == largest)
 
 
-def poll_after(wait: float, slot: PollSlot | None) -> float:
-    """What a poll answers as ``poll_after``: 0 unless it asked to wait and could not, or
-    its slot was taken back for another user."""
-    if wait <= 0:
-        return 0.0
-    return POLL_AFTER if slot is None else slot.poll_after
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """How a long-poll ended: whether it waited (then it costs no rate-limit token) and the
+    ``poll_after`` its answer carries."""
+
+    waited: bool
+    poll_after: float
 
 
-def long_poll(signal: ResultSignal, slot: PollSlot | None, wait: float, read: Callable[[], bool]) -> bool:
+def long_poll(slots: PollSlots, user_id: str, watcher: str | None, wait: float,
+              read: Callable[[], bool]) -> PollOutcome:
     """Call ``read`` (True: there is something to answer) until it says so, ``wait`` seconds
-    have passed, ``slot`` is taken back or the service stops. Returns whether it waited at
-    all (a poll that waited costs its user no rate-limit token)."""
+    have passed, the poll's slot is taken back or the service stops. A slot is asked for
+    only once the first read found nothing."""
+    signal = slots.signal
     deadline = time.monotonic() + wait
-    waited = False
-    while True:
-        generation = signal.generation
-        if read():
-            return waited
-        remaining = deadline - time.monotonic()
-        if slot is None or slot.released or remaining <= 0 or signal.closed:
-            return waited
-        signal.wait(generation, min(remaining, REREAD_PERIOD), lambda: slot.released)
-        waited = True
+    generation = signal.generation  # before the read: a result committed after it rings a new generation
+    if read() or wait <= 0 or signal.closed:
+        return PollOutcome(False, 0.0)
+    slot = slots.acquire(user_id, watcher)
+    if slot is None:
+        return PollOutcome(False, POLL_AFTER)
+    try:
+        while True:
+            signal.wait(generation, min(deadline - time.monotonic(), REREAD_PERIOD), lambda: slot.released)
+            generation = signal.generation
+            if read() or slot.released or time.monotonic() >= deadline or signal.closed:
+                return PollOutcome(True, slot.poll_after)
+    finally:
+        slots.release(slot)

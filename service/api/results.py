@@ -26,7 +26,7 @@ from flask import Blueprint, Response
 from service.api.common import charge_rate_limit, current_user, field, msgpack_body, msgpack_response, services
 from service.errors import BadRequest
 from service.openapi import operation
-from service.polls import long_poll, poll_after
+from service.polls import long_poll
 from service.records import ResultPage
 
 blueprint = Blueprint("results", __name__)
@@ -65,17 +65,12 @@ def poll() -> Response:
                 break
         return any(page.task_ids for page in pages.values()) or all(not page.pending for page in pages.values())
 
-    slot = parts.polls.acquire(user_id, watcher) if wait > 0 and owned else None
-    try:
-        waited = long_poll(parts.signal, slot, wait, read)
-    finally:
-        if slot is not None:
-            parts.polls.release(slot)
-    if not waited:
+    outcome = long_poll(parts.polls, user_id, watcher, wait, read)
+    if not outcome.waited:
         charge_rate_limit()
     return msgpack_response({"groups": {group: _page(page) for group, page in pages.items()},
                              "missing": [group for group in cursors if group not in owned],
-                             "poll_after": poll_after(wait, slot) if owned else 0.0})
+                             "poll_after": outcome.poll_after})
 
 
 def _cursors(groups: dict[Any, Any]) -> dict[str, int]:

@@ -54,7 +54,7 @@ from flask import Blueprint, Response
 from service.api.common import charge_rate_limit, current_user, msgpack_response, query_number, services
 from service.errors import NotFound
 from service.openapi import operation
-from service.polls import long_poll, poll_after
+from service.polls import long_poll
 from service.records import ResultPage
 
 blueprint = Blueprint("task_groups", __name__)
@@ -133,21 +133,16 @@ def results(task_group_id: str) -> Response:
     limit = query_number("limit", parts.config.max_results, 1, parts.config.max_results, integer=True)
     if after:
         parts.store.acknowledge(task_group_id, after)  # the client holds these: they may go
-    slot = parts.polls.acquire(current_user().user_id, None) if wait > 0 else None
     pages: list[ResultPage] = []
 
     def read() -> bool:
         pages[:] = [parts.store.results_after(task_group_id, after, limit)]
         return bool(pages[0].task_ids or not pages[0].pending)
 
-    try:
-        waited = long_poll(parts.signal, slot, wait, read)
-    finally:
-        if slot is not None:
-            parts.polls.release(slot)
-    if not waited:
+    outcome = long_poll(parts.polls, current_user().user_id, None, wait, read)
+    if not outcome.waited:
         charge_rate_limit()
     page = pages[0]
     return msgpack_response({"task_group_id": task_group_id, "task_ids": page.task_ids, "kinds": page.kinds,
                              "payloads": page.payloads, "cursor": page.cursor, "pending": page.pending,
-                             "poll_after": poll_after(wait, slot)})
+                             "poll_after": outcome.poll_after})
