@@ -19,6 +19,7 @@ its ``Executor``\\ s this way, so it holds one long-poll slot.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, Response
@@ -85,7 +86,7 @@ def _cursors(groups: dict[Any, Any]) -> dict[str, int]:
 
 
 def _number(value: float, name: str, high: float, low: float = 0.0) -> float:
-    if value != value:  # NaN
+    if math.isnan(value):
         raise BadRequest(f"field {name!r} must be a number")
     return min(high, max(low, value))
 

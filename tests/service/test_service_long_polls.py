@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 from tests.support import poll_until
@@ -117,7 +117,8 @@ def waiting_poll(api: Api, group: str, body: dict[str, Any]) -> list[Reply]:
     first makes the poll answer at once, so it is started again)."""
     while True:
         answers: list[Reply] = []
-        threading.Thread(target=lambda: answers.append(multi_poll(api, body)), daemon=True).start()
-        poll_until(lambda: answers or api.results(group, wait=0.01)["poll_after"] > 0, "the poll to wait")
+        threading.Thread(target=lambda found=answers: found.append(multi_poll(api, body)), daemon=True).start()
+        poll_until(lambda found=answers: found or api.results(group, wait=0.01)["poll_after"] > 0,
+                   "the poll to wait")
         if not answers:
             return answers
