@@ -19,9 +19,16 @@ So a flood of idle connections costs the flooder its own oldest connections, and
 authenticated request from anyone is accepted at once. Keep-alive clients (urllib3, the SDK)
 notice a connection the server closed before reusing it and open a new one.
 
-Several service processes (issue 18) each run a ``BoundedServer``: waitress takes an
-already-bound socket (``sockets=``), so forked workers sharing one listening socket or
-processes binding with ``SO_REUSEPORT`` work unchanged; the bounds then hold per process.
+Why wrap waitress rather than change servers: gunicorn's threaded worker keeps idle
+keep-alive connections apart from its threads (``worker_connections``, ``keepalive``) but
+has no per-peer bound either, holds a thread per long-poll just the same, and does not run
+on Windows; cheroot has neither bound. The wrapper is about fifty lines on waitress's
+documented server class, and keeps the one pure-Python server the service is tested on.
+Several service processes (issue 18) each run a ``BoundedServer``: waitress's server takes
+an already-bound socket, so forked workers sharing one listening socket or processes
+binding with ``SO_REUSEPORT`` work unchanged; the bounds then hold per process. Behind a
+reverse proxy every peer is the proxy: raise ``max_connections_per_peer`` there and let
+the proxy bound its clients.
 """
 
 from __future__ import annotations
