@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 CHARGED_ON_ANSWER = frozenset({"task_groups.results", "results.poll"})
-"""Long-poll routes: they count against the rate limit only if they answer without waiting."""
+"""Long-poll routes: refused when their user has no token left, but they take one only if
+they answer without waiting."""
 _HTTP_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
@@ -81,9 +82,8 @@ def _authenticate() -> None:
     if user is None:
         raise Unauthorized("the bearer token is not valid")
     g.user = user
-    if request.endpoint in CHARGED_ON_ANSWER:
-        return
-    wait = services().limiter.acquire(user.user_id)
+    limiter = services().limiter
+    wait = limiter.wait_time(user.user_id) if request.endpoint in CHARGED_ON_ANSWER else limiter.acquire(user.user_id)
     if wait > 0:
         raise RateLimited(wait)
 

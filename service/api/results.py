@@ -32,7 +32,7 @@ from service.records import ResultPage
 
 blueprint = Blueprint("results", __name__)
 
-MAX_GROUPS = 10_000
+MAX_GROUPS = 1_000
 MAX_WATCHER_CHARS = 64
 
 
