@@ -63,7 +63,8 @@ class ResultWatcher:
         with self._lock:
             if executor not in self._watched:
                 self._watched.append(executor)
-            if not self._alive or (group is not None and self._polled is not None and group[0] not in self._polled):
+            uncovered = self._polled is not None and group is not None and group[0] not in self._polled
+            if group is not None and (not self._alive or uncovered):
                 self._start_loop()
             self._lock.notify_all()
 
