@@ -31,7 +31,8 @@ class ServiceConfig:
     ``max_polls_per_user`` for one user (``service.polls``). At most ``max_connections``
     connections are open, ``max_connections_per_peer`` from one address; a new one past
     either bound closes the oldest idle connection (of that address) to make room, and a
-    connection idle for ``idle_timeout`` seconds is closed (``service.http``).
+    connection idle for ``idle_timeout`` seconds (whole seconds, at least 1) is closed
+    (``service.http``).
     endpoints connect to the forwarder on ``forwarder_host``:``forwarder_port`` and are told
     ``forwarder_public_address`` (None: ``tcp://forwarder_host:port``).
 
