@@ -140,10 +140,11 @@ class Client:
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
         self._watcher: ResultWatcher | None = None
+        self._watcher_lock = threading.Lock()
 
     def results_watcher(self) -> ResultWatcher:
         """The one thread that long-polls results for all executors of this client (``sdk.watcher``)."""
-        with self._functions_lock:
+        with self._watcher_lock:
             if self._watcher is None:
                 self._watcher = ResultWatcher(self)
             return self._watcher
