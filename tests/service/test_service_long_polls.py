@@ -122,3 +122,15 @@ def waiting_poll(api: Api, group: str, body: dict[str, Any]) -> list[Reply]:
                    "the poll to wait")
         if not answers:
             return answers
+
+
+def test_a_malformed_multi_group_poll_is_400_naming_the_field(start_service: Callable[..., ServiceProcess]) -> None:
+    service = start_service()
+    api = Api(service.url, service.add_user("gina"))
+    group = pending_group(api)
+    for body, named in [({"groups": [group]}, "groups"), ({"groups": {group: -1}}, f"groups.{group}"),
+                        ({"groups": {group: 0}, "wait": float("nan")}, "wait"),
+                        ({"groups": {group: 0}, "watcher": "w" * 65}, "watcher")]:
+        reply = multi_poll(api, body)
+        assert reply.status == 400 and reply.json()["error"]["field"] == named, (body, reply)
+    assert api.results(group)["pending"] == 1, "nothing was lost"
