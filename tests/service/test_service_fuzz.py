@@ -82,7 +82,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     service = ServiceProcess(tmp_path_factory.mktemp("fuzz"), rate_limit=0, max_task_bytes=4096,
-                             max_batch_tasks=64, max_request_bytes=256 * 1024)
+                             max_batch_tasks=64, max_request_bytes=256 * 1024,
+                             max_wait=0.05)  # fuzzed long-polls stay short
     try:
         keeper = Api(service.url, service.add_user("keeper"))
         keeper_endpoint = keeper.register_endpoint("kept")["endpoint_id"]
@@ -153,6 +154,8 @@ def templates(world: World) -> dict[str, dict[str, Any]]:
         "/v1/endpoint_groups": {"name": "fleet", "endpoint_ids": [world.endpoint_id]},
         "/v1/endpoint_groups/{endpoint_group}/sharing": {"public": False, "users": ["keeper"],
                                                          "groups": [world.user_group]},
+        "/v1/results": {"groups": {world.own_group: 0, world.kept_group: 0}, "wait": 0.01, "limit": 10,
+                        "watcher": "fuzzer"},
     }
 
 
@@ -161,7 +164,7 @@ ROUTES = [("POST", "/v1/batches"), ("POST", "/v1/functions"), ("POST", "/v1/endp
           ("PUT", "/v1/endpoints/{endpoint}/sharing"), ("PUT", "/v1/endpoints/{endpoint}/allowed_functions"),
           ("PUT", "/v1/functions/{function}/sharing"), ("POST", "/v1/groups"),
           ("POST", "/v1/groups/{user_group}/members"), ("POST", "/v1/endpoint_groups"),
-          ("PUT", "/v1/endpoint_groups/{endpoint_group}/sharing")]
+          ("PUT", "/v1/endpoint_groups/{endpoint_group}/sharing"), ("POST", "/v1/results")]
 
 
 def ids(world: World) -> dict[str, list[str]]:
@@ -211,7 +214,7 @@ class Request:
 
 @st.composite
 def requests(draw: st.DrawFn, world: World, method: str, route: str) -> Request:
-    as_msgpack = route == "/v1/batches"
+    as_msgpack = route in ("/v1/batches", "/v1/results")
     template = templates(world)[route]
     value = draw(mutated(template, (msgpack_values if as_msgpack else json_values) | hostile_values))
     body = draw(encoded(value, as_msgpack))
