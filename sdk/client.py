@@ -135,6 +135,14 @@ class Client:
         """``{"user_id", "name"}`` of the token's user."""
         return self._json("GET", "/v1/auth/whoami")
 
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Your tokens: ``token_id`` (the part of a token before its dot), ``name``, ``created``."""
+        return list(self._json("GET", "/v1/auth/tokens")["tokens"])
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke one of your tokens (this client's own too): refused from the next request on."""
+        self._request("DELETE", f"/v1/auth/tokens/{quote(token_id.partition('.')[0], safe='')}")
+
     # -- functions ---------------------------------------------------------------------
     def register_function(self, function: Callable[..., Any], *, name: str | None = None,
                           description: str = "") -> str:

@@ -4,6 +4,7 @@ Everything lives under ``fabric_home()``: ``$FABRIC_HOME``, else ``~/.fabric``::
 
     credentials.json          {"service_url": ..., "token": ...}   (mode 0600)
     endpoints/NAME/           one configured endpoint (``fabric endpoint configure NAME``)
+    service/                  a service's data directory, by default (``fabric service ...``)
 
 A ``Client`` finds its service and token in this order: the arguments it is given, the
 environment (``FABRIC_SERVICE_URL``, ``FABRIC_TOKEN``), then ``credentials.json``.
@@ -16,18 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabric.config import HOME_VARIABLE, fabric_home  # noqa: F401 - where the SDK's callers find them
 from fabric.errors import ConfigError
 
-HOME_VARIABLE = "FABRIC_HOME"
 TOKEN_VARIABLE = "FABRIC_TOKEN"
 SERVICE_VARIABLE = "FABRIC_SERVICE_URL"
 CREDENTIALS_FILE = "credentials.json"
-
-
-def fabric_home() -> Path:
-    """The folder of the user's fabric files (not created here)."""
-    home = os.environ.get(HOME_VARIABLE)
-    return Path(home).expanduser() if home else Path.home() / ".fabric"
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,9 +199,11 @@ def make_private(path: str) -> None:
 def check_integrity(db: sqlite3.Connection, path: str) -> None:
     """``PRAGMA quick_check``: ``StoreError`` saying what is damaged, in one line."""
     try:
-        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        found = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
     except sqlite3.DatabaseError as exc:
-        problems = [str(exc)]
+        found = [str(exc)]
+    problems = [line.strip() for text in found for line in text.splitlines()
+                if line.strip() and not line.startswith("*** in database")]
     if problems != ["ok"]:
         shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         raise StoreError(f"the store {path} is damaged ({shown}): restore it from a backup, or save what "
