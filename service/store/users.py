@@ -11,7 +11,8 @@ Removing a user deletes their tokens, identities and group memberships, the grou
 own, what was shared with them, and their endpoints (an endpoint's key is refused at the
 next connection, a live connection is closed within a forwarder tick) and functions
 (hidden, as by ``delete_function``: tasks already accepted still get their bodies). Tasks
-and results stay until the purge expires them.
+and results stay until the purge expires them. A user of an identity provider (Globus
+Auth) comes back as a new, empty user at their next request: revoke them at the provider.
 
 Each function here runs on the caller's connection, inside the caller's transaction.
 """
