@@ -1,6 +1,6 @@
 """Where the fabric keeps a user's files, and the token ``fabric login`` stores.
 
-Everything lives under ``fabric_home()``: ``$FABRIC_HOME``, else ``~/.fabric``::
+Everything lives under ``fabric.home.fabric_home()``: ``$FABRIC_HOME``, else ``~/.fabric``::
 
     credentials.json          {"service_url": ..., "token": ...}   (mode 0600)
     endpoints/NAME/           one configured endpoint (``fabric endpoint configure NAME``)
@@ -19,6 +19,10 @@ from pathlib import Path
 
 from fabric.config import HOME_VARIABLE, fabric_home  # noqa: F401 - where the SDK's callers find them
 from fabric.errors import ConfigError
+from fabric.home import HOME_VARIABLE, fabric_home
+
+__all__ = ["CREDENTIALS_FILE", "HOME_VARIABLE", "SERVICE_VARIABLE", "TOKEN_VARIABLE", "Credentials", "fabric_home",
+           "forget_credentials", "resolve", "store_credentials", "stored_credentials"]
 
 TOKEN_VARIABLE = "FABRIC_TOKEN"
 SERVICE_VARIABLE = "FABRIC_SERVICE_URL"

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import psutil
-from service_helpers import TIMEOUT, poll_until
+from tests.support import TIMEOUT, poll_until
 
 from service.store import NewTasks, SQLiteStore
 
