@@ -11,21 +11,10 @@ import dataclasses
 import ipaddress
 import json
 import math
-import os
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
 
 from fabric.errors import ConfigError
-
-HOME_VARIABLE = "FABRIC_HOME"
-
-
-def fabric_home() -> Path:
-    """The folder of the user's fabric files: ``$FABRIC_HOME``, else ``~/.fabric`` (not created
-    here). Credentials, endpoints and, by default, a service's data directory live in it."""
-    home = os.environ.get(HOME_VARIABLE)
-    return Path(home).expanduser() if home else Path.home() / ".fabric"
 
 T = TypeVar("T", bound="_JsonConfig")
 

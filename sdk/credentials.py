@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabric.config import HOME_VARIABLE, fabric_home  # noqa: F401 - where the SDK's callers find them
 from fabric.errors import ConfigError
 from fabric.home import HOME_VARIABLE, fabric_home
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fabric.config import fabric_home
+from fabric.home import fabric_home
 from fabric.errors import ConfigError
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")

@@ -7,15 +7,16 @@ name the caller already registered returns that endpoint without touching its ke
 lookup, 200, no ``secret_key``) unless the request asks ``"rotate_keys": true`` (as
 ``fabric endpoint start`` does): then the reply carries a new key pair, and a connection
 made with the old one is closed (a process holding it cannot connect again).
-``GET /v1/endpoints?name=NAME`` finds endpoints by name without registering anything. ``allowed_functions`` (a list of function
-ids, or null for any function; left out: unchanged) is the endpoint's allow-list: a batch
-for another function is refused with 403 ``function_not_allowed``. The endpoint's own
-configuration enforces its list again before anything runs.
+``GET /v1/endpoints?name=NAME`` finds endpoints by name without registering anything.
+``allowed_functions`` (a list of function ids, or null for any function; left out:
+unchanged) is the endpoint's allow-list: a batch for another function is refused with 403
+``function_not_allowed``. The endpoint's own configuration enforces its list again before
+anything runs.
 
 An endpoint is private to its owner until shared (``PUT /v1/endpoints/<id>/sharing``, see
 ``service.api.sharing``): a user it is shared with (directly, through a group, or because
 it is public) may see its status and submit tasks to it; only the owner sees its host,
-changes its sharing or allow-list, or registers it again. Listing shows the caller's
+changes its sharing or allow-list, or rotates its keys. Listing shows the caller's
 endpoints and those shared with them or their groups (public ones are reached by id).
 """
 

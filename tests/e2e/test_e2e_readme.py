@@ -23,7 +23,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import TIMEOUT, alive, poll_until
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import alive
 
 import fabric
 

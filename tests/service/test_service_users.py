@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import zmq
-from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
 from fabric import Client
 from fabric.errors import AuthError
