@@ -92,7 +92,8 @@ def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
     remove = actions.add_parser("remove-user", help="remove a user and everything they own or were given",
                                 description="Remove user NAME (or id): their tokens, identities, endpoints "
                                             "(their keys are refused at once), functions, groups and "
-                                            "sharing. Their tasks and results go with the purge.")
+                                            "sharing; their tasks not yet sent are cancelled (those already "
+                                            "sent finish). Results go with the purge.")
     remove.add_argument("name", metavar="NAME")
     _data_dir(remove)
     status = actions.add_parser("status", help="what the store holds (works while the service runs, or not)",
@@ -224,16 +225,21 @@ def _revoke_token(args: argparse.Namespace) -> int:
 
 
 def _remove_user(args: argparse.Namespace) -> int:
+    import time
+
     store = _open_store(args)
     try:
         user = store.find_user(args.name)
         if user is None:
             raise ConfigError(f"no user {args.name!r}")
         tokens = len(store.list_tokens(user.user_id))
-        store.remove_user(user.user_id)
+        unfinished = store.remove_user(user.user_id) or []
+        outcomes = [store.cancel_group(group_id, time.time()) for group_id in unfinished]
     finally:
         store.close()
-    print(f"removed user {user.name} ({user.user_id}) and {tokens} token(s)")
+    sent = sum(len(ids) for outcome in outcomes for ids in outcome.dispatched.values())
+    print(f"removed user {user.name} ({user.user_id}) and {tokens} token(s); cancelled "
+          f"{sum(outcome.cancelled for outcome in outcomes)} task(s) not yet sent ({sent} already sent finish)")
     return 0
 
 

@@ -42,10 +42,11 @@ class Store(abc.ABC):
         """Delete the token (only if it is ``user_id``'s, unless None): refused from the next request on."""
 
     @abc.abstractmethod
-    def remove_user(self, user_id: str) -> bool:
+    def remove_user(self, user_id: str) -> list[str] | None:
         """Delete the user, their tokens and identities, their groups and memberships, their
-        endpoints and functions and what they shared or was shared with them (tasks stay
-        until purged); False if there is no such user."""
+        endpoints and functions and what they shared or was shared with them; returns the
+        ids of their task groups with unfinished tasks (``cancel_group`` stops them), None
+        if there is no such user."""
 
     @abc.abstractmethod
     def user_for_identity(self, provider: str, subject: str, username: str) -> User:

@@ -221,12 +221,11 @@ class SQLiteStore(Store):
         with self._write() as db:
             return users.revoke_token(db, token_id, user_id)
 
-    def remove_user(self, user_id: str) -> bool:
+    def remove_user(self, user_id: str) -> list[str] | None:
         with self._write() as db:
             if db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
-                return False
-            users.remove_user(db, user_id)
-        return True
+                return None
+            return users.remove_user(db, user_id)
 
     def user_for_identity(self, provider: str, subject: str, username: str) -> User:
         with self._read() as db:  # the usual case: known, same username; no write lock taken

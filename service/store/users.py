@@ -10,8 +10,10 @@ token up, so a revocation or a removal holds from the next request on.
 Removing a user deletes their tokens, identities and group memberships, the groups they
 own, what was shared with them, and their endpoints (an endpoint's key is refused at the
 next connection, a live connection is closed within a forwarder tick) and functions
-(hidden, as by ``delete_function``: tasks already accepted still get their bodies). Tasks
-and results stay until the purge expires them. A user of an identity provider (Globus
+(hidden, as by ``delete_function``: tasks already accepted still get their bodies). Their
+task groups still unfinished are named for the caller to cancel (``fabric service
+remove-user`` does: tasks not yet sent never run; those already sent finish); results
+stay until the purge expires them. A user of an identity provider (Globus
 Auth) comes back as a new, empty user at their next request: revoke them at the provider.
 
 Each function here runs on the caller's connection, inside the caller's transaction.
@@ -83,8 +85,11 @@ def revoke_token(db: sqlite3.Connection, token_id: str, user_id: str | None) -> 
                       (token_id, user_id)).rowcount > 0
 
 
-def remove_user(db: sqlite3.Connection, user_id: str) -> None:
-    """The user and everything that lets anyone act as them or reach what they own."""
+def remove_user(db: sqlite3.Connection, user_id: str) -> list[str]:
+    """The user and everything that lets anyone act as them or reach what they own; returns
+    the ids of their task groups with unfinished tasks (for the caller to cancel)."""
+    unfinished = [row[0] for row in db.execute("SELECT id FROM task_groups WHERE owner = ? "
+                                               "AND finished_count < task_count", (user_id,))]
     for (group_id,) in db.execute("SELECT id FROM groups WHERE owner = ?", (user_id,)).fetchall():
         access.delete_group(db, group_id)
     for statement in ("DELETE FROM tokens WHERE user_id = ?", "DELETE FROM identities WHERE user_id = ?",
@@ -93,6 +98,7 @@ def remove_user(db: sqlite3.Connection, user_id: str) -> None:
                       "DELETE FROM users WHERE id = ?"):
         db.execute(statement, (user_id,))
     db.execute("DELETE FROM grants WHERE grantee = ?", (access.grantee_of_user(user_id),))
+    return unfinished
 
 
 def new_user(db: sqlite3.Connection, name: str) -> tuple[str, bool]:

@@ -73,10 +73,19 @@ def test_a_removed_user_is_refused_and_loses_endpoints_and_sharing(
     poll_until(lambda: fake.pump() is not None and bob.get(f"/v1/endpoints/{endpoint['endpoint_id']}").json()
                ["status"] == "online", "alice's endpoint to be online")
 
+    bobs = bob.register_endpoint("bobs")  # offline: alice's tasks wait there
+    assert bob.call("PUT", f"/v1/endpoints/{bobs['endpoint_id']}/sharing", json_body={"users": ["alice"]}).status == 200
+    function_id = alice.register_function(b"body")
+    assert alice.submit({"endpoint_id": bobs["endpoint_id"], "function_id": function_id,
+                         "args": [b"a", b"b", b"c"]}).status == 201
+    assert bob.get(f"/v1/endpoints/{bobs['endpoint_id']}").json()["waiting_tasks"] == 3
+
     removed = operator(service, "remove-user", "alice")
     assert removed.returncode == 0 and "alice" in removed.stdout, removed.stderr
+    assert "cancelled 3 task(s) not yet sent" in removed.stdout
     assert alice.get("/v1/auth/whoami").status == 401
     assert bob.get(f"/v1/endpoints/{endpoint['endpoint_id']}").status == 404
+    assert bob.get(f"/v1/endpoints/{bobs['endpoint_id']}").json()["waiting_tasks"] == 0  # none of hers will run
     poll_until(lambda: any(isinstance(m, Shutdown) for m in fake.pump() + fake.received),
                "the removed user's endpoint to be told to stop")
     users = operator(service, "users")
