@@ -85,9 +85,7 @@ def register_endpoint() -> tuple[dict[str, Any], int]:
     if not 0 < len(name) <= 128:
         raise InvalidField("name", "must have 1 to 128 characters")
     allowed = _allowed_functions(data, "allowed_functions")
-    rotate = data.get("rotate_keys", False)
-    if not isinstance(rotate, bool):
-        raise BadRequest("rotate_keys must be true or false")
+    rotate: bool = field(data, "rotate_keys", bool, required=False, default=False)
     keys = new_key_pair()  # used if the endpoint is new or asks for new keys; the secret is never stored
     record, created = services().store.register_endpoint(current_user().user_id, name, keys.public,
                                                          rotate_keys=rotate, allowed_functions=allowed)

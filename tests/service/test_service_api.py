@@ -110,7 +110,8 @@ def test_endpoints_register_and_status(alice: Api, bob: Api) -> None:
     assert rotated.json()["keys_rotated"] and len(rotated.json()["secret_key"]) == 40
     assert (rotated.json()["public_key"], rotated.json()["secret_key"]) != (endpoint["public_key"],
                                                                             endpoint["secret_key"])
-    assert alice.post("/v1/endpoints", json_body={"name": "x", "rotate_keys": "yes"}).status == 400
+    refused = alice.post("/v1/endpoints", json_body={"name": "x", "rotate_keys": "yes"})
+    assert refused.status == 400 and refused.json()["error"]["field"] == "rotate_keys", refused
     status = alice.get(f"/v1/endpoints/{endpoint['endpoint_id']}").json()
     assert (status["status"], status["outstanding_tasks"], status["waiting_tasks"]) == ("offline", 0, 0)
     assert bob.get(f"/v1/endpoints/{endpoint['endpoint_id']}").status == 404
