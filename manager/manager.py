@@ -431,10 +431,13 @@ class Manager:
         self.dying.clear()
 
     def terminate(self, signum: int, frame: object) -> None:
-        """SIGTERM handler. From the kernel because our parent died (a local block's
-        interchange): abandon at once, here. Else the batch scheduler (or a provider
-        cancelling the block) ends us: only the reason is set; the loop sees it when the
-        wake-up descriptor ends its poll, and leaves cleanly."""
+        """SIGTERM handler: no worker begins another task from now on. From the kernel
+        because our parent died (a local block's interchange): abandon at once, here. Else
+        the batch scheduler (or a provider cancelling the block) ends us, and the loop
+        leaves cleanly when the wake-up descriptor ends its poll. (The parent-death signal
+        of a multi-threaded interchange may come while a thread of it still lives, as our
+        parent: then the closed connection tells, a moment later.)"""
+        self.control.stop()  # leaving either way: no worker begins another task from now on
         if self.parent_pid is not None and not parent_alive(self.parent_pid):
             if not self.abandoned:
                 self.abandon("its parent process exited")
