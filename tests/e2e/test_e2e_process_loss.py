@@ -20,6 +20,7 @@ import pytest
 from e2e_helpers import TIMEOUT, descendants, living, poll_until, read_pid, wait_gone, worker_processes
 
 from fabric.errors import EndpointError, EndpointShutdown, ManagerLost
+from fabric.process import child_environment
 
 LOSS_HEARTBEATS = {"heartbeat_period": 0.2, "heartbeat_threshold": 1.0}
 
@@ -156,6 +157,37 @@ def test_interchange_killed_fails_pending_futures_and_leaves_no_orphans(make_end
         endpoint.submit(fns.square, 1)
     with pytest.raises(EndpointError):
         endpoint.status()
+
+
+def test_a_manager_elsewhere_stops_when_its_interchange_s_connection_closes(make_endpoint, tmp_path) -> None:
+    """Issue 12, item 14: a manager that is not the interchange's child (a batch job's, on
+    another node) gets no parent-death signal. When the interchange dies its connection
+    closes: the manager kills its workers and exits then, long before ``heartbeat_threshold``,
+    and none of the tasks it had prefetched ever begins."""
+    endpoint = make_endpoint(workers=1, managers=0, heartbeat_period=0.2, heartbeat_threshold=10 * TIMEOUT)
+    address = poll_until(lambda: endpoint.manager_address, "the interchange to start")
+    config = endpoint.config.manager_config("elsewhere-1", address)
+    manager = subprocess.Popen([sys.executable, "-m", "manager", "--config", config.to_json()],
+                               env=child_environment(), stdin=subprocess.DEVNULL)
+    try:
+        poll_until(lambda: endpoint.status().managers, "the manager to register")
+        workers = worker_processes(manager.pid)
+        log, gate = tmp_path / "runs", tmp_path / "gate"
+        log.mkdir()
+        futures = [endpoint.submit_task(fns.log_manager_then_wait, (str(log), i, str(gate))) for i in range(4)]
+        poll_until(lambda: runs_of(log, [0])[0], "the first task to begin")
+
+        os.kill(endpoint._process.pid, signal.SIGKILL)
+        manager.wait(TIMEOUT)
+        gate.touch()
+        wait_gone(workers, "the manager's workers")
+        assert runs_of(log, range(4)) == {0: 1, 1: 0, 2: 0, 3: 0}
+        for future in futures:
+            with pytest.raises(EndpointError):
+                future.result(TIMEOUT)
+    finally:
+        manager.kill()
+        manager.wait()
 
 
 def test_frozen_interchange_managers_exit_and_pending_futures_fail(make_endpoint, tmp_path) -> None:
