@@ -51,7 +51,7 @@ from fabric import protocol
 from fabric.config import ManagerConfig
 from fabric.control import WorkerControl
 from fabric.errors import ConfigError, ProtocolError
-from fabric.process import child_environment, exit_with_parent, parent_alive, pidfd, spawn, stop
+from fabric.process import child_environment, exit_with_parent, parent_alive, pidfd, spawn
 from fabric.streams import MessageStream, stream_pair
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
