@@ -15,9 +15,8 @@ import e2e_functions as fns
 import psutil
 import pytest
 import zmq
-from e2e_helpers import TIMEOUT
-from test_e2e_manager_curve import handshake, manager_configs
-from test_e2e_protocol_abuse import zmq_context  # noqa: F401 - a fixture
+from tests.support import TIMEOUT
+from tests.support.interchange import handshake, manager_configs
 
 
 def non_loopback_address() -> str | None:
@@ -38,7 +37,7 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_block_s_manager_connects_over_a_non_loopback_address(make_endpoint, zmq_context) -> None:  # noqa: F811
+def test_a_block_s_manager_connects_over_a_non_loopback_address(make_endpoint, zmq_context) -> None:
     host = non_loopback_address()
     if host is None:
         pytest.skip("this machine has no network interface with a non-loopback IPv4 address")
