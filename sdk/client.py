@@ -253,10 +253,13 @@ class Client:
     # -- tasks -------------------------------------------------------------------------
     def submit_batch(self, endpoint_id: str, function_ids: str | Sequence[str], arguments: Sequence[bytes], *,
                      task_group_id: str | None = None, retries: int = 0,
-                     resource_spec: dict[str, Any] | None = None, batch_id: str | None = None) -> SubmittedBatch:
+                     resource_spec: dict[str, Any] | None = None, batch_id: str | None = None,
+                     depends_on: Sequence[Sequence[str]] | None = None) -> SubmittedBatch:
         """Submit tasks in one request: ``arguments`` are serialized ``(args, kwargs)`` payloads
         (``fabric.serialize.serialize_arguments``), one per task; ``function_ids`` one id for
-        all, or one per task. Safe to retry: the batch carries ``batch_id`` (new if None)."""
+        all, or one per task. ``depends_on``: per task, the ids of the tasks its arguments
+        refer to (``fabric.dependencies``); it runs once they finished. Safe to retry: the
+        batch carries ``batch_id`` (new if None)."""
         body: dict[str, Any] = {"endpoint_id": endpoint_id, "args": list(arguments),
                                 "batch_id": batch_id or str(uuid.uuid4()), "retries": retries}
         if isinstance(function_ids, str):
@@ -267,6 +270,8 @@ class Client:
             body["task_group_id"] = task_group_id
         if resource_spec is not None:
             body["resource_spec"] = resource_spec
+        if depends_on is not None:
+            body["depends_on"] = [list(ids) for ids in depends_on]
         encoded, headers = compress(msgpack.packb(body, use_bin_type=True))
         reply = self._json("POST", "/v1/batches", body=encoded, headers={"Content-Type": MSGPACK, **headers})
         return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]))

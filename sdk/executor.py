@@ -40,7 +40,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fabric.errors import AuthError, BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
+from fabric.errors import (AuthError, BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, SerializationError,
+                           ServiceError)
+from fabric.dependencies import NotAFabricFuture, collect_inputs, reduce_task_ref
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
@@ -67,6 +69,10 @@ class ServiceTaskFuture(TaskFuture):
         super().__init__()
         self.task_id = task_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """As an argument of another task: a reference to this task (``fabric.dependencies``)."""
+        return reduce_task_ref(wait_for_task_id(self))
+
 
 @dataclasses.dataclass(slots=True)
 class _Queued:
@@ -74,6 +80,7 @@ class _Queued:
     function_id: str
     payload: bytes
     options: tuple[int, tuple[tuple[str, Any], ...] | None]  # (retries, resource spec items)
+    inputs: list[str]  # ids of the tasks its arguments refer to (fabric.dependencies)
 
 
 class Executor(concurrent.futures.Executor):
@@ -134,7 +141,13 @@ class Executor(concurrent.futures.Executor):
         return self._enqueue(function_id, tuple(args), kwargs or {})
 
     def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ServiceTaskFuture:
-        payload = serialize_arguments(args, kwargs)
+        with collect_inputs() as inputs:  # futures among the arguments become references to their tasks
+            try:
+                payload = serialize_arguments(args, kwargs)
+            except SerializationError as exc:
+                if isinstance(exc.__cause__, NotAFabricFuture):
+                    raise exc.__cause__ from None
+                raise
         spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
         future = ServiceTaskFuture()
         with self._lock:
@@ -142,7 +155,7 @@ class Executor(concurrent.futures.Executor):
                 raise RuntimeError("cannot submit to an executor that is shut down")
             while len(self._queue) >= self.max_queued_tasks and not self._closing:
                 self._lock.wait()
-            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec)))
+            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec), inputs))
             if len(self._queue) == 1:  # the submitter waits only for an empty queue to fill
                 self._lock.notify_all()
         return future
@@ -223,7 +236,8 @@ class Executor(concurrent.futures.Executor):
         try:
             submitted = self.client.submit_batch(
                 self.endpoint_id or "", [q.function_id for q in batch], [q.payload for q in batch],
-                task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None)
+                task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None,
+                depends_on=[q.inputs for q in batch] if any(q.inputs for q in batch) else None)
         except PayloadTooLarge as exc:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
@@ -413,6 +427,18 @@ class Executor(concurrent.futures.Executor):
             self._watcher.join()
         self.progress.close()
         _live_executors.discard(self)
+
+
+def wait_for_task_id(future: ServiceTaskFuture, timeout: float = 300.0) -> str:
+    """The future's task id, once its upload named it (a task submitted just before)."""
+    deadline = time.monotonic() + timeout
+    while future.task_id is None:
+        if future.done():  # failed (or cancelled) before the service named a task
+            raise ValueError(f"{future!r} has no task to depend on: its submission failed")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{future!r} was not uploaded within {timeout} s")
+        time.sleep(0.005)
+    return future.task_id
 
 
 def _resolve(future: ServiceTaskFuture, ok: bool, value: Any) -> None:

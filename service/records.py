@@ -13,7 +13,11 @@ DISPATCHED = "dispatched"
 RUNNING = "running"
 SUCCESS = "success"
 FAILED = "failed"
-STATES = (RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
+WAITING_FOR_INPUTS = "waiting-for-dependencies"
+"""A task whose inputs (tasks passed as arguments) are unfinished: it waits in the store, not
+for an endpoint (``service.store.dependencies``); not in ``UNFINISHED``, which lists the states
+an endpoint deals with."""
+STATES = (WAITING_FOR_INPUTS, RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
 UNFINISHED = (RECEIVED, WAITING, DISPATCHED, RUNNING)
 
 
@@ -143,6 +147,7 @@ class CommitOutcome:
     committed: list[str]
     ignored: int
     task_groups: set[str]
+    released: set[str] = dataclasses.field(default_factory=set)  # endpoints with dependents now waiting
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import exit_with_parent, parent_alive
 from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
                              Shutdown, TaskBatch, WorkerReady)
+from fabric import dependencies  # noqa: F401 - registers the WithInputs strategy (arguments with inputs)
 from fabric.serialize import deserialize, serialize
 from fabric.streams import MessageStream
 

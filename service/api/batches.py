@@ -9,6 +9,9 @@ A batch body is a msgpack map::
                                                    # retry of it adds nothing (same reply; 409
                                                    # if its content differs, 410 once its
                                                    # tasks were purged: service.store.batches)
+     "depends_on": [[str, ...], ...],              # optional: per task, the ids of tasks whose
+                                                   # results its arguments refer to; it waits
+                                                   # for them (service.api.dependencies)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
@@ -35,6 +38,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from service.api import dependencies
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
 from service.errors import FunctionNotAllowed, InvalidField, NotFound, PayloadTooLarge
 from service.openapi import operation
@@ -104,7 +108,8 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
 def submit_batch() -> tuple[dict[str, Any], int]:
     parts = services()
     owner = current_user().user_id
-    tasks = _parse_batch(msgpack_body(parts.config.max_request_bytes))
+    data = msgpack_body(parts.config.max_request_bytes)
+    tasks = _parse_batch(data)
     reached = parts.store.endpoint_access(owner, tasks.endpoint_id)
     if reached is None:
         raise NotFound(f"no endpoint {tasks.endpoint_id!r}")
@@ -115,7 +120,10 @@ def submit_batch() -> tuple[dict[str, Any], int]:
         if allowed is not None and function_id not in allowed:
             raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
     count = len(tasks.payloads)
-    if parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
+    inputs = dependencies.depends_on(data, count) if "depends_on" in data else None
+    if inputs is not None:
+        added = dependencies.submit_dependent(parts, owner, tasks, inputs)
+    elif parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
         dispatched = None
         try:
             dispatched = parts.store.add_dispatched(owner, tasks)

@@ -149,6 +149,14 @@ class Store(abc.ABC):
         went out with the first request, or are re-sent when their endpoint reconnects)."""
 
     @abc.abstractmethod
+    def add_dependent_tasks(self, owner: str, tasks: NewTasks,
+                            inputs: Sequence[Sequence[str]]) -> tuple[str, list[str], set[str]] | None:
+        """``add_tasks`` of tasks with inputs (``inputs[i]``: the ids of the owner's tasks task i
+        waits for; see ``service.store.dependencies``): they wait for their inputs, and those
+        whose inputs are all finished are released in the same transaction. Also answers the
+        endpoints with tasks released. Raises ``DependencyNotFound`` (nothing stored)."""
+
+    @abc.abstractmethod
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
 

@@ -25,9 +25,9 @@ from typing import Any
 from fabric.protocol import RESULT_TASK_ERROR
 from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
-from service.store import batches
+from service.store import batches, task_inputs
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
 
 _TABLES = """
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
     task_count INTEGER NOT NULL, created REAL NOT NULL);
-""" + batches.TABLE + ";"
+""" + batches.TABLE + ";" + task_inputs.TABLE + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
@@ -144,6 +144,9 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
         for statement in _statements(_MIGRATE_2_TO_3):
             db.execute(statement)
         version = 3
+    if version == 3:  # version 4: task dependencies (pipelines branch; renumber at merge)
+        task_inputs.migrate_add_task_inputs(db)
+        version = 4
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")

@@ -22,10 +22,10 @@ from typing import Any
 
 from fabric.protocol import Task
 from service.errors import StoreError
-from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
+from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, WAITING_FOR_INPUTS, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
-from service.store import access, batches
+from service.store import access, batches, dependencies
 from service.store import purge as purging
 from service.store import task_groups
 from service.store.base import Store
@@ -394,8 +394,21 @@ class SQLiteStore(Store):
         return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
-    def _insert(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str], bool] | None:
-        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
+    def add_dependent_tasks(self, owner: str, tasks: NewTasks,
+                            inputs: Sequence[Sequence[str]]) -> tuple[str, list[str], set[str]] | None:
+        released: set[str] = set()
+
+        def add_inputs(db: sqlite3.Connection, task_ids: list[str], now: float) -> None:
+            released.update(dependencies.add_inputs(db, owner, task_ids, inputs, now))
+
+        added = self._insert(owner, tasks, WAITING_FOR_INPUTS, add_inputs)
+        return None if added is None else (added[0], added[1], released)
+
+    def _insert(self, owner: str, tasks: NewTasks, state: str,
+                also: Callable[[sqlite3.Connection, list[str], float], None] | None = None,
+                ) -> tuple[str, list[str], bool] | None:
+        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's;
+        ``also(db, task ids, now)`` runs in the same transaction once the tasks are inserted."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
@@ -424,6 +437,8 @@ class SQLiteStore(Store):
                     tasks.payloads[start:end]))))
             if tasks.batch_id is not None:
                 batches.remember(db, tasks.batch_id, owner, group_id, first, count, now, digest)
+            if also is not None:
+                also(db, task_ids, now)
         return group_id, task_ids, True
 
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
@@ -500,7 +515,8 @@ class SQLiteStore(Store):
                     unsent[group_id] += 1
             for group_id, finished in per_group.items():
                 task_groups.finish(db, group_id, finished, unsent[group_id], now)
-        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
+            released = dependencies.release(db, [f[1] for f in found], now) if found else set()
+        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group), released)
 
     def task_group_owner(self, task_group_id: str) -> str | None:
         with self._read() as db:

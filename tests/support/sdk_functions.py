@@ -39,3 +39,28 @@ def unless_missing(path: str, value: int) -> int:
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     return value
+
+
+def _log_step(path: str, step: str) -> None:
+    with open(path, "a") as log:
+        log.write(f"{step}\n")
+
+
+def extract(path: str, name: str, n: int, gate: str | None = None) -> list[int]:
+    """A pipeline's first step: ``range(n)`` (once ``gate`` exists, if given); logs ``extract-<name>``."""
+    if gate is not None:
+        wait_for(gate)
+    _log_step(path, f"extract-{name}")
+    return list(range(n))
+
+
+def infer(path: str, name: str, data: list[int]) -> list[int]:
+    """A pipeline's middle step: doubles each value; logs ``infer-<name>``."""
+    _log_step(path, f"infer-{name}")
+    return [2 * x for x in data]
+
+
+def aggregate(path: str, parts: dict[str, list[list[int]]]) -> int:
+    """A pipeline's last step: the sum of every value in ``parts``; logs ``aggregate``."""
+    _log_step(path, "aggregate")
+    return sum(sum(values) for part in parts.values() for values in part)
