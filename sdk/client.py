@@ -33,6 +33,7 @@ import enum
 import random
 import threading
 import time
+import urllib.parse
 import uuid
 import zlib
 from urllib.parse import quote, urlencode
@@ -254,11 +255,13 @@ class Client:
     def submit_batch(self, endpoint_id: str, function_ids: str | Sequence[str], arguments: Sequence[bytes], *,
                      task_group_id: str | None = None, retries: int = 0,
                      resource_spec: dict[str, Any] | None = None, batch_id: str | None = None,
-                     depends_on: Sequence[Sequence[str]] | None = None) -> SubmittedBatch:
+                     depends_on: Sequence[Sequence[str]] | None = None,
+                     memoize: bool | float | None = None) -> SubmittedBatch:
         """Submit tasks in one request: ``arguments`` are serialized ``(args, kwargs)`` payloads
         (``fabric.serialize.serialize_arguments``), one per task; ``function_ids`` one id for
         all, or one per task. ``depends_on``: per task, the ids of the tasks its arguments
-        refer to (``fabric.dependencies``); it runs once they finished. Safe to retry: the
+        refer to (``fabric.dependencies``); it runs once they finished. ``memoize``: True
+        or a ttl in seconds (``sdk.memo``). Safe to retry: the
         batch carries ``batch_id`` (new if None)."""
         body: dict[str, Any] = {"endpoint_id": endpoint_id, "args": list(arguments),
                                 "batch_id": batch_id or str(uuid.uuid4()), "retries": retries}
@@ -272,6 +275,8 @@ class Client:
             body["resource_spec"] = resource_spec
         if depends_on is not None:
             body["depends_on"] = [list(ids) for ids in depends_on]
+        if memoize is not None and memoize is not False:
+            body["memoize"] = True if memoize is True else {"ttl": float(memoize)}
         encoded, headers = compress(msgpack.packb(body, use_bin_type=True))
         reply = self._json("POST", "/v1/batches", body=encoded, headers={"Content-Type": MSGPACK, **headers})
         return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]))
@@ -325,6 +330,14 @@ class Client:
         if not ok:
             raise value
         return value
+
+    def forget(self, function: str | Callable[..., Any] | None = None) -> int:
+        """Forget your memoized results (``sdk.memo``) of one function (a callable, or its id), or
+        of all; returns how many were forgotten."""
+        if function is None:
+            return int(self._json("DELETE", "/v1/memo")["forgotten"])
+        function_id = function if isinstance(function, str) else serialize_function(function)[0]
+        return int(self._json("DELETE", "/v1/memo?function_id=" + urllib.parse.quote(function_id, safe=""))["forgotten"])
 
     def get_task_group(self, task_group_id: str) -> dict[str, Any]:
         """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``."""

@@ -46,6 +46,7 @@ from fabric.dependencies import NotAFabricFuture, collect_inputs, reduce_task_re
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
+from sdk.memo import memo_option
 from sdk.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class _Queued:
     future: ServiceTaskFuture
     function_id: str
     payload: bytes
-    options: tuple[int, tuple[tuple[str, Any], ...] | None]  # (retries, resource spec items)
+    options: tuple[int, tuple[tuple[str, Any], ...] | None, bool | float | None]  # (retries, spec items, memoize)
     inputs: list[str]  # ids of the tasks its arguments refer to (fabric.dependencies)
 
 
@@ -88,19 +89,23 @@ class Executor(concurrent.futures.Executor):
 
     ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
-    while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
+    while they are set. ``memoize``: True (or a ttl in seconds) answers a call repeated with
+    the same arguments from its earlier result, without running it (``sdk.memo``; functions
+    marked with ``sdk.memo.memoize`` are memoized either way). ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
     shows a progress bar (None: when stderr is a terminal or in a notebook).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
                  task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_queued_tasks: int = 100_000, progress: bool | None = None) -> None:
+                 max_queued_tasks: int = 100_000, progress: bool | None = None,
+                 memoize: bool | float = False) -> None:
         self.endpoint_id = endpoint_id
         self.client = client if client is not None else Client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.resource_spec = resource_spec
         self.retries = retries
+        self.memoize = memoize
         self.batch_tasks, self.batch_bytes, self.max_queued_tasks = batch_tasks, batch_bytes, max_queued_tasks
         self._lock = threading.Condition()
         self._queue: deque[_Queued] = deque()
@@ -128,7 +133,7 @@ class Executor(concurrent.futures.Executor):
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
         if self.endpoint_id is None:
             raise ValueError("the executor has no endpoint_id")
-        return self._enqueue(self._function_id(fn), args, kwargs)
+        return self._enqueue(self._function_id(fn), args, kwargs, memo_option(fn, self.memoize))
 
     def submit_to_registered_function(self, function_id: str, args: Iterable[Any] = (),
                                       kwargs: dict[str, Any] | None = None) -> ServiceTaskFuture:
@@ -138,9 +143,10 @@ class Executor(concurrent.futures.Executor):
             raise ValueError("the executor has no endpoint_id")
         if not isinstance(function_id, str) or not function_id:
             raise TypeError("function_id must be a function id (a non-empty string)")
-        return self._enqueue(function_id, tuple(args), kwargs or {})
+        return self._enqueue(function_id, tuple(args), kwargs or {}, memo_option(None, self.memoize))
 
-    def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ServiceTaskFuture:
+    def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 memoize: bool | float | None = None) -> ServiceTaskFuture:
         with collect_inputs() as inputs:  # futures among the arguments become references to their tasks
             try:
                 payload = serialize_arguments(args, kwargs)
@@ -155,7 +161,7 @@ class Executor(concurrent.futures.Executor):
                 raise RuntimeError("cannot submit to an executor that is shut down")
             while len(self._queue) >= self.max_queued_tasks and not self._closing:
                 self._lock.wait()
-            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec), inputs))
+            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec, memoize), inputs))
             if len(self._queue) == 1:  # the submitter waits only for an empty queue to fill
                 self._lock.notify_all()
         return future
@@ -232,12 +238,12 @@ class Executor(concurrent.futures.Executor):
         """Upload a batch; an oversized one is split, and only the tasks too big on their own fail."""
         if not batch:
             return
-        retries, spec = batch[0].options
+        retries, spec, memoize = batch[0].options
         try:
             submitted = self.client.submit_batch(
                 self.endpoint_id or "", [q.function_id for q in batch], [q.payload for q in batch],
                 task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None,
-                depends_on=[q.inputs for q in batch] if any(q.inputs for q in batch) else None)
+                depends_on=[q.inputs for q in batch] if any(q.inputs for q in batch) else None, memoize=memoize)
         except PayloadTooLarge as exc:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)

@@ -113,6 +113,7 @@ class TaskRecord:
     resource_spec: dict[str, Any] | None
     dispatch_count: int
     seq: int | None
+    memo_hit: int = 0  # 1: answered from the memo, never ran
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ class GroupCounts:
     waiting: int = 0
     running: int = 0
     cancelled: int = 0
+    memo_hits: int = 0  # of the ``success`` ones, answered from the memo (never ran)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ A batch body is a msgpack map::
      "depends_on": [[str, ...], ...],              # optional: per task, the ids of tasks whose
                                                    # results its arguments refer to; it waits
                                                    # for them (service.api.dependencies)
+     "memoize": true | {"ttl": s},                 # optional: answer from earlier results of
+                                                   # the same call (service.api.memo)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
@@ -38,7 +40,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from service.api import dependencies
+from service.api import dependencies, memo
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
 from service.errors import FunctionNotAllowed, InvalidField, NotFound, PayloadTooLarge
 from service.openapi import operation
@@ -121,8 +123,11 @@ def submit_batch() -> tuple[dict[str, Any], int]:
             raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
     count = len(tasks.payloads)
     inputs = dependencies.depends_on(data, count) if "depends_on" in data else None
+    memoize_ttl = memo.memoize_ttl(data) if "memoize" in data else None
     if inputs is not None:
         added = dependencies.submit_dependent(parts, owner, tasks, inputs)
+    elif memoize_ttl is not None:
+        added = memo.submit_memoized(parts, owner, tasks, memoize_ttl)
     elif parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
         dispatched = None
         try:
@@ -151,4 +156,4 @@ def get_task(task_id: str) -> dict[str, Any]:
             "endpoint_id": record.endpoint_id, "task_group_id": record.task_group_id, "created": record.created,
             "dispatched": record.dispatched, "started": record.started, "completed": record.completed,
             "retries": record.retries, "resource_spec": record.resource_spec, "result_kind": record.result_kind,
-            "result": b64encode(record.result), "error": record.error}
+            "result": b64encode(record.result), "error": record.error, "memoized": bool(record.memo_hit)}

@@ -71,7 +71,7 @@ def task_group(task_group_id: str) -> dict[str, Any]:
         raise NotFound(f"no task group {task_group_id!r}")
     return {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
             "failed": counts.failed, "pending": counts.pending, "waiting": counts.waiting,
-            "running": counts.running, "cancelled": counts.cancelled}
+            "running": counts.running, "cancelled": counts.cancelled, "memo_hits": counts.memo_hits}
 
 
 @blueprint.post("/task_groups/<task_group_id>/cancel")

@@ -157,6 +157,17 @@ class Store(abc.ABC):
         endpoints with tasks released. Raises ``DependencyNotFound`` (nothing stored)."""
 
     @abc.abstractmethod
+    def add_memoized_tasks(self, owner: str, tasks: NewTasks, state: str,
+                           ttl: float) -> tuple[str, list[str], int] | None:
+        """``add_tasks`` of memoized tasks (``service.store.memo``): those whose (owner, function
+        id, hash of the arguments) has an unexpired result finish with it at once; the others
+        wait in ``state`` and remember a success for ``ttl`` seconds. (group id, task ids, hits)."""
+
+    @abc.abstractmethod
+    def forget(self, owner: str, function_id: str | None) -> int:
+        """Drop the owner's memoized results (of one function, or all); how many."""
+
+    @abc.abstractmethod
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
 

@@ -31,7 +31,6 @@ from fabric.protocol import RESULT_OK, task_error_result
 from service.records import WAITING, WAITING_FOR_INPUTS
 from service.store import task_groups
 from service.store.schema import chunks, marks
-from service.store.task_inputs import TABLE, migrate_add_task_inputs  # noqa: F401 - the schema's part
 
 class DependencyNotFound(LookupError):
     """An input names no task of the submitter's (never existed, purged, or someone else's)."""

@@ -25,7 +25,7 @@ from typing import Any
 from fabric.protocol import RESULT_TASK_ERROR
 from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
-from service.store import batches, task_inputs
+from service.store import batches, pipeline_schema
 
 SCHEMA_VERSION = 4
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
@@ -62,17 +62,19 @@ CREATE TABLE IF NOT EXISTS task_groups (
     finished_count INTEGER NOT NULL DEFAULT 0, cancelled_count INTEGER NOT NULL DEFAULT 0,
     sent_count INTEGER NOT NULL DEFAULT 0, acked_seq INTEGER NOT NULL DEFAULT 0,
     purged_seq INTEGER NOT NULL DEFAULT 0, purged_count INTEGER NOT NULL DEFAULT 0,
-    purged_failed INTEGER NOT NULL DEFAULT 0, updated REAL, oldest_result REAL);
+    purged_failed INTEGER NOT NULL DEFAULT 0, updated REAL, oldest_result REAL,
+    memo_hits INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, function_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
     task_group_id TEXT NOT NULL, state TEXT NOT NULL, args BLOB, result_kind INTEGER, result BLOB,
     error TEXT, created REAL NOT NULL, dispatched REAL, started REAL, completed REAL,
     retries INTEGER NOT NULL DEFAULT 0, walltime REAL, priority INTEGER NOT NULL DEFAULT 0,
-    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER);
+    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER,
+    memo_hit INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
     task_count INTEGER NOT NULL, created REAL NOT NULL);
-""" + batches.TABLE + ";" + task_inputs.TABLE + ";"
+""" + batches.TABLE + ";" + pipeline_schema.TABLE + ";" + pipeline_schema.MEMO_TABLES + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
@@ -145,7 +147,8 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
             db.execute(statement)
         version = 3
     if version == 3:  # version 4: task dependencies (pipelines branch; renumber at merge)
-        task_inputs.migrate_add_task_inputs(db)
+        pipeline_schema.migrate_add_task_inputs(db)
+        pipeline_schema.migrate_add_memo(db)
         version = 4
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:

@@ -25,7 +25,7 @@ from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, WAITING_FOR_INPUTS, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
-from service.store import access, batches, dependencies
+from service.store import access, batches, dependencies, memo
 from service.store import purge as purging
 from service.store import task_groups
 from service.store.base import Store
@@ -48,7 +48,7 @@ def hash_secret(secret: str) -> bytes:
 
 
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
-                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
+                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, memo_hit")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
                      "managers, workers, interchange_queued, interchange_outstanding, allowed_functions")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
@@ -404,6 +404,23 @@ class SQLiteStore(Store):
         added = self._insert(owner, tasks, WAITING_FOR_INPUTS, add_inputs)
         return None if added is None else (added[0], added[1], released)
 
+    def add_memoized_tasks(self, owner: str, tasks: NewTasks, state: str,
+                           ttl: float) -> tuple[str, list[str], int] | None:
+        hashes = [memo.args_hash(payload) for payload in tasks.payloads]
+        hits = 0
+
+        def answer(db: sqlite3.Connection, task_ids: list[str], now: float) -> None:
+            nonlocal hits
+            group_id = db.execute("SELECT task_group_id FROM tasks WHERE id = ?", (task_ids[0],)).fetchone()[0]
+            hits = memo.answer(db, owner, group_id, task_ids, tasks.function_ids, hashes, ttl, now)
+
+        added = self._insert(owner, tasks, state, answer)
+        return None if added is None else (added[0], added[1], hits)
+
+    def forget(self, owner: str, function_id: str | None) -> int:
+        with self._write() as db:
+            return memo.forget(db, owner, function_id, time.time())
+
     def _insert(self, owner: str, tasks: NewTasks, state: str,
                 also: Callable[[sqlite3.Connection, list[str], float], None] | None = None,
                 ) -> tuple[str, list[str], bool] | None:
@@ -515,7 +532,10 @@ class SQLiteStore(Store):
                     unsent[group_id] += 1
             for group_id, finished in per_group.items():
                 task_groups.finish(db, group_id, finished, unsent[group_id], now)
-            released = dependencies.release(db, [f[1] for f in found], now) if found else set()
+            released: set[str] = set()
+            if found:  # each an empty-table probe for tasks neither memoized nor depended on
+                memo.remember(db, [f[1] for f in found], now)
+                released = dependencies.release(db, [f[1] for f in found], now)
         return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group), released)
 
     def task_group_owner(self, task_group_id: str) -> str | None:

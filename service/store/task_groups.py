@@ -74,13 +74,13 @@ def _set_successes(count: int) -> str:
 
 
 def counts(db: sqlite3.Connection, task_group_id: str) -> GroupCounts | None:
-    row = db.execute("SELECT task_count, finished_count, failed_count, cancelled_count, sent_count FROM task_groups "
-                     "WHERE id = ?", (task_group_id,)).fetchone()
+    row = db.execute("SELECT task_count, finished_count, failed_count, cancelled_count, sent_count, memo_hits "
+                     "FROM task_groups WHERE id = ?", (task_group_id,)).fetchone()
     if row is None:
         return None
-    tasks, finished, failed, cancelled, sent = row
+    tasks, finished, failed, cancelled, sent, memo_hits = row
     return GroupCounts(tasks=tasks, success=finished - failed, failed=failed, pending=tasks - finished,
-                       waiting=tasks - finished - sent, running=sent, cancelled=cancelled)
+                       waiting=tasks - finished - sent, running=sent, cancelled=cancelled, memo_hits=memo_hits)
 
 
 Row = tuple[int, str, str, str, Any, Any, int]

@@ -102,11 +102,14 @@ def test_an_input_of_another_user_or_unknown_is_refused_and_nothing_stored(store
     assert db.execute("SELECT count(*) FROM task_inputs").fetchone()[0] == 0
 
 
-def test_a_version_3_store_gains_the_dependency_table(tmp_path: Path) -> None:
+def test_a_version_3_store_gains_the_dependency_and_memo_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     SQLiteStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE task_inputs")
+    for table in ("task_inputs", "memo", "memo_pending"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("ALTER TABLE tasks DROP COLUMN memo_hit")
+    db.execute("ALTER TABLE task_groups DROP COLUMN memo_hits")
     db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -115,6 +118,8 @@ def test_a_version_3_store_gains_the_dependency_table(tmp_path: Path) -> None:
         _, [first] = reopened.add_tasks("alice", batch("near", [b"a"]), WAITING) or ("", [])
         payload, inputs = taking(TaskRef(first))
         assert reopened.add_dependent_tasks("alice", batch("gpu", [payload]), [inputs]) is not None
+        assert reopened.add_memoized_tasks("alice", batch("gpu", [b"x"]), WAITING, 60.0) is not None
+        assert reopened.get_task("alice", first).memo_hit == 0
     finally:
         reopened.close()
     assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
