@@ -331,6 +331,19 @@ class Client:
             raise value
         return value
 
+    def put_blob(self, digest: str, data: bytes) -> dict[str, Any]:
+        """Store bytes in the service's data store under their SHA-256 (``fabric.data``):
+        ``{"hash", "size", "capability"}``."""
+        return self._json("PUT", f"/v1/blobs/{digest}", body=data,
+                          headers={"Content-Type": "application/octet-stream"})
+
+    def blob_info(self, digest: str) -> dict[str, Any] | None:
+        """What the service holds for you under this hash (``size``, ``downloads``, ``capability``), or None."""
+        try:
+            return self._json("GET", f"/v1/blobs/{digest}/info")
+        except NotFound:
+            return None
+
     def forget(self, function: str | Callable[..., Any] | None = None) -> int:
         """Forget your memoized results (``sdk.memo``) of one function (a callable, or its id), or
         of all; returns how many were forgotten."""

@@ -42,6 +42,7 @@ from typing import Any
 
 from fabric.errors import (AuthError, BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, SerializationError,
                            ServiceError)
+from fabric import data
 from fabric.dependencies import NotAFabricFuture, collect_inputs, reduce_task_ref
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
@@ -154,6 +155,8 @@ class Executor(concurrent.futures.Executor):
                 if isinstance(exc.__cause__, NotAFabricFuture):
                     raise exc.__cause__ from None
                 raise
+        if len(payload) > data.THRESHOLD:  # sent once to the data store; a reference rides in the task
+            payload = data.by_reference(payload, self.client)
         spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
         future = ServiceTaskFuture()
         with self._lock:

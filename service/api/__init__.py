@@ -6,10 +6,11 @@ from flask import Blueprint
 
 from service.api.auth import blueprint as auth
 from service.api.batches import blueprint as batches
+from service.api.blobs import blueprint as blobs
 from service.api.endpoints import blueprint as endpoints
 from service.api.functions import blueprint as functions
 from service.api.groups import blueprint as groups
 from service.api.memo import blueprint as memo
 from service.api.task_groups import blueprint as task_groups
 
-BLUEPRINTS: tuple[Blueprint, ...] = (auth, functions, endpoints, groups, batches, task_groups, memo)
+BLUEPRINTS: tuple[Blueprint, ...] = (auth, functions, endpoints, groups, batches, task_groups, memo, blobs)

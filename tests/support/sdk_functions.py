@@ -64,3 +64,8 @@ def aggregate(path: str, parts: dict[str, list[list[int]]]) -> int:
     """A pipeline's last step: the sum of every value in ``parts``; logs ``aggregate``."""
     _log_step(path, "aggregate")
     return sum(sum(values) for part in parts.values() for values in part)
+
+
+def size_of(value: bytes) -> int:
+    """How many bytes a (referenced) argument has once it arrived."""
+    return len(value)

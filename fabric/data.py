@@ -1,0 +1,152 @@
+"""Data by reference: values stored once in the service's data store and fetched where used.
+
+``put(value, client)`` serializes a value, uploads it once (content-addressed: the SHA-256
+of the bytes; a value the service already holds for you is not sent again) and returns a
+``Ref``. A ``Ref`` passed as an argument (at any depth) reaches the function as the value:
+unpickling a ``Ref`` fetches the bytes (with the capability the service issued, no user
+token) into a per-node cache and deserializes them. The ``Executor`` does the same on its own
+for a call whose serialized arguments exceed ``THRESHOLD`` bytes.
+
+The per-node cache (``FABRIC_DATA_CACHE``, default ``<tmp>/fabric-data-<uid>``) holds one file
+per hash. One process per node fetches a given hash (a lock file); the others wait for it. A
+cached file is verified against its hash once per process before use: a mismatch (a
+corrupted file) is deleted and fetched again, never used. A blob the service no longer has
+(purged, or not the submitter's) fails the task using it with ``DataUnavailable``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from fabric.errors import FabricError
+from fabric.serialize import deserialize, serialize
+
+if TYPE_CHECKING:
+    from sdk.client import Client
+
+THRESHOLD = 1024 * 1024
+"""Serialized arguments above this many bytes travel by reference (the ``Executor``)."""
+CHUNK = 1024 * 1024
+
+_verified: set[tuple[str, int, int]] = set()  # (hash, inode, mtime_ns) checked in this process
+_verified_lock = threading.Lock()
+
+
+class DataUnavailable(FabricError):
+    """A referenced blob cannot be fetched: purged, never stored, or not its user's."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        super().__init__(f"blob {digest} is unavailable: {reason}")
+        self.digest, self.reason = digest, reason
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ref:
+    """A value in the service's data store: its hash and size, where to fetch it, and the capability to."""
+
+    digest: str
+    size: int
+    url: str
+    capability: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load, (self.digest, self.size, self.url, self.capability))
+
+    def get(self) -> Any:
+        """The value (fetched into this node's cache if it is not there yet)."""
+        return _load(self.digest, self.size, self.url, self.capability)
+
+
+def digest_of(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put(value: Any, client: Client) -> Ref:
+    """Store ``value`` (serialized) in the service's data store once; its ``Ref``."""
+    return put_bytes(serialize(value), client)
+
+
+def put_bytes(data: bytes, client: Client) -> Ref:
+    """Store already serialized bytes (uploaded only if the service does not hold them for you)."""
+    digest = digest_of(data)
+    held = client.blob_info(digest)
+    reply = held if held is not None else client.put_blob(digest, data)
+    return Ref(digest, len(data), client.service_url, str(reply["capability"]))
+
+
+def by_reference(payload: bytes, client: Client) -> bytes:
+    """Serialized arguments, replaced by a reference to them (they unpickle as the original ``(args, kwargs)``)."""
+    return serialize(put_bytes(payload, client))
+
+
+def cache_dir() -> str:
+    return os.environ.get("FABRIC_DATA_CACHE") or os.path.join(tempfile.gettempdir(), f"fabric-data-{os.getuid()}")
+
+
+def _load(digest: str, size: int, url: str, capability: str) -> Any:
+    """Unpickling a ``Ref``: the value, from this node's cache (fetched first if need be)."""
+    with open(cached(digest, url, capability), "rb") as file:
+        return deserialize(file.read())
+
+
+def cached(digest: str, url: str, capability: str) -> str:
+    """The path of the blob in this node's cache, verified; fetched once per node."""
+    directory = cache_dir()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, digest)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one fetch per node; the others find the file
+        if not _is_verified(path, digest):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            _fetch(path, digest, url, capability)
+            if not _is_verified(path, digest):
+                raise DataUnavailable(digest, "the fetched bytes do not match their hash")
+    return path
+
+
+def _is_verified(path: str, digest: str) -> bool:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return False
+    key = (digest, stat.st_ino, stat.st_mtime_ns)
+    with _verified_lock:
+        if key in _verified:
+            return True
+    hasher = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK):
+            hasher.update(chunk)
+    if hasher.hexdigest() != digest:
+        return False
+    with _verified_lock:
+        _verified.add(key)
+    return True
+
+
+def _fetch(path: str, digest: str, url: str, capability: str) -> None:
+    address = f"{url.rstrip('/')}/v1/blobs/{digest}?" + urllib.parse.urlencode({"capability": capability})
+    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".fetch-")
+    try:
+        with os.fdopen(fd, "wb") as file, urllib.request.urlopen(address, timeout=60) as response:  # noqa: S310
+            while chunk := response.read(CHUNK):
+                file.write(chunk)
+        os.replace(temporary, path)
+    except urllib.error.HTTPError as exc:
+        raise DataUnavailable(digest, f"the service answered {exc.code}") from exc
+    except OSError as exc:
+        raise DataUnavailable(digest, f"cannot fetch it from {url}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
