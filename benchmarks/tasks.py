@@ -34,3 +34,13 @@ def echo(payload: bytes) -> bytes:
 def add_one(array: Any) -> Any:
     """Return ``array + 1`` (a new numpy array): an array in, an array out."""
     return array + 1
+
+
+def increment(value: int) -> int:
+    """``value + 1``: one step of a pipeline (the benchmark of dependencies)."""
+    return value + 1
+
+
+def length(payload: bytes) -> int:
+    """The size of a (referenced) argument: the benchmark of data by reference."""
+    return len(payload)
