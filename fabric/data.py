@@ -5,7 +5,9 @@ of the bytes; a value the service already holds for you is not sent again) and r
 ``Ref``. A ``Ref`` passed as an argument (at any depth) reaches the function as the value:
 unpickling a ``Ref`` fetches the bytes (with the capability the service issued, no user
 token) into a per-node cache and deserializes them. The ``Executor`` does the same on its own
-for a call whose serialized arguments exceed ``THRESHOLD`` bytes.
+for a call whose serialized arguments exceed ``THRESHOLD`` bytes, and a worker for a result
+over ``THRESHOLD`` of a task given a reference (stored as the task's owner, with the upload
+capability the reference carries), so large results never ride through the service either.
 
 The per-node cache (``FABRIC_DATA_CACHE``, default ``<tmp>/fabric-data-<uid>``) holds one file
 per hash. One process per node fetches a given hash (a lock file); the others wait for it. A
@@ -20,12 +22,15 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import json
+import logging
 import os
 import tempfile
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from fabric.errors import FabricError
@@ -34,10 +39,13 @@ from fabric.serialize import deserialize, serialize
 if TYPE_CHECKING:
     from sdk.client import Client
 
+logger = logging.getLogger(__name__)
+
 THRESHOLD = 1024 * 1024
 """Serialized arguments above this many bytes travel by reference (the ``Executor``)."""
 CHUNK = 1024 * 1024
 
+_sink = threading.local()  # a worker's task: where a large result may go (result_sink)
 _verified: set[tuple[str, int, int]] = set()  # (hash, inode, mtime_ns) checked in this process
 _verified_lock = threading.Lock()
 
@@ -58,9 +66,10 @@ class Ref:
     size: int
     url: str
     capability: str
+    upload: str = ""  # lets the task given this reference store a large result (its owner's)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_load, (self.digest, self.size, self.url, self.capability))
+        return (_load, (self.digest, self.size, self.url, self.capability, self.upload))
 
     def get(self) -> Any:
         """The value (fetched into this node's cache if it is not there yet)."""
@@ -81,7 +90,7 @@ def put_bytes(data: bytes, client: Client) -> Ref:
     digest = digest_of(data)
     held = client.blob_info(digest)
     reply = held if held is not None else client.put_blob(digest, data)
-    return Ref(digest, len(data), client.service_url, str(reply["capability"]))
+    return Ref(digest, len(data), client.service_url, str(reply["capability"]), str(reply.get("upload", "")))
 
 
 def by_reference(payload: bytes, client: Client) -> bytes:
@@ -93,8 +102,10 @@ def cache_dir() -> str:
     return os.environ.get("FABRIC_DATA_CACHE") or os.path.join(tempfile.gettempdir(), f"fabric-data-{os.getuid()}")
 
 
-def _load(digest: str, size: int, url: str, capability: str) -> Any:
+def _load(digest: str, size: int, url: str, capability: str, upload: str = "") -> Any:
     """Unpickling a ``Ref``: the value, from this node's cache (fetched first if need be)."""
+    if upload and getattr(_sink, "open", False):
+        _sink.target = (url, upload)
     with open(cached(digest, url, capability), "rb") as file:
         return deserialize(file.read())
 
@@ -150,3 +161,35 @@ def _fetch(path: str, digest: str, url: str, capability: str) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def result_sink() -> Iterator[None]:
+    """Around one task on a worker: a ``Ref`` among its arguments names where (and as whom) a
+    result over ``THRESHOLD`` bytes is stored (``result_by_reference``); nothing carries over
+    to the next task."""
+    _sink.open, _sink.target = True, None
+    try:
+        yield
+    finally:
+        _sink.open, _sink.target = False, None
+
+
+def result_by_reference(result: bytes) -> bytes:
+    """A serialized result, or (over ``THRESHOLD``, in a task given a reference) a reference to it,
+    uploaded to the service's data store with the capability that came with the task."""
+    target = getattr(_sink, "target", None)
+    if len(result) <= THRESHOLD or target is None:
+        return result
+    url, upload = target
+    digest = digest_of(result)
+    address = f"{url.rstrip('/')}/v1/blobs/{digest}?" + urllib.parse.urlencode({"capability": upload})
+    request = urllib.request.Request(address, data=result, method="PUT",
+                                     headers={"Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            reply = json.loads(response.read())
+    except OSError as exc:  # the service cannot take it: the result goes inline as before
+        logger.warning("storing a result of %d bytes by reference failed: %s", len(result), exc)
+        return result
+    return serialize(Ref(digest, len(result), url, str(reply["capability"]), upload))

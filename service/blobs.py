@@ -101,6 +101,15 @@ class BlobStore:
         """What lets a worker fetch ``digest`` on behalf of ``owner``."""
         return owner + "." + hmac.new(self._secret, f"{owner}/{digest}".encode(), hashlib.sha256).hexdigest()
 
+    def upload_capability(self, owner: str) -> str:
+        """What lets a worker store a task's result as ``owner`` (``fabric.data.result_by_reference``)."""
+        return owner + "." + hmac.new(self._secret, f"{owner}/upload".encode(), hashlib.sha256).hexdigest()
+
+    def uploader(self, capability: str) -> str | None:
+        """The owner an upload capability speaks for, if it is genuine."""
+        owner, _, _ = capability.partition(".")
+        return owner if hmac.compare_digest(self.upload_capability(owner), capability) else None
+
     def owner_of(self, capability: str, digest: str) -> str | None:
         """The owner a capability speaks for, if it is genuine for this blob."""
         owner, _, _ = capability.partition(".")

@@ -1,7 +1,9 @@
 """``/v1/blobs``: the data store of values passed by reference (``service.blobs``, ``fabric.data``).
 
 ``PUT /v1/blobs/<sha256>`` (the body: the blob's bytes, streamed to disk, never held in
-memory) stores a blob for the caller: 201 ``{"hash", "size", "capability"}``; 400 if the
+memory) stores a blob for the caller: 201 ``{"hash", "size", "capability", "upload"}``
+(``upload``: the capability with which a worker stores a task's large result as the caller,
+``?capability=`` on this route, without a token); 400 if the
 bytes do not hash to the name; 413 (with the limit) past ``max_request_bytes`` or the user's
 quota, 507 if the disk is full: nothing is kept then. ``GET /v1/blobs/<sha256>/info`` says
 whether the caller holds it (``size``, ``downloads``, and its ``capability``; 404 if not), so
@@ -70,7 +72,11 @@ def _purge_now_and_then(store: BlobStore) -> None:
 @operation("Store a blob (the body, streamed) under its SHA-256", request=None, status=201,
            errors=(400, 404, 413, 507))
 def upload(digest: str) -> tuple[dict[str, Any], int]:
-    store, owner = blob_store(), current_user().user_id
+    store = blob_store()
+    capability = request.args.get("capability")
+    owner = store.uploader(capability) if capability is not None else current_user().user_id
+    if owner is None:
+        raise NotFound(f"no blob store for capability {capability!r}")
     _checked(digest)
     length = request.content_length
     if length is None:
@@ -84,7 +90,8 @@ def upload(digest: str) -> tuple[dict[str, Any], int]:
     except DiskFull as exc:
         raise InsufficientStorage(str(exc)) from exc
     _purge_now_and_then(store)
-    return {"hash": digest, "size": size, "capability": store.capability(owner, digest)}, 201
+    return {"hash": digest, "size": size, "capability": store.capability(owner, digest),
+            "upload": store.upload_capability(owner)}, 201
 
 
 @blueprint.get("/blobs/<digest>/info")
@@ -94,7 +101,7 @@ def info(digest: str) -> dict[str, Any]:
     found = store.info(owner, _checked(digest)) if store.has(owner, digest) is not None else None
     if found is None:
         raise NotFound(f"no blob {digest!r}")
-    return {**found, "capability": store.capability(owner, digest)}
+    return {**found, "capability": store.capability(owner, digest), "upload": store.upload_capability(owner)}
 
 
 @blueprint.get("/blobs/<digest>")

@@ -13,7 +13,7 @@ import pytest
 from tests.support import TIMEOUT
 from tests.support.service import user
 
-from tests.support.sdk_functions import size_of
+from tests.support.sdk_functions import reversed_bytes, size_of
 
 from fabric import Executor, PayloadTooLarge, RemoteExecutionError
 from fabric import data
@@ -99,3 +99,13 @@ def test_an_oversized_upload_is_refused_with_the_limit_and_nothing_is_kept(clust
     assert caught.value.limit == 1024 * 1024
     assert client.blob_info(data.digest_of(serialize(b"z" * (1536 * 1024)))) is None
     assert not [p for p in (service.data_dir / "blobs").iterdir() if p.name.startswith(".upload-")]
+
+
+def test_a_large_result_of_a_task_given_a_reference_comes_back_by_reference(cluster: Any, node_cache: Path) -> None:
+    _, client, registration = cluster.running()
+    big = os.urandom(4 * 1024 * 1024)
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        result = executor.submit(reversed_bytes, big).result(TIMEOUT)
+    assert result == big[::-1]
+    stored = client.blob_info(data.digest_of(serialize(big[::-1])))
+    assert stored is not None and stored["downloads"] == 1  # uploaded by the worker, fetched by the client

@@ -69,3 +69,8 @@ def aggregate(path: str, parts: dict[str, list[list[int]]]) -> int:
 def size_of(value: bytes) -> int:
     """How many bytes a (referenced) argument has once it arrived."""
     return len(value)
+
+
+def reversed_bytes(value: bytes) -> bytes:
+    """The argument's bytes reversed: a large result made from a large argument."""
+    return value[::-1]
