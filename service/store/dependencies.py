@@ -117,6 +117,8 @@ def _settle(db: sqlite3.Connection, task_ids: list[str], now: float, released: s
         failed[group_id].append((rowid, (task_id, kind, result, f"DependencyFailed: {error}")))
     for group_id, results in failed.items():
         task_groups.finish(db, group_id, sorted(results, key=lambda r: r[0]), len(results), now)
+        rowids = [rowid for rowid, _ in results]  # no arguments: a retry of the group leaves them failed
+        db.execute(f"UPDATE tasks SET args = NULL WHERE rowid IN ({marks(len(rowids))})", rowids)
     return [result[0] for results in failed.values() for _, result in results]
 
 

@@ -124,3 +124,19 @@ def test_a_version_3_store_gains_the_dependency_and_memo_tables(tmp_path: Path) 
         reopened.close()
     assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
         SCHEMA_VERSION)
+
+
+def test_cancelling_a_group_cancels_its_waiting_tasks_and_fails_their_dependents(store: SQLiteStore) -> None:
+    group, [first] = store.add_tasks("alice", batch("near", [b"a"]), WAITING) or ("", [])
+    payload, inputs = taking(TaskRef(first))
+    waiting = NewTasks(endpoint_id="gpu", function_ids=["f"], payloads=[payload], task_group_id=group)
+    _, [second], _ = store.add_dependent_tasks("alice", waiting, [inputs]) or ("", [], 0)
+    payload, inputs = taking(TaskRef(second))
+    other, [third], _ = store.add_dependent_tasks("alice", batch("near", [payload]), [inputs]) or ("", [], 0)
+    assert store.cancel_group(group, time.time()).cancelled == 2
+    assert "TaskCancelled" in (store.get_task("alice", second).error or "")
+    record = store.get_task("alice", third)
+    assert record.state == "failed" and "DependencyFailed" in (record.error or "")
+    assert store.retry_group(other, lambda endpoint: True, time.time()).retried == 0  # nothing to run it with
+    assert store.get_task("alice", third).state == "failed"
+    assert store.take_waiting("gpu", 10, time.time()) == []
