@@ -331,6 +331,21 @@ class Client:
             raise value
         return value
 
+    def create_trigger(self, endpoint_id: str, function_id: str, directory: str, *, pattern: str = "*",
+                       max_per_minute: int = 600) -> dict[str, Any]:
+        """New files in ``directory`` (matching ``pattern``) at the endpoint each start the function
+        once, with the file's path (run ``fabric trigger watch`` beside the endpoint)."""
+        return self._json("POST", "/v1/triggers", json={
+            "endpoint_id": endpoint_id, "function_id": function_id, "directory": directory, "pattern": pattern,
+            "max_per_minute": max_per_minute})
+
+    def list_triggers(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"endpoint_id": endpoint_id} if endpoint_id else None
+        return list(self._json("GET", "/v1/triggers", params=params)["triggers"])
+
+    def delete_trigger(self, trigger_id: str) -> None:
+        self._json("DELETE", "/v1/triggers/" + urllib.parse.quote(trigger_id, safe=""))
+
     def put_blob(self, digest: str, data: bytes) -> dict[str, Any]:
         """Store bytes in the service's data store under their SHA-256 (``fabric.data``):
         ``{"hash", "size", "capability"}``."""

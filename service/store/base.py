@@ -164,6 +164,17 @@ class Store(abc.ABC):
         wait in ``state`` and remember a success for ``ttl`` seconds. (group id, task ids, hits)."""
 
     @abc.abstractmethod
+    def create_trigger(self, owner: str, endpoint_id: str, function_id: str, directory: str, pattern: str,
+                       max_per_minute: int) -> dict[str, Any]:
+        """A new trigger (``service.store.triggers``): its record."""
+
+    @abc.abstractmethod
+    def list_triggers(self, owner: str, endpoint_id: str | None) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def delete_trigger(self, owner: str, trigger_id: str) -> bool: ...
+
+    @abc.abstractmethod
     def forget(self, owner: str, function_id: str | None) -> int:
         """Drop the owner's memoized results (of one function, or all); how many."""
 

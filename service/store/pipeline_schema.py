@@ -43,3 +43,17 @@ def migrate_add_memo(db: sqlite3.Connection) -> None:
         _, _, table, _, _, column = statement.split()[:6]
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(statement)
+
+
+TRIGGER_TABLE = """
+CREATE TABLE IF NOT EXISTS triggers (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, endpoint_id TEXT NOT NULL, function_id TEXT NOT NULL,
+    directory TEXT NOT NULL, pattern TEXT NOT NULL, max_per_minute INTEGER NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS triggers_by_owner ON triggers (owner, endpoint_id)"""
+"""Directories an endpoint's watcher turns new files in into tasks (``endpoint.triggers``)."""
+
+
+def migrate_add_triggers(db: sqlite3.Connection) -> None:
+    """Schema migration (version 3 to 4 on this branch, with the others above): the triggers table."""
+    for statement in TRIGGER_TABLE.split(";"):
+        db.execute(statement)

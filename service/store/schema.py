@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
     task_count INTEGER NOT NULL, created REAL NOT NULL);
-""" + batches.TABLE + ";" + pipeline_schema.TABLE + ";" + pipeline_schema.MEMO_TABLES + ";"
+""" + batches.TABLE + ";" + pipeline_schema.TABLE + ";" + pipeline_schema.MEMO_TABLES + ";" + pipeline_schema.TRIGGER_TABLE + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
@@ -149,6 +149,7 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
     if version == 3:  # version 4: task dependencies (pipelines branch; renumber at merge)
         pipeline_schema.migrate_add_task_inputs(db)
         pipeline_schema.migrate_add_memo(db)
+        pipeline_schema.migrate_add_triggers(db)
         version = 4
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:

@@ -25,7 +25,7 @@ from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, WAITING_FOR_INPUTS, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
-from service.store import access, batches, dependencies, memo
+from service.store import access, batches, dependencies, memo, triggers
 from service.store import purge as purging
 from service.store import task_groups
 from service.store.base import Store
@@ -416,6 +416,19 @@ class SQLiteStore(Store):
 
         added = self._insert(owner, tasks, state, answer)
         return None if added is None else (added[0], added[1], hits)
+
+    def create_trigger(self, owner: str, endpoint_id: str, function_id: str, directory: str, pattern: str,
+                       max_per_minute: int) -> dict[str, Any]:
+        with self._write() as db:
+            return triggers.create(db, owner, endpoint_id, function_id, directory, pattern, max_per_minute)
+
+    def list_triggers(self, owner: str, endpoint_id: str | None) -> list[dict[str, Any]]:
+        with self._read() as db:
+            return triggers.listed(db, owner, endpoint_id)
+
+    def delete_trigger(self, owner: str, trigger_id: str) -> bool:
+        with self._write() as db:
+            return triggers.delete(db, owner, trigger_id)
 
     def forget(self, owner: str, function_id: str | None) -> int:
         with self._write() as db:

@@ -74,3 +74,13 @@ def size_of(value: bytes) -> int:
 def reversed_bytes(value: bytes) -> bytes:
     """The argument's bytes reversed: a large result made from a large argument."""
     return value[::-1]
+
+
+def record_file(path: str) -> int:
+    """A trigger's function: appends ``<name> <size>`` to ``runs.log`` beside the watched directory."""
+    import os
+
+    size = os.path.getsize(path)
+    with open(os.path.join(os.path.dirname(os.path.dirname(path)), "runs.log"), "a") as log:
+        log.write(f"{os.path.basename(path)} {size}\n")
+    return size
