@@ -150,10 +150,16 @@ def _fetch(path: str, digest: str, url: str, capability: str) -> None:
     address = f"{url.rstrip('/')}/v1/blobs/{digest}?" + urllib.parse.urlencode({"capability": capability})
     fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".fetch-")
     try:
+        hasher = hashlib.sha256()
         with os.fdopen(fd, "wb") as file, urllib.request.urlopen(address, timeout=60) as response:  # noqa: S310
             while chunk := response.read(CHUNK):
+                hasher.update(chunk)
                 file.write(chunk)
         os.replace(temporary, path)
+        if hasher.hexdigest() == digest:  # verified on the way in: no second pass over the bytes
+            stat = os.stat(path)
+            with _verified_lock:
+                _verified.add((digest, stat.st_ino, stat.st_mtime_ns))
     except urllib.error.HTTPError as exc:
         raise DataUnavailable(digest, f"the service answered {exc.code}") from exc
     except OSError as exc:
