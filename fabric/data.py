@@ -31,13 +31,21 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fabric.errors import FabricError
 from fabric.serialize import deserialize, serialize
 
-if TYPE_CHECKING:
-    from sdk.client import Client
+
+
+class BlobClient(Protocol):
+    """What ``put`` needs of a client (``sdk.client.Client`` is one)."""
+
+    service_url: str
+
+    def blob_info(self, digest: str) -> dict[str, Any] | None: ...
+
+    def put_blob(self, digest: str, data: bytes) -> dict[str, Any]: ...
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +88,12 @@ def digest_of(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def put(value: Any, client: Client) -> Ref:
+def put(value: Any, client: BlobClient) -> Ref:
     """Store ``value`` (serialized) in the service's data store once; its ``Ref``."""
     return put_bytes(serialize(value), client)
 
 
-def put_bytes(data: bytes, client: Client) -> Ref:
+def put_bytes(data: bytes, client: BlobClient) -> Ref:
     """Store already serialized bytes (uploaded only if the service does not hold them for you)."""
     digest = digest_of(data)
     held = client.blob_info(digest)
@@ -93,7 +101,7 @@ def put_bytes(data: bytes, client: Client) -> Ref:
     return Ref(digest, len(data), client.service_url, str(reply["capability"]), str(reply.get("upload", "")))
 
 
-def by_reference(payload: bytes, client: Client) -> bytes:
+def by_reference(payload: bytes, client: BlobClient) -> bytes:
     """Serialized arguments, replaced by a reference to them (they unpickle as the original ``(args, kwargs)``)."""
     return serialize(put_bytes(payload, client))
 

@@ -11,7 +11,9 @@ from service.api.endpoints import blueprint as endpoints
 from service.api.functions import blueprint as functions
 from service.api.groups import blueprint as groups
 from service.api.memo import blueprint as memo
+from service.api.results import blueprint as results
 from service.api.task_groups import blueprint as task_groups
 from service.api.triggers import blueprint as triggers
 
-BLUEPRINTS: tuple[Blueprint, ...] = (auth, functions, endpoints, groups, batches, task_groups, memo, blobs, triggers)
+BLUEPRINTS: tuple[Blueprint, ...] = (auth, functions, endpoints, groups, batches, task_groups, results, memo, blobs,
+                                     triggers)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from service.api.common import current_user, field, services
+from service.api.common import current_user, field, json_body, services
 from service.errors import InvalidField, NotFound
 from service.openapi import operation
 
@@ -25,9 +25,7 @@ blueprint = Blueprint("triggers", __name__)
            errors=(400, 404))
 def create() -> tuple[dict[str, Any], int]:
     parts, owner = services(), current_user().user_id
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise InvalidField("body", "must be a JSON object")
+    data = json_body()
     endpoint_id, function_id = field(data, "endpoint_id", str), field(data, "function_id", str)
     directory = field(data, "directory", str)
     pattern = field(data, "pattern", str, required=False, default="*")

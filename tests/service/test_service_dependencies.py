@@ -102,15 +102,15 @@ def test_an_input_of_another_user_or_unknown_is_refused_and_nothing_stored(store
     assert db.execute("SELECT count(*) FROM task_inputs").fetchone()[0] == 0
 
 
-def test_a_version_3_store_gains_the_dependency_and_memo_tables(tmp_path: Path) -> None:
+def test_a_version_4_store_gains_the_dependency_memo_and_trigger_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     SQLiteStore(path).close()
     db = sqlite3.connect(path)
-    for table in ("task_inputs", "memo", "memo_pending"):
+    for table in ("task_inputs", "memo", "memo_pending", "triggers"):
         db.execute(f"DROP TABLE {table}")
     db.execute("ALTER TABLE tasks DROP COLUMN memo_hit")
     db.execute("ALTER TABLE task_groups DROP COLUMN memo_hits")
-    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     reopened = SQLiteStore(path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import hashlib
 import http.client
 import json
 import uuid
@@ -80,7 +81,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     service = ServiceProcess(tmp_path_factory.mktemp("fuzz"), rate_limit=0, max_task_bytes=4096,
-                             max_batch_tasks=64, max_request_bytes=256 * 1024)
+                             max_batch_tasks=64, max_request_bytes=256 * 1024,
+                             max_wait=0.05)  # fuzzed long-polls stay short
     try:
         keeper = Api(service.url, service.add_user("keeper"))
         keeper_endpoint = keeper.register_endpoint("kept")["endpoint_id"]
@@ -141,6 +143,11 @@ def templates(world: World) -> dict[str, dict[str, Any]]:
         "/v1/functions/{function}/sharing": {"public": False, "users": ["keeper"], "groups": [world.user_group]},
         "/v1/groups": {"name": "team"},
         "/v1/groups/{user_group}/members": {"users": ["keeper"]},
+        "/v1/results": {"groups": {world.own_group: 0, world.kept_group: 0}, "wait": 0.01, "limit": 10,
+                        "watcher": "fuzzer"},
+        "/v1/triggers": {"endpoint_id": world.endpoint_id, "function_id": world.function_id, "directory": "/tmp",
+                         "pattern": "*.h5", "max_per_minute": 60},
+        "/v1/blobs/{digest}": {"any": "bytes"},  # the body is the blob: whatever arrives is hashed and checked
     }
 
 
@@ -148,7 +155,8 @@ ROUTES = [("POST", "/v1/batches"), ("POST", "/v1/functions"), ("POST", "/v1/endp
           ("POST", "/v1/task_groups/{group}/cancel"), ("POST", "/v1/task_groups/{group}/retry"),
           ("PUT", "/v1/endpoints/{endpoint}/sharing"), ("PUT", "/v1/endpoints/{endpoint}/allowed_functions"),
           ("PUT", "/v1/functions/{function}/sharing"), ("POST", "/v1/groups"),
-          ("POST", "/v1/groups/{user_group}/members")]
+          ("POST", "/v1/groups/{user_group}/members"), ("POST", "/v1/results"), ("POST", "/v1/triggers"),
+          ("PUT", "/v1/blobs/{digest}")]
 
 
 def ids(world: World) -> dict[str, list[str]]:
@@ -157,7 +165,8 @@ def ids(world: World) -> dict[str, list[str]]:
     return {"group": [world.own_group, world.kept_group, world.unknown_group],
             "endpoint": [world.spare_endpoint, world.kept_endpoint, unknown],
             "function": [world.function_id, "0" * 64, unknown],  # the keeper holds the same id: its own record
-            "user_group": [world.user_group, world.kept_user_group, unknown]}
+            "user_group": [world.user_group, world.kept_user_group, unknown],
+            "digest": [hashlib.sha256(b"").hexdigest(), "0" * 64, unknown]}
 
 
 @st.composite
@@ -197,7 +206,7 @@ class Request:
 
 @st.composite
 def requests(draw: st.DrawFn, world: World, method: str, route: str) -> Request:
-    as_msgpack = route == "/v1/batches"
+    as_msgpack = route in ("/v1/batches", "/v1/results")
     template = templates(world)[route]
     value = draw(mutated(template, (msgpack_values if as_msgpack else json_values) | hostile_values))
     body = draw(encoded(value, as_msgpack))
@@ -277,7 +286,7 @@ def test_the_fuzzed_routes_are_every_route_with_a_body(world: World) -> None:
     with_body = {(method.upper(), path) for path, operations in spec["paths"].items()
                  for method in operations if method in ("post", "put")}
     placeholders = {"{task_group_id}": "{group}", "{endpoint_id}": "{endpoint}", "{function_id}": "{function}",
-                    "{group_id}": "{user_group}"}
+                    "{group_id}": "{user_group}"}  # {digest} keeps its name
     for name, short in placeholders.items():
         with_body = {(method, path.replace(name, short)) for method, path in with_body}
     assert with_body == set(ROUTES)
