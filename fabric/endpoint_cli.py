@@ -81,6 +81,8 @@ def settings_from_options(options: argparse.Namespace) -> EndpointSettings:
         "provider": dataclasses.asdict(provider),
         "scaling": dataclasses.asdict(scaling) if scaling else None,
         "allowed_functions": allowed,
+        "data_only_arguments": options.data_only_arguments,
+        "sandbox_workers": {"auto": None, "required": True, "off": False}[options.sandbox_workers],
     })
 
 
@@ -104,7 +106,8 @@ def register(paths: EndpointPaths, settings: EndpointSettings) -> dict[str, Any]
 
     try:
         reply = service_client(settings.service_url).register_endpoint(
-            paths.name, allowed_functions=settings.allowed_functions)
+            paths.name, allowed_functions=settings.allowed_functions,
+            data_only=settings.interchange.get("data_only_arguments"))
     except AuthError as exc:
         raise EndpointError(f"the service at {settings.service_url} refused the token ({exc}): set FABRIC_TOKEN "
                             f"or run `fabric login`") from exc
@@ -507,6 +510,18 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
                             "itself and sent to the service at each start (default: any function)")
     allow.add_argument("--allow-any-function", dest="allowed_functions", action="store_const", const=None,
                        help="run any function, with no allow-list (the default)")
+    serializers = configure.add_mutually_exclusive_group()
+    serializers.add_argument("--data-only-arguments", dest="data_only_arguments", action="store_const", const=True,
+                             help="take only data-only task arguments (msgpack types, bytes, numpy arrays; never "
+                                  "a pickle, which can run code when decoded): for an endpoint shared with "
+                                  "others (default: on with --allow-function, else off)")
+    serializers.add_argument("--pickled-arguments", dest="data_only_arguments", action="store_const", const=False,
+                             help="take pickled arguments even with an allow-list (any caller can then run "
+                                  "any code through an argument)")
+    configure.add_argument("--sandbox-workers", choices=("auto", "required", "off"), default="auto",
+                           help="hide the fabric home (the owner's token, the endpoints' keys) from the tasks: "
+                                "auto (if the system allows it, else a warning in the log; the default), "
+                                "required (workers do not start without it) or off")
     configure.add_argument("--force", action="store_true", help="replace an existing configuration")
     start = add("start", start_command, "register an endpoint with its service and run it",
                 "Register the endpoint with its service (the same name keeps its id and gets new keys, "

@@ -42,6 +42,7 @@ from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, Com
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
                              TaskBatch)
+from fabric.sandbox import protect_process
 from interchange.manager_keys import ManagerKeys
 from interchange.scaling import Scaling
 from interchange.scheduler import (ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
@@ -63,7 +64,8 @@ class Interchange:
                                    batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes),
                                    held_results=self.spool if self.spool is not None else (),
                                    report_started=config.service_mode,
-                                   allowed_functions=config.allowed_functions)
+                                   allowed_functions=config.allowed_functions,
+                                   data_only_arguments=config.data_only_enabled)
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.manager_keys: ManagerKeys | None = None
         try:
@@ -345,6 +347,7 @@ def main(config: InterchangeConfig, *, exit_with_parent: bool = True) -> str:
     """
     if exit_with_parent:
         process.exit_with_parent()
+    protect_process()  # its workers may run others' code: they must not read its memory (keys)
     interchange = Interchange(config)
     reason = "interrupted"
     try:

@@ -37,6 +37,7 @@ from fabric import protocol
 from fabric.config import ManagerConfig
 from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
+from fabric.sandbox import protect_process, worker_environment
 from fabric.streams import MessageStream, stream_pair
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
@@ -98,6 +99,20 @@ class Manager:
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
         self.plans = plan_worker_env(config.workers, self.accelerators, config.cpu_affinity, available_cpus=cpus)
 
+    @property
+    def worker_policy_args(self) -> list[str]:
+        """The worker options that keep the endpoint's policy: data-only arguments, the sandbox."""
+        config = self.config
+        args = ["--data-only-arguments"] if config.data_only_arguments else []
+        if config.sandbox_workers is not False:
+            args += ["--sandbox", "required" if config.sandbox_workers else "auto"]
+            hidden = [*config.hidden_paths]
+            if config.curve_key_file is not None:
+                hidden.append(os.path.dirname(os.path.abspath(config.curve_key_file)))
+            for path in hidden:
+                args += ["--hide", path]
+        return args
+
     # -- start-up --------------------------------------------------------------------
     def start(self) -> None:
         for index in range(self.config.workers):
@@ -120,7 +135,8 @@ class Manager:
                 "--max-result-bytes", str(self.config.max_result_bytes)]
         if plan.cpus:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
-        process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python,
+        args += self.worker_policy_args
+        process = spawn("worker", args, env=worker_environment(child_environment(plan.env)), python=self.config.python,
                         pass_fds=(theirs.fileno(),))
         theirs.close()
         stream = MessageStream(ours)
@@ -356,6 +372,7 @@ def read_key_file(path: str) -> tuple[bytes, bytes]:
 def main(config: ManagerConfig) -> str:
     """Entry point of a manager process; returns why it stopped."""
     exit_with_parent()
+    protect_process()  # its workers may run others' code: they must not read its memory
     manager = Manager(config)
     reason = "interrupted"
     previous = signal.signal(signal.SIGTERM, manager.terminate)

@@ -96,9 +96,10 @@ class ResultPage:
     cursor: int
     pending: int
 
-    def outcomes(self) -> list[tuple[str, bool, Any]]:
-        """``(task id, ok, value or exception)`` for each result (deserialized here, client side)."""
-        return [(task_id, *outcome(kind, payload))
+    def outcomes(self, data_only: bool = False) -> list[tuple[str, bool, Any]]:
+        """``(task id, ok, value or exception)`` for each result (deserialized here, client side;
+        ``data_only``: nothing but data, for results of an endpoint you do not own, see ``sdk.results``)."""
+        return [(task_id, *outcome(kind, payload, data_only))
                 for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
 
 
@@ -126,6 +127,7 @@ class Client:
         self._headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fabric-sdk"}
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
+        self._owned: dict[str, bool] = {}  # endpoint id -> whether it is ours (owns_endpoint)
 
     def __repr__(self) -> str:
         return f"Client({self.service_url!r})"
@@ -175,16 +177,22 @@ class Client:
             self._functions = {f: i for f, i in self._functions.items() if i != function_id}
 
     # -- endpoints ---------------------------------------------------------------------
-    def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET
-                          ) -> dict[str, Any]:
+    def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET,
+                          data_only: bool | None | Unset = UNSET) -> dict[str, Any]:
         """Register an endpoint (or your endpoint of that name again): ``endpoint_id``,
         ``forwarder_address``, ``server_public_key``, and the endpoint's ``public_key`` and
         ``secret_key``. Registering again keeps the id and rotates the keys: the old key pair
         can no longer connect. ``allowed_functions``: the only function ids the service will
-        accept tasks for on this endpoint (None: any function; left out: unchanged)."""
+        accept tasks for on this endpoint (None: any function; left out: unchanged).
+        ``data_only``: the endpoint takes only data-only arguments (``fabric.data_only``; None:
+        the default, on with an allow-list; left out: unchanged); callers' SDKs then encode
+        arguments that way, and the service refuses others (``Forbidden``,
+        ``serializer_not_allowed``)."""
         body: dict[str, Any] = {"name": name}
         if not isinstance(allowed_functions, Unset):
             body["allowed_functions"] = None if allowed_functions is None else list(allowed_functions)
+        if not isinstance(data_only, Unset):
+            body["data_only"] = data_only
         return self._json("POST", "/v1/endpoints", json=body)
 
     def list_endpoints(self) -> list[dict[str, Any]]:
@@ -193,6 +201,18 @@ class Client:
     def get_endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
         """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts."""
         return self._json("GET", f"/v1/endpoints/{endpoint_id}")
+
+    def owns_endpoint(self, endpoint_id: str) -> bool:
+        """Whether the endpoint is yours (asked once per endpoint, then remembered); False
+        for one you cannot see."""
+        owned = self._owned.get(endpoint_id)
+        if owned is None:
+            try:
+                owned = self.get_endpoint_status(endpoint_id).get("access") == "owner"
+            except NotFound:
+                owned = False
+            self._owned[endpoint_id] = owned
+        return owned
 
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> list[str] | None:
         """Only these functions may run on your endpoint (None: any); the service refuses a
@@ -309,12 +329,16 @@ class Client:
             record["result"] = base64.b64decode(record["result"])
         return record
 
-    def get_result(self, task_id: str) -> Any:
-        """The task's value; raises ``TaskPending`` while it runs, or the task's own exception."""
+    def get_result(self, task_id: str, *, allow_pickled_results: bool = False) -> Any:
+        """The task's value; raises ``TaskPending`` while it runs, or the task's own exception.
+
+        A result from an endpoint you do not own is decoded data-only (``sdk.results``) unless
+        ``allow_pickled_results``: unpickling it would run whatever that endpoint's owner sent."""
         record = self.get_task(task_id)
         if record["state"] not in FINISHED_STATES:
             raise TaskPending(task_id, record["state"])
-        ok, value = outcome(record["result_kind"], record["result"] or b"")
+        data_only = not allow_pickled_results and not self.owns_endpoint(str(record.get("endpoint_id")))
+        ok, value = outcome(record["result_kind"], record["result"] or b"", data_only)
         if not ok:
             raise value
         return value
@@ -333,12 +357,17 @@ class Client:
         """Run the group's failed tasks (not the cancelled ones) again; returns how many."""
         return int(self._json("POST", f"/v1/task_groups/{task_group_id}/retry")["retried"])
 
-    def iter_results(self, task_group_id: str, *, after: int = 0, wait: float = 10.0) -> Iterator[TaskResult]:
-        """Every result of the group from cursor ``after`` on, as they finish, until none is pending."""
+    def iter_results(self, task_group_id: str, *, after: int = 0, wait: float = 10.0,
+                     data_only: bool = False) -> Iterator[TaskResult]:
+        """Every result of the group from cursor ``after`` on, as they finish, until none is pending.
+
+        ``data_only``: decode nothing but data (``sdk.results``); pass True when the group's
+        tasks ran on an endpoint you do not own (a group does not say where its tasks ran;
+        ``Executor`` decides this by itself)."""
         cursor = after
         while True:
             page = self.get_results(task_group_id, after=cursor, wait=wait)
-            for task_id, ok, value in page.outcomes():
+            for task_id, ok, value in page.outcomes(data_only):
                 yield TaskResult(task_id, ok, value)
             cursor = page.cursor
             if not page.pending and not page.task_ids:

@@ -23,6 +23,15 @@ Memory stays bounded however many tasks go through: a submit blocks while
 bar (``sdk.progress``) shows tasks finished out of submitted when the work takes a while
 and someone is watching (``progress=True/False`` to choose). Results are deserialized
 client side only.
+
+Serializers. At its first submit the executor reads the endpoint's record (one request):
+an endpoint whose policy is data-only arguments (``data_only``: the default when it has an
+allow-list) gets arguments encoded data-only (``fabric.data_only``; a value that is not data
+fails ``submit`` with ``DataOnlyError``). The results of an endpoint you do not own are
+decoded data-only, and its remote exceptions rebuilt from their type name, message and
+traceback text: a pickle from there could run anything its owner wants in your process.
+``allow_pickled_results=True`` accepts pickled results from such an endpoint, if you trust
+its owner as you trust your own code.
 """
 
 from __future__ import annotations
@@ -83,17 +92,22 @@ class Executor(concurrent.futures.Executor):
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
     while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
     shows a progress bar (None: when stderr is a terminal or in a notebook).
+    ``allow_pickled_results``: unpickle results (and remote exceptions) from an endpoint you
+    do not own; its owner can then run any code in this process (see the module's text).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
                  task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_queued_tasks: int = 100_000, progress: bool | None = None) -> None:
+                 max_queued_tasks: int = 100_000, progress: bool | None = None,
+                 allow_pickled_results: bool = False) -> None:
         self.endpoint_id = endpoint_id
         self.client = client if client is not None else Client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.resource_spec = resource_spec
         self.retries = retries
+        self.allow_pickled_results = allow_pickled_results
+        self._policy: tuple[bool, bool] | None = None  # (data-only arguments, data-only results)
         self.batch_tasks, self.batch_bytes, self.max_queued_tasks = batch_tasks, batch_bytes, max_queued_tasks
         self._lock = threading.Condition()
         self._queue: deque[_Queued] = deque()
@@ -133,8 +147,23 @@ class Executor(concurrent.futures.Executor):
             raise TypeError("function_id must be a function id (a non-empty string)")
         return self._enqueue(function_id, tuple(args), kwargs or {})
 
+    def _endpoint_policy(self) -> tuple[bool, bool]:
+        """(arguments data-only, results data-only) for this executor's endpoint, asked once."""
+        policy = self._policy
+        if policy is None:
+            if self.endpoint_id is None:  # reloading a group: where its tasks ran is unknown
+                return False, not self.allow_pickled_results
+            try:
+                record = self.client.get_endpoint_status(self.endpoint_id)
+            except (NotFound, Forbidden):  # the upload fails with this on the futures
+                return False, not self.allow_pickled_results
+            owned = record.get("access") == "owner"
+            policy = self._policy = (bool(record.get("data_only")), not owned and not self.allow_pickled_results)
+        return policy
+
     def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ServiceTaskFuture:
-        payload = serialize_arguments(args, kwargs)
+        data_arguments, data_results = self._endpoint_policy()
+        payload = serialize_arguments(args, kwargs, data_only=data_arguments, data_only_result=data_results)
         spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
         future = ServiceTaskFuture()
         with self._lock:
@@ -286,6 +315,7 @@ class Executor(concurrent.futures.Executor):
                 if pause:
                     time.sleep(pause)
                 try:
+                    data_only = self._endpoint_policy()[1]
                     page = self.client.get_results(group, after=cursor, wait=RESULT_WAIT)
                 except NotFound:  # the group's first batch is not in yet
                     pause = 0.05
@@ -298,7 +328,7 @@ class Executor(concurrent.futures.Executor):
                     pause = min(5.0, max(0.1, pause * 2))
                     continue
                 pause = 0.0
-                self._deliver(page.outcomes(), page.cursor, generation)
+                self._deliver(page.outcomes(data_only), page.cursor, generation)
         except BaseException as exc:
             reason = f"failed: {exc!r}"
             logger.exception("the executor's result watcher failed")

@@ -30,7 +30,7 @@ from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import exit_with_parent, parent_alive
 from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
                              Shutdown, TaskBatch, WorkerReady)
-from fabric.serialize import deserialize, serialize
+from fabric.serialize import DATA_ONLY_RESULT, deserialize, deserialize_arguments, serialize, serialize_data
 from fabric.streams import MessageStream
 
 logger = logging.getLogger(__name__)
@@ -41,12 +41,15 @@ FLUSH_INTERVAL = 0.002
 PARENT_CHECK_INTERVAL = 1.0
 
 
-def describe_exception(exc: BaseException, task_id: Any) -> bytes:
-    """The RESULT_REMOTE_ERROR payload for ``exc``: type, message, traceback, the object."""
-    try:
-        pickled: bytes | None = serialize(exc)
-    except SerializationError:
-        pickled = None
+def describe_exception(exc: BaseException, task_id: Any, pickle_it: bool = True) -> bytes:
+    """The RESULT_REMOTE_ERROR payload for ``exc``: type, message, traceback, and the object
+    pickled unless ``pickle_it`` is False (a submitter that asked for data-only results)."""
+    pickled: bytes | None = None
+    if pickle_it:
+        try:
+            pickled = serialize(exc)
+        except SerializationError:
+            pickled = None
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still reported
@@ -63,8 +66,10 @@ def describe_exception(exc: BaseException, task_id: Any) -> bytes:
 class Worker:
     """Executes tasks; all socket work is in ``serve``, all task work in ``run_chunk``."""
 
-    def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int) -> None:
+    def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int, *,
+                 data_only_arguments: bool = False) -> None:
         self.worker_id = worker_id
+        self.data_only_arguments = data_only_arguments
         self.max_result_bytes = max_result_bytes
         self.batch_bytes = min(MAX_BATCH_BYTES, max_result_bytes)
         self.manager_pid = manager_pid
@@ -120,15 +125,21 @@ class Worker:
             self.send_results(results, time.perf_counter() - started)
 
     def run(self, task: protocol.Task) -> tuple[Any, int, bytes]:
+        payload = task.payload
+        data_result = payload[0] == DATA_ONLY_RESULT if len(payload) else False
         try:
             fn = self.function(task.function_id)
-            args, kwargs = deserialize(task.payload)
-            result = serialize(fn(*args, **kwargs))
+            if data_result or self.data_only_arguments:
+                args, kwargs, _ = deserialize_arguments(payload, data_only=self.data_only_arguments)
+            else:
+                args, kwargs = deserialize(payload)
+            value = fn(*args, **kwargs)
+            result = serialize_data(value, "result") if data_result else serialize(value)
             if len(result) > self.max_result_bytes:
                 raise PayloadTooLarge(len(result), self.max_result_bytes, "result")
             return task.task_id, RESULT_OK, result
         except BaseException as exc:  # noqa: BLE001 - every failure is reported to the caller
-            return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id)
+            return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id, not data_result)
 
     def send_results(self, results: list[tuple[Any, int, bytes]], elapsed: float) -> None:
         self.stream.send(ResultBatch.build(results, elapsed=elapsed).to_frames())
@@ -137,13 +148,14 @@ class Worker:
         self.stream.close()
 
 
-def main(worker_id: str, fd: int, manager_pid: int, max_result_bytes: int) -> str:
+def main(worker_id: str, fd: int, manager_pid: int, max_result_bytes: int, *,
+         data_only_arguments: bool = False) -> str:
     """Entry point of a worker process: watch the parent, serve, say how it ended."""
     exit_with_parent()
     if not parent_alive(manager_pid):
         return "manager gone before start"
     stream = MessageStream(socket.socket(fileno=fd), blocking=True)
-    worker = Worker(worker_id, stream, manager_pid, max_result_bytes)
+    worker = Worker(worker_id, stream, manager_pid, max_result_bytes, data_only_arguments=data_only_arguments)
     try:
         reason = worker.serve()
     finally:

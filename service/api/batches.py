@@ -12,7 +12,10 @@ A batch body is a msgpack map::
 
 The caller must reach the endpoint and every function (their own, shared with them or
 their groups, or public; 404 otherwise), and the endpoint's allow-list, if it has one, must
-name every function (403 ``function_not_allowed``); nothing of a refused batch is stored.
+name every function (403 ``function_not_allowed``). An endpoint whose policy is data-only
+arguments (``data_only`` in its record: the default with an allow-list) takes only
+arguments serialized data-only (``fabric.data_only``; read from their first bytes, never
+decoded): 403 ``serializer_not_allowed`` otherwise. Nothing of a refused batch is stored.
 The tasks belong to the caller, whoever owns the endpoint.
 
 The body may be compressed (``Content-Encoding: gzip`` or ``deflate``; see
@@ -27,12 +30,14 @@ finished); from then on it answers 404, like a task that never existed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint
 
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from service.errors import BadRequest, FunctionNotAllowed, NotFound, PayloadTooLarge
+from fabric.data_only import is_data_only, payload_serializer, serializer_name
+from service.errors import BadRequest, FunctionNotAllowed, NotFound, PayloadTooLarge, SerializerNotAllowed
 from service.openapi import operation
 from service.store import RECEIVED, WAITING, NewTasks
 
@@ -90,6 +95,16 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
                     batch_id=uuid_text(batch_id, "batch_id") if batch_id else None)
 
 
+def _check_data_only(endpoint_id: str, payloads: Sequence[bytes]) -> None:
+    """Refuse the batch unless every task's arguments are data-only (their header byte)."""
+    for index, payload in enumerate(payloads):
+        if not is_data_only(payload):
+            raise SerializerNotAllowed(
+                f"endpoint {endpoint_id!r} takes only data-only arguments; task {index} has "
+                f"{serializer_name(payload_serializer(payload)[0])} arguments (the SDK encodes them data-only "
+                f"when the endpoint asks; fabric.serialize.serialize_arguments(..., data_only=True))")
+
+
 @blueprint.post("/batches")
 @operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
            request="msgpack", status=201, errors=(400, 403, 404, 413, 415))
@@ -106,6 +121,8 @@ def submit_batch() -> tuple[dict[str, Any], int]:
             raise NotFound(f"no function {function_id!r}")
         if allowed is not None and function_id not in allowed:
             raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
+    if reached[0].data_only:
+        _check_data_only(tasks.endpoint_id, tasks.payloads)
     count = len(tasks.payloads)
     if parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
         dispatched = None

@@ -55,10 +55,11 @@ class Store(abc.ABC):
     # -- endpoints -----------------------------------------------------------------------
     @abc.abstractmethod
     def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
-                          allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
+                          allowed_functions: Sequence[str] | None | Unset = UNSET,
+                          data_only_arguments: bool | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
         """The owner's endpoint called ``name``, now holding these keys (new, or rotated: the
         old key pair no longer connects) and, unless ``UNSET``, this allow-list (None: any
-        function); (record, created)."""
+        function) and serializer policy (None: data-only with an allow-list); (record, created)."""
 
     @abc.abstractmethod
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:

@@ -50,7 +50,8 @@ def hash_secret(secret: str) -> bytes:
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
                  "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
-                     "managers, workers, interchange_queued, interchange_outstanding, allowed_functions")
+                     "managers, workers, interchange_queued, interchange_outstanding, allowed_functions, "
+                     "data_only_arguments")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
 _FUNCTION_LISTED = "id, owner, name, description, x'', created"  # without bodies
 _SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id"
@@ -66,6 +67,7 @@ def _endpoint_record(row: tuple[Any, ...]) -> EndpointRecord:
     values = list(row)
     values[6] = bool(values[6])
     values[14] = access.decode_allowed(values[14])
+    values[15] = None if values[15] is None else bool(values[15])
     return EndpointRecord(*values)
 
 
@@ -265,7 +267,8 @@ class SQLiteStore(Store):
 
     # -- endpoints -----------------------------------------------------------------------
     def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
-                          allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
+                          allowed_functions: Sequence[str] | None | Unset = UNSET,
+                          data_only_arguments: bool | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
         with self._write() as db:
             row = db.execute("SELECT id FROM endpoints WHERE owner = ? AND name = ?", (owner, name)).fetchone()
             created = row is None
@@ -278,6 +281,9 @@ class SQLiteStore(Store):
                            (public_key, secret_key, endpoint_id))
             if not isinstance(allowed_functions, Unset):
                 access.set_allowed(db, endpoint_id, allowed_functions)
+            if not isinstance(data_only_arguments, Unset):
+                db.execute("UPDATE endpoints SET data_only_arguments = ? WHERE id = ?",
+                           (None if data_only_arguments is None else int(data_only_arguments), endpoint_id))
             row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
         return _endpoint_record(row), created
 

@@ -39,3 +39,8 @@ def unless_missing(path: str, value: int) -> int:
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     return value
+
+
+def echo(*args: object, **kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
+    """Its arguments, as they arrived."""
+    return args, kwargs
