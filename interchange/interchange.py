@@ -111,7 +111,8 @@ class Interchange:
 
     def registration(self) -> InterchangeRegistration:
         return InterchangeRegistration(endpoint_id=self.config.endpoint_id, hostname=socket.gethostname(),
-                                       pid=os.getpid(), manager_address=self.manager_address)
+                                       pid=os.getpid(), manager_address=self.manager_address,
+                                       data_only_arguments=self.config.data_only_enabled)
 
     # -- the loop --------------------------------------------------------------------
     def start(self) -> None:

@@ -81,6 +81,8 @@ class Endpoint(concurrent.futures.Executor):
     ``allowed_functions``: the only function ids this endpoint runs (None: any function); a
     function's id is the hash of its body, ``serialize_function(fn)[0]`` of ``fabric.serialize``.
     A task of any other function never reaches a worker: its future raises ``FunctionNotAllowed``.
+    ``data_only_arguments``: arguments travel data-only (``fabric.data_only``; ``submit``
+    raises ``DataOnlyError`` for others); None: with an allow-list (see ``InterchangeConfig``).
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
@@ -89,7 +91,7 @@ class Endpoint(concurrent.futures.Executor):
                  max_message_bytes: int = 256 * 1024 * 1024, max_inflight_bytes: int = 256 * 1024 * 1024,
                  provider: ProviderConfig | None = None, scaling: ScalingConfig | None = None,
                  log_level: str | None = None, manager_curve: bool | None = None,
-                 allowed_functions: Iterable[str] | None = None) -> None:
+                 allowed_functions: Iterable[str] | None = None, data_only_arguments: bool | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         allowed = _as_list(allowed_functions)
@@ -106,9 +108,10 @@ class Endpoint(concurrent.futures.Executor):
             heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
             max_message_bytes=max_message_bytes,
             provider=provider or ProviderConfig(), scaling=scaling, manager_curve=manager_curve,
-            allowed_functions=allowed,
+            allowed_functions=allowed, data_only_arguments=data_only_arguments,
         )
         self.config = config
+        self._data_only = config.data_only_enabled  # the endpoint's policy: arguments must be data
         self._max_payload = config.max_payload_bytes
         self._batch_bytes = min(MAX_BATCH_BYTES, self._max_payload)
         self._max_inflight_bytes = max_inflight_bytes
@@ -154,7 +157,7 @@ class Endpoint(concurrent.futures.Executor):
         function_id = self._function_ids.get(fn)
         if function_id is None:
             function_id = self._register(fn)
-        payload = serialize_arguments(args, kwargs or {})
+        payload = serialize_arguments(args, kwargs or {}, data_only=self._data_only)
         if len(payload) > self._max_payload:
             raise PayloadTooLarge(len(payload), self._max_payload, "arguments")
         task_id = next(self._ids)

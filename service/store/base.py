@@ -87,6 +87,10 @@ class Store(abc.ABC):
                        pid: int | None = None) -> None: ...
 
     @abc.abstractmethod
+    def require_data_only(self, endpoint_id: str) -> None:
+        """The endpoint takes only data-only arguments (its running interchange said so)."""
+
+    @abc.abstractmethod
     def record_heartbeats(self, last_heard: dict[str, float]) -> None: ...
 
     @abc.abstractmethod

@@ -319,6 +319,10 @@ class SQLiteStore(Store):
             db.execute("UPDATE endpoints SET connected = ?, last_heartbeat = ?, hostname = coalesce(?, hostname), "
                        "pid = coalesce(?, pid) WHERE id = ?", (int(connected), now, hostname, pid, endpoint_id))
 
+    def require_data_only(self, endpoint_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE endpoints SET data_only_arguments = 1 WHERE id = ?", (endpoint_id,))
+
     def record_heartbeats(self, last_heard: dict[str, float]) -> None:
         if last_heard:
             with self._write() as db:
