@@ -40,21 +40,26 @@ SERIALIZER_NAMES = {0x80: "pickle", 0x02: "dill", 0x03: "dill (code)", 0x04: "so
 
 _TUPLE, _NDARRAY, _NPSCALAR, _COMPLEX, _SET, _FROZENSET, _BIGINT = range(1, 8)
 _MAX_DTYPE = 32
+MAX_DEPTH = 100
+"""Extensions (tuples, sets...) nest at most this deep: each level is a nested msgpack call,
+and C stack, not Python's recursion limit, would run out first."""
 
 
-def _pack(obj: Any, what: str) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=lambda o: _extension(o, what))
+def _pack(obj: Any, what: str, depth: int = 0) -> bytes:
+    if depth > MAX_DEPTH:
+        raise DataOnlyError(what, type_name=type(obj).__name__, reason=f"nested more than {MAX_DEPTH} deep")
+    return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=lambda o: _extension(o, what, depth + 1))
 
 
-def _extension(obj: Any, what: str) -> msgpack.ExtType:
+def _extension(obj: Any, what: str, depth: int) -> msgpack.ExtType:
     """The extension for a value msgpack does not know, or ``DataOnlyError``."""
     kind = type(obj)
     if kind is tuple:
-        return msgpack.ExtType(_TUPLE, _pack(list(obj), what))
+        return msgpack.ExtType(_TUPLE, _pack(list(obj), what, depth))
     if kind is complex:
-        return msgpack.ExtType(_COMPLEX, _pack([obj.real, obj.imag], what))
+        return msgpack.ExtType(_COMPLEX, _pack([obj.real, obj.imag], what, depth))
     if kind is set or kind is frozenset:
-        return msgpack.ExtType(_SET if kind is set else _FROZENSET, _pack(list(obj), what))
+        return msgpack.ExtType(_SET if kind is set else _FROZENSET, _pack(list(obj), what, depth))
     if kind is int:  # only those msgpack cannot hold come here
         return msgpack.ExtType(_BIGINT, str(obj).encode())
     if kind is bytearray or kind is memoryview:
@@ -64,10 +69,10 @@ def _extension(obj: Any, what: str) -> msgpack.ExtType:
         if kind is numpy.ndarray:
             _check_dtype(obj.dtype, what, kind)
             return msgpack.ExtType(_NDARRAY, _pack([obj.dtype.str, list(obj.shape),
-                                                    numpy.ascontiguousarray(obj).tobytes()], what))
+                                                    numpy.ascontiguousarray(obj).tobytes()], what, depth))
         if isinstance(obj, numpy.generic):
             _check_dtype(obj.dtype, what, kind)
-            return msgpack.ExtType(_NPSCALAR, _pack([obj.dtype.str, obj.tobytes()], what))
+            return msgpack.ExtType(_NPSCALAR, _pack([obj.dtype.str, obj.tobytes()], what, depth))
     raise DataOnlyError(what, type_name=f"{kind.__module__}.{kind.__qualname__}")
 
 
@@ -87,36 +92,39 @@ def dumps_data(obj: Any, what: str = "value") -> bytes:
         raise DataOnlyError(what, type_name=type(obj).__name__, reason=str(exc)) from exc
 
 
-def _unpack(body: bytes | memoryview) -> Any:
-    return msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_from_extension)
+def _unpack(body: bytes | memoryview, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"data nested more than {MAX_DEPTH} deep")
+    return msgpack.unpackb(body, raw=False, strict_map_key=False,
+                           ext_hook=lambda code, data: _from_extension(code, data, depth + 1))
 
 
-def _from_extension(code: int, body: bytes) -> Any:
+def _from_extension(code: int, body: bytes, depth: int) -> Any:
     if code == _TUPLE:
-        return tuple(_list(body))
+        return tuple(_list(body, depth))
     if code == _COMPLEX:
-        real, imag = _list(body, 2)
+        real, imag = _list(body, depth, 2)
         if not (isinstance(real, (int, float)) and isinstance(imag, (int, float))):
             raise ValueError("complex parts must be numbers")
         return complex(real, imag)
     if code == _SET:
-        return set(_list(body))
+        return set(_list(body, depth))
     if code == _FROZENSET:
-        return frozenset(_list(body))
+        return frozenset(_list(body, depth))
     if code == _BIGINT:
         if len(body) > 4300 or not body.lstrip(b"-").isdigit():
             raise ValueError("malformed integer")
         return int(body)
     if code == _NDARRAY:
-        return _array(*_list(body, 3))
+        return _array(*_list(body, depth, 3))
     if code == _NPSCALAR:
-        dtype_text, raw = _list(body, 2)
+        dtype_text, raw = _list(body, depth, 2)
         return _array(dtype_text, [], raw)[()]
     raise ValueError(f"unknown data-only extension {code}")
 
 
-def _list(body: bytes, length: int | None = None) -> list[Any]:
-    items = _unpack(body)
+def _list(body: bytes, depth: int, length: int | None = None) -> list[Any]:
+    items = _unpack(body, depth)
     if not isinstance(items, list) or (length is not None and len(items) != length):
         raise ValueError("malformed data-only extension")
     return items
@@ -142,10 +150,7 @@ def _array(dtype_text: Any, shape: Any, raw: Any) -> Any:
 
 def loads_data(body: bytes | memoryview) -> Any:
     """The value of a ``dumps_data`` buffer; malformed input raises ``ValueError``."""
-    try:
-        return _unpack(body)
-    except RecursionError as exc:
-        raise ValueError("data nested too deeply") from exc
+    return _unpack(body)
 
 
 def serializer_name(header: int | None) -> str:

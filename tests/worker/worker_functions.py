@@ -51,3 +51,12 @@ def nap(seconds: float, value: int) -> int:
 
 def affinity() -> set[int]:
     return os.sched_getaffinity(0)
+
+
+def identity(value: object) -> object:
+    return value
+
+
+def read_file(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
