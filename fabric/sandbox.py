@@ -74,13 +74,24 @@ def _own_user_namespace(libc: ctypes.CDLL, flags: int) -> None:
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def hidden_existing(paths: Iterable[str]) -> list[str]:
-    """The folders of ``paths`` that exist, resolved, outermost first, without repeats."""
+    """The folders of ``paths`` that exist, resolved, outermost first, without repeats; never
+    one holding this Python or its modules (a ``FABRIC_HOME`` of ``~`` must not hide the
+    virtual environment in it: such a folder is left visible, with a warning)."""
     folders = sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)}, key=len)
+    needed = [os.path.realpath(p) for p in (sys.prefix, sys.executable, *sys.path) if p]
     kept: list[str] = []
     for folder in folders:
-        if folder != "/" and not any(folder.startswith(outer.rstrip("/") + "/") for outer in kept):
-            kept.append(folder)
+        if any(_inside(folder, outer) for outer in kept):
+            continue
+        if folder == "/" or any(_inside(path, folder) for path in needed):
+            logger.warning("not hiding %s from tasks: Python or its modules are in it", folder)
+            continue
+        kept.append(folder)
     return kept
 
 
