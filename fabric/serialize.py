@@ -239,10 +239,10 @@ def serialize_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], *, data_o
 
     ``data_only``: encode them with ``DataOnly`` (``DataOnlyError`` if they are not data);
     ``data_only_result``: ask the worker for a data-only result (the ``DATA_ONLY_RESULT`` envelope)."""
-    if data_only:
-        body = EMPTY_DATA_ARGUMENTS if not args and not kwargs else serialize_data((args, kwargs), "arguments")
-    else:
+    if not data_only:
         body = EMPTY_ARGUMENTS if not args and not kwargs else serialize((args, kwargs))
+        return bytes((DATA_ONLY_RESULT,)) + body if data_only_result else body
+    body = EMPTY_DATA_ARGUMENTS if not args and not kwargs else serialize_data((args, kwargs), "arguments")
     return bytes((DATA_ONLY_RESULT,)) + body if data_only_result else body
 
 

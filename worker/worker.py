@@ -126,8 +126,9 @@ class Worker:
 
     def run(self, task: protocol.Task) -> tuple[Any, int, bytes]:
         payload = task.payload
-        data_result = payload[0] == DATA_ONLY_RESULT if len(payload) else False
+        data_result = False
         try:
+            data_result = payload[0] == DATA_ONLY_RESULT  # an empty payload fails here, as it should
             fn = self.function(task.function_id)
             if data_result or self.data_only_arguments:
                 args, kwargs, _ = deserialize_arguments(payload, data_only=self.data_only_arguments)
