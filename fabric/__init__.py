@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (AuthError, EndpointError, EndpointShutdown, FabricError, Forbidden, FunctionNotAllowed,
-                           InvalidRequest, ManagerLost, NotFound, PayloadTooLarge, ProtocolError, RateLimited,
-                           RemoteExecutionError, SerializationError, ServiceError, ServiceUnavailable, TaskCancelled,
-                           TaskError, TaskPending, TaskTimeout, WorkerLost)
+from fabric.errors import (AuthError, DataOnlyError, EndpointError, EndpointShutdown, FabricError, Forbidden,
+                           FunctionNotAllowed, InvalidRequest, ManagerLost, NotFound, PayloadTooLarge, ProtocolError,
+                           RateLimited, RemoteExecutionError, SerializationError, SerializerNotAllowed, ServiceError,
+                           ServiceUnavailable, TaskCancelled, TaskError, TaskPending, TaskTimeout, WorkerLost)
 
 if TYPE_CHECKING:
     from sdk.client import Client
@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AuthError", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
+    "AuthError", "Client", "DataOnlyError", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
     "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
-    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
+    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "SerializerNotAllowed", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
     "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]
 

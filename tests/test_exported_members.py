@@ -12,6 +12,7 @@ import fabric
 EXPORTED = [
     "AuthError",
     "Client",
+    "DataOnlyError",
     "Endpoint",
     "EndpointError",
     "EndpointShutdown",
@@ -28,6 +29,7 @@ EXPORTED = [
     "RateLimited",
     "RemoteExecutionError",
     "SerializationError",
+    "SerializerNotAllowed",
     "ServiceError",
     "ServiceUnavailable",
     "TaskCancelled",
