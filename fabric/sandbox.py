@@ -39,6 +39,9 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
 
+SANDBOX_REFUSED_EXIT = 3
+"""A worker's exit status when its sandbox is required and the system cannot make it."""
+
 SECRET_VARIABLES = ("FABRIC_TOKEN",)
 """Environment variables a worker never inherits."""
 

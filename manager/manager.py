@@ -37,7 +37,7 @@ from fabric import protocol
 from fabric.config import ManagerConfig
 from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
-from fabric.sandbox import protect_process, worker_environment
+from fabric.sandbox import SANDBOX_REFUSED_EXIT, protect_process, worker_environment
 from fabric.streams import MessageStream, stream_pair
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
@@ -263,6 +263,8 @@ class Manager:
         while self.dying and now - self.dying[0][0] >= DEATH_GRACE:
             _, worker_id, code = self.dying.pop(0)
             logger.warning("worker %s exited with code %s", worker_id, code)
+            if code == SANDBOX_REFUSED_EXIT and self.config.sandbox_workers:
+                self.exit_reason = "workers cannot be sandboxed here and sandbox_workers is required"
             self.execute(self.scheduler.handle(WorkerDied(worker_id, code)))
 
     def beat(self, now: float) -> None:

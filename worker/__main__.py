@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(args.log_level)
     if args.sandbox is not None and not sandbox(args.hide, required=args.sandbox == "required"):
-        return 3
+        from fabric.sandbox import SANDBOX_REFUSED_EXIT
+
+        return SANDBOX_REFUSED_EXIT
     from worker.worker import main as run
 
     run(args.id, args.fd, args.manager_pid, args.max_result_bytes, data_only_arguments=args.data_only_arguments)
