@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (AuthError, DataOnlyError, EndpointError, EndpointShutdown, FabricError, Forbidden,
-                           FunctionNotAllowed, InvalidRequest, ManagerLost, NotFound, PayloadTooLarge, ProtocolError,
-                           RateLimited, RemoteExecutionError, SerializationError, SerializerNotAllowed, ServiceError,
+from fabric.errors import (AuthError, BatchGone, DataOnlyError, EndpointError, EndpointShutdown, FabricError,
+                           Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost, NotFound, PayloadTooLarge,
+                           ProtocolError, RateLimited, RemoteExecutionError, SerializationError, SerializerNotAllowed,
+                           ServiceError, ServiceInternalError,
                            ServiceUnavailable, TaskCancelled, TaskError, TaskPending, TaskTimeout, WorkerLost)
 
 if TYPE_CHECKING:
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AuthError", "Client", "DataOnlyError", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
-    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
-    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "SerializerNotAllowed", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
+    "AuthError", "BatchGone", "Client", "DataOnlyError", "Endpoint", "EndpointError", "EndpointShutdown",
+    "EndpointStatus", "Executor", "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost",
+    "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError",
+    "SerializerNotAllowed", "ServiceError", "ServiceInternalError", "ServiceUnavailable", "TaskCancelled", "TaskError",
     "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]
 

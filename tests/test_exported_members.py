@@ -11,6 +11,7 @@ import fabric
 
 EXPORTED = [
     "AuthError",
+    "BatchGone",
     "Client",
     "DataOnlyError",
     "Endpoint",
@@ -31,6 +32,7 @@ EXPORTED = [
     "SerializationError",
     "SerializerNotAllowed",
     "ServiceError",
+    "ServiceInternalError",
     "ServiceUnavailable",
     "TaskCancelled",
     "TaskError",

@@ -17,9 +17,9 @@ from typing import Any
 import msgpack
 import numpy as np
 import pytest
-from service_helpers import TIMEOUT, FakeInterchange, poll_until, user
-
-from sdk_functions import double, echo
+from tests.support import TIMEOUT, poll_until
+from tests.support.sdk_functions import double, echo
+from tests.support.service import FakeInterchange, user
 
 from fabric import Executor, Forbidden, RemoteExecutionError
 from fabric.data_only import DATA_ONLY_HEADER, DATA_ONLY_RESULT
