@@ -28,6 +28,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import site
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -83,16 +84,17 @@ def _inside(path: str, folder: str) -> bool:
 
 def hidden_existing(paths: Iterable[str]) -> list[str]:
     """The folders of ``paths`` that exist, resolved, outermost first, without repeats; never
-    one holding this Python or its modules (a ``FABRIC_HOME`` of ``~`` must not hide the
-    virtual environment in it: such a folder is left visible, with a warning)."""
+    one holding this Python or its installed packages (a ``FABRIC_HOME`` of ``~`` must not
+    hide the virtual environment in it: such a folder is left visible, with a warning)."""
     folders = sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)}, key=len)
-    needed = [os.path.realpath(p) for p in (sys.prefix, sys.executable, *sys.path) if p]
+    needed = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.executable, *site.getsitepackages(),
+                                            site.getusersitepackages()) if p]
     kept: list[str] = []
     for folder in folders:
         if any(_inside(folder, outer) for outer in kept):
             continue
         if folder == "/" or any(_inside(path, folder) for path in needed):
-            logger.warning("not hiding %s from tasks: Python or its modules are in it", folder)
+            logger.warning("not hiding %s from tasks: Python or its packages are in it", folder)
             continue
         kept.append(folder)
     return kept

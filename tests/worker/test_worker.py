@@ -502,3 +502,12 @@ def test_a_sandboxed_worker_cannot_see_the_hidden_folders(start_worker: StartWor
     assert remote_error(hidden)["remote_type"] == "builtins.FileNotFoundError"
     assert value(visible) == "visible"
     assert (secrets / "credentials.json").read_text() == "the token"  # hidden from the worker only
+
+
+def test_the_sandbox_never_hides_python_or_its_packages(tmp_path: Path) -> None:
+    from fabric.sandbox import hidden_existing
+
+    home = tmp_path / "home"
+    (home / "inner").mkdir(parents=True)
+    assert hidden_existing([str(home / "inner"), str(home), sys.prefix, os.path.dirname(sys.prefix), "/",
+                            str(tmp_path / "missing")]) == [os.path.realpath(home)]

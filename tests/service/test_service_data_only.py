@@ -64,13 +64,14 @@ def test_an_argument_that_runs_code_when_unpickled_never_runs_on_an_allow_listed
         bob.submit_batch(endpoint_id, allowed, [pickle.dumps(((RunsOnLoad(marker),), {}))])
     assert forbidden.value.status == 403 and forbidden.value.error_type == "serializer_not_allowed"
 
-    # an endpoint whose service record lets pickles through: its own configuration refuses them
+    # a pickle the service took (the owner said data_only=False, the endpoint was not yet
+    # connected to say otherwise): the endpoint's own configuration refuses it
     lax = alice.register_endpoint("lax", allowed_functions=[allowed], data_only=False)
     assert lax["data_only"] is False
-    cluster.endpoint(lax, allowed_functions=[allowed])
     alice.share_endpoint(lax["endpoint_id"], users=[bob.whoami()["name"]])
-    poll_until(lambda: bob.get_endpoint_status(lax["endpoint_id"])["status"] == "online", "the lax endpoint online")
     batch = bob.submit_batch(lax["endpoint_id"], allowed, [pickle.dumps(((RunsOnLoad(marker),), {}))])
+    cluster.endpoint(lax, allowed_functions=[allowed])
+    poll_until(lambda: bob.get_endpoint_status(lax["endpoint_id"])["data_only"], "the endpoint's policy reported")
     with pytest.raises(SerializerNotAllowed) as caught:
         poll_until(lambda: bob.get_task(batch.task_ids[0])["state"] == "failed", "the task refused")
         bob.get_result(batch.task_ids[0])
