@@ -375,7 +375,8 @@ def status_command(options: argparse.Namespace) -> int:
         "name": paths.name, "endpoint_id": registration.get("endpoint_id"),
         "state": "running" if process else "stopped", "pid": process.pid if process else None,
         "log": str(paths.log), "config": str(paths.config), "service_url": settings.service_url,
-        "allowed_functions": settings.allowed_functions, "service": None, "service_error": None}
+        "allowed_functions": settings.allowed_functions, "data_only_arguments": settings.data_only_arguments,
+        "sandbox_workers": settings.interchange.get("sandbox_workers"), "service": None, "service_error": None}
     if report["endpoint_id"] is None:
         report["service_error"] = "not registered yet: `fabric endpoint start` registers it"
     else:
@@ -394,7 +395,9 @@ def _status_text(report: dict[str, Any]) -> str:
     state = report["state"] + (f" (pid {report['pid']})" if report["pid"] else "")
     lines = [f"endpoint:     {report['name']}", f"endpoint id:  {report['endpoint_id'] or '-'}",
              f"state:        {state}", f"log:          {report['log']}", f"service:      {report['service_url']}",
-             f"functions:    {_allowed_text(report['allowed_functions'])}"]
+             f"functions:    {_allowed_text(report['allowed_functions'])}",
+             f"arguments:    {'data only' if report['data_only_arguments'] else 'pickles accepted'}",
+             f"sandbox:      {_SANDBOX_TEXT[report['sandbox_workers']]}"]
     view = report["service"]
     if view is None:
         lines.append(f"service view: unavailable: {report['service_error']}")
@@ -409,6 +412,10 @@ def _status_text(report: dict[str, Any]) -> str:
         lines.append(f"service list: {_allowed_text(view['allowed_functions'])} (not the configured one: "
                      f"`fabric endpoint start` sends that)")
     return "\n".join(lines)
+
+
+_SANDBOX_TEXT = {None: "workers hide the fabric home if the system allows it (auto)",
+                 True: "workers hide the fabric home (required)", False: "off: tasks can read the fabric home"}
 
 
 def _allowed_text(allowed: list[str] | None) -> str:

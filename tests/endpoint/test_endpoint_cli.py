@@ -348,7 +348,16 @@ def test_configure_stores_the_allow_list_and_status_shows_it(tmp_path: Path, mon
     assert cli.main(["endpoint", "status", "lab", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["allowed_functions"] == ["f00d", "beef"]
     assert cli.main(["endpoint", "status", "lab"]) == 0
-    assert "functions:    only f00d, beef" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "functions:    only f00d, beef" in shown and "arguments:    data only" in shown  # the allow-list's default
+    assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-function", "f00d", "--pickled-arguments",
+                     "--sandbox-workers", "required"]) == 0
+    assert (json.loads(config.read_text())["data_only_arguments"], json.loads(config.read_text())["sandbox_workers"]
+            ) == (False, True)
+    capsys.readouterr()
+    assert cli.main(["endpoint", "status", "lab"]) == 0
+    shown = capsys.readouterr().out
+    assert "arguments:    pickles accepted" in shown and "sandbox:      workers hide the fabric home (required)" in shown
 
     assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-any-function"]) == 0
     assert json.loads(config.read_text())["allowed_functions"] is None
