@@ -3,24 +3,29 @@
 Arguments sent to an endpoint that is not the submitter's own (or that has an allow-list)
 and results coming back from one are decoded by people who must not run the other side's
 code. Pickle cannot promise that (``__reduce__`` runs anything on load), so these values
-travel as msgpack, with extension types for what msgpack lacks:
+travel as msgpack. What msgpack lacks travels as a *marked list*: a msgpack array whose
+first item is an empty extension value naming the type (one msgpack document, no nested
+encoding, so a large array is copied no more than with pickle):
 
 =====  ============================  ==================================================
-code   type                          body (msgpack)
+mark   type                          the rest of the list
 =====  ============================  ==================================================
-1      ``tuple``                     the items, as a list
-2      ``numpy.ndarray``             ``[dtype.str, shape, raw bytes (C order)]``
-3      numpy scalar (``np.float32``)  ``[dtype.str, raw bytes]``
-4      ``complex``                   ``[real, imag]``
-5      ``set``                       the items, as a list
-6      ``frozenset``                 the items, as a list
-7      ``int`` beyond 64 bits        its decimal digits
+1      ``tuple``                     the items
+2      ``numpy.ndarray``             ``dtype.str``, the shape (a list), the raw bytes (C order)
+3      numpy scalar (``np.float32``)  ``dtype.str``, the raw bytes
+4      ``complex``                   real, imag
+5      ``set``                       the items
+6      ``frozenset``                 the items
+7      ``int`` beyond 64 bits        its decimal digits (a string)
 =====  ============================  ==================================================
 
 Everything else msgpack knows natively: None, bool, int, float, str, bytes, list, dict
 (keys of any of these types). Subclasses are refused (an ``OrderedDict`` would come back a
 ``dict``), and so are numpy arrays of object or structured dtype: their bytes are not data.
 Decoding builds nothing but these types; numpy is imported only when an array arrives.
+Nesting is bounded by msgpack's own limits (``DataOnlyError`` / ``ValueError`` past them).
+A mark a forged buffer puts anywhere but first in a list decodes to an inert marker object
+(checking every item of every list would cost more than it protects).
 """
 
 from __future__ import annotations
@@ -39,40 +44,33 @@ DATA_ONLY_RESULT = 0x06
 SERIALIZER_NAMES = {0x80: "pickle", 0x02: "dill", 0x03: "dill (code)", 0x04: "source code", 0x05: "data-only"}
 
 _TUPLE, _NDARRAY, _NPSCALAR, _COMPLEX, _SET, _FROZENSET, _BIGINT = range(1, 8)
+_MARKS = [msgpack.ExtType(code, b"") for code in range(8)]
 _MAX_DTYPE = 32
-MAX_DEPTH = 100
-"""Extensions (tuples, sets...) nest at most this deep: each level is a nested msgpack call,
-and C stack, not Python's recursion limit, would run out first."""
 
 
-def _pack(obj: Any, what: str, depth: int = 0) -> bytes:
-    if depth > MAX_DEPTH:
-        raise DataOnlyError(what, type_name=type(obj).__name__, reason=f"nested more than {MAX_DEPTH} deep")
-    return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=lambda o: _extension(o, what, depth + 1))
-
-
-def _extension(obj: Any, what: str, depth: int) -> msgpack.ExtType:
-    """The extension for a value msgpack does not know, or ``DataOnlyError``."""
+def _marked(obj: Any, what: str) -> list[Any]:
+    """The marked list for a value msgpack does not know, or ``DataOnlyError``."""
     kind = type(obj)
     if kind is tuple:
-        return msgpack.ExtType(_TUPLE, _pack(list(obj), what, depth))
+        return [_MARKS[_TUPLE], *obj]
     if kind is complex:
-        return msgpack.ExtType(_COMPLEX, _pack([obj.real, obj.imag], what, depth))
+        return [_MARKS[_COMPLEX], obj.real, obj.imag]
     if kind is set or kind is frozenset:
-        return msgpack.ExtType(_SET if kind is set else _FROZENSET, _pack(list(obj), what, depth))
+        return [_MARKS[_SET if kind is set else _FROZENSET], *obj]
     if kind is int:  # only those msgpack cannot hold come here
-        return msgpack.ExtType(_BIGINT, str(obj).encode())
+        return [_MARKS[_BIGINT], str(obj)]
     if kind is bytearray or kind is memoryview:
         return bytes(obj)  # type: ignore[return-value]  # msgpack packs what default returns
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if kind is numpy.ndarray:
             _check_dtype(obj.dtype, what, kind)
-            return msgpack.ExtType(_NDARRAY, _pack([obj.dtype.str, list(obj.shape),
-                                                    numpy.ascontiguousarray(obj).tobytes()], what, depth))
+            contiguous = numpy.ascontiguousarray(obj)
+            raw = contiguous.reshape(-1).view(numpy.uint8).data if contiguous.size else b""  # no copy
+            return [_MARKS[_NDARRAY], obj.dtype.str, list(obj.shape), raw]
         if isinstance(obj, numpy.generic):
             _check_dtype(obj.dtype, what, kind)
-            return msgpack.ExtType(_NPSCALAR, _pack([obj.dtype.str, obj.tobytes()], what, depth))
+            return [_MARKS[_NPSCALAR], obj.dtype.str, obj.tobytes()]
     raise DataOnlyError(what, type_name=f"{kind.__module__}.{kind.__qualname__}")
 
 
@@ -85,48 +83,63 @@ def dumps_data(obj: Any, what: str = "value") -> bytes:
     """``obj`` as data-only msgpack (without the header byte); ``DataOnlyError`` names the
     first value that is not data (``what``: "arguments", "result"... for the message)."""
     try:
-        return _pack(obj, what)
+        return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=lambda o: _marked(o, what))
     except DataOnlyError:
         raise
-    except (ValueError, TypeError, OverflowError) as exc:  # too deep, too big...
+    except (ValueError, TypeError, OverflowError) as exc:  # nested too deep, too big...
         raise DataOnlyError(what, type_name=type(obj).__name__, reason=str(exc)) from exc
 
 
-def _unpack(body: bytes | memoryview, depth: int = 0) -> Any:
-    if depth > MAX_DEPTH:
-        raise ValueError(f"data nested more than {MAX_DEPTH} deep")
-    return msgpack.unpackb(body, raw=False, strict_map_key=False,
-                           ext_hook=lambda code, data: _from_extension(code, data, depth + 1))
+class _Mark:
+    """A decoded mark: only ever the first item of a marked list, turned into its value."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        self.code = code
 
 
-def _from_extension(code: int, body: bytes, depth: int) -> Any:
+_DECODED_MARKS = {code: _Mark(code) for code in range(1, 8)}
+
+
+def _mark(code: int, body: bytes) -> _Mark:
+    mark = _DECODED_MARKS.get(code)
+    if mark is None or body:
+        raise ValueError(f"unknown data-only extension {code}")
+    return mark
+
+
+def _from_list(items: list[Any]) -> Any:
+    """A marked list's value; a plain list as it is."""
+    if not items or type(items[0]) is not _Mark:
+        return items
+    code = items[0].code
     if code == _TUPLE:
-        return tuple(_list(body, depth))
+        return tuple(items[1:])
+    if code == _SET:
+        return set(items[1:])
+    if code == _FROZENSET:
+        return frozenset(items[1:])
     if code == _COMPLEX:
-        real, imag = _list(body, depth, 2)
-        if not (isinstance(real, (int, float)) and isinstance(imag, (int, float))):
+        _, real, imag = _exactly(items, 3)
+        if not (type(real) in (int, float) and type(imag) in (int, float)):
             raise ValueError("complex parts must be numbers")
         return complex(real, imag)
-    if code == _SET:
-        return set(_list(body, depth))
-    if code == _FROZENSET:
-        return frozenset(_list(body, depth))
     if code == _BIGINT:
-        if len(body) > 4300 or not body.lstrip(b"-").isdigit():
+        _, digits = _exactly(items, 2)
+        if not isinstance(digits, str) or len(digits) > 4300 or not digits.lstrip("-").isdigit():
             raise ValueError("malformed integer")
-        return int(body)
+        return int(digits)
     if code == _NDARRAY:
-        return _array(*_list(body, depth, 3))
-    if code == _NPSCALAR:
-        dtype_text, raw = _list(body, depth, 2)
-        return _array(dtype_text, [], raw)[()]
-    raise ValueError(f"unknown data-only extension {code}")
+        _, dtype_text, shape, raw = _exactly(items, 4)
+        return _array(dtype_text, shape, raw)
+    _, dtype_text, raw = _exactly(items, 3)  # _NPSCALAR
+    return _array(dtype_text, [], raw)[()]
 
 
-def _list(body: bytes, depth: int, length: int | None = None) -> list[Any]:
-    items = _unpack(body, depth)
-    if not isinstance(items, list) or (length is not None and len(items) != length):
-        raise ValueError("malformed data-only extension")
+def _exactly(items: list[Any], length: int) -> list[Any]:
+    if len(items) != length:
+        raise ValueError("malformed data-only value")
     return items
 
 
@@ -150,7 +163,10 @@ def _array(dtype_text: Any, shape: Any, raw: Any) -> Any:
 
 def loads_data(body: bytes | memoryview) -> Any:
     """The value of a ``dumps_data`` buffer; malformed input raises ``ValueError``."""
-    return _unpack(body)
+    value = msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_mark, list_hook=_from_list)
+    if type(value) is _Mark:
+        raise ValueError("a mark outside a marked list")
+    return value
 
 
 def serializer_name(header: int | None) -> str:
