@@ -5,7 +5,7 @@
     from fabric import Client
     client = Client("http://127.0.0.1:8470", token)      # or FABRIC_SERVICE_URL / FABRIC_TOKEN / fabric login
     function_id = client.register_function(double)
-    endpoint_id = client.register_endpoint("laptop")["endpoint_id"]
+    endpoint_id = client.get_endpoint_by_name("laptop")["endpoint_id"]   # `fabric endpoint start laptop`'s
     batch = client.submit_batch(endpoint_id, function_id, [serialize_arguments((21,), {})])
     print(client.get_result(batch.task_ids[0]))          # TaskPending until it is done
 
@@ -48,6 +48,7 @@ from fabric.serialize import serialize_function
 from sdk.credentials import resolve
 from sdk.progress import Progress
 from sdk.results import outcome
+from sdk.watcher import ResultWatcher
 
 MSGPACK = "application/msgpack"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
@@ -97,12 +98,24 @@ class ResultPage:
     payloads: list[bytes]
     cursor: int
     pending: int
+    poll_after: float = 0.0
+    """Seconds to let pass before the next poll (> 0 when the service could not let this one wait)."""
 
     def outcomes(self, data_only: bool = False) -> list[tuple[str, bool, Any]]:
         """``(task id, ok, value or exception)`` for each result (deserialized here, client side;
         ``data_only``: nothing but data, for results of an endpoint you do not own, see ``sdk.results``)."""
         return [(task_id, *outcome(kind, payload, data_only))
                 for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupsResultPage:
+    """Results of several task groups (``Client.poll_results``): a page per group, the groups
+    that are not yours (or no longer exist), and ``poll_after`` as in ``ResultPage``."""
+
+    pages: dict[str, ResultPage]
+    missing: list[str]
+    poll_after: float
 
 
 class Client:
@@ -130,6 +143,15 @@ class Client:
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
         self._owned: dict[str, bool] = {}  # endpoint id -> whether it is ours (owns_endpoint)
+        self._watcher: ResultWatcher | None = None
+        self._watcher_lock = threading.Lock()
+
+    def results_watcher(self) -> ResultWatcher:
+        """The one thread that long-polls results for all executors of this client (``sdk.watcher``)."""
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = ResultWatcher(self)
+            return self._watcher
 
     def __repr__(self) -> str:
         return f"Client({self.service_url!r})"
@@ -138,6 +160,14 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         """``{"user_id", "name"}`` of the token's user."""
         return self._json("GET", "/v1/auth/whoami")
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Your tokens: ``token_id`` (the part of a token before its dot), ``name``, ``created``."""
+        return list(self._json("GET", "/v1/auth/tokens")["tokens"])
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke one of your tokens (this client's own too): refused from the next request on."""
+        self._request("DELETE", f"/v1/auth/tokens/{quote(token_id.partition('.')[0], safe='')}")
 
     # -- functions ---------------------------------------------------------------------
     def register_function(self, function: Callable[..., Any], *, name: str | None = None,
@@ -180,25 +210,39 @@ class Client:
 
     # -- endpoints ---------------------------------------------------------------------
     def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET,
-                          data_only: bool | None | Unset = UNSET) -> dict[str, Any]:
-        """Register an endpoint (or your endpoint of that name again): ``endpoint_id``,
-        ``forwarder_address``, ``server_public_key``, and the endpoint's ``public_key`` and
-        ``secret_key``. Registering again keeps the id and rotates the keys: the old key pair
-        can no longer connect. ``allowed_functions``: the only function ids the service will
+                          rotate_keys: bool = False, data_only: bool | None | Unset = UNSET) -> dict[str, Any]:
+        """Register a new endpoint: ``endpoint_id``, ``forwarder_address``, ``server_public_key``,
+        and the endpoint's ``public_key`` and ``secret_key`` (only in this reply: the service
+        keeps no secret key). Your endpoint of that name, if you have one, is returned as it
+        is (no ``secret_key``; a running endpoint keeps its connection) unless ``rotate_keys``:
+        then it gets a new key pair and the old one can no longer connect (what ``fabric
+        endpoint start`` does). ``allowed_functions``: the only function ids the service will
         accept tasks for on this endpoint (None: any function; left out: unchanged).
         ``data_only``: the endpoint takes only data-only arguments (``fabric.data_only``; None:
         the default, on with an allow-list; left out: unchanged); callers' SDKs then encode
         arguments that way, and the service refuses others (``Forbidden``,
-        ``serializer_not_allowed``)."""
+        ``serializer_not_allowed``). To find an endpoint's id, ``get_endpoint_by_name``."""
         body: dict[str, Any] = {"name": name}
         if not isinstance(allowed_functions, Unset):
             body["allowed_functions"] = None if allowed_functions is None else list(allowed_functions)
         if not isinstance(data_only, Unset):
             body["data_only"] = data_only
+        if rotate_keys:
+            body["rotate_keys"] = True
         return self._json("POST", "/v1/endpoints", json=body)
 
-    def list_endpoints(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/v1/endpoints")["endpoints"])
+    def list_endpoints(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Your endpoints and those shared with you or your groups (only those called ``name``)."""
+        query = "" if name is None else "?" + urlencode({"name": name})
+        return list(self._json("GET", f"/v1/endpoints{query}")["endpoints"])
+
+    def get_endpoint_by_name(self, name: str) -> dict[str, Any]:
+        """Your endpoint called ``name`` (``endpoint_id``, ``status``, ...); ``NotFound`` if you
+        have none. A lookup: it registers nothing and never touches the endpoint's keys."""
+        for endpoint in self.list_endpoints(name):
+            if endpoint["access"] == "owner":
+                return endpoint
+        raise NotFound(f"you have no endpoint called {name!r}", error_type="not_found")
 
     def get_endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
         """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts."""
@@ -374,6 +418,8 @@ class Client:
             cursor = page.cursor
             if not page.pending and not page.task_ids:
                 return
+            if page.poll_after and not page.task_ids:  # the service could not let the poll wait
+                time.sleep(page.poll_after)
 
     def get_task_group_tasks(self, task_group_id: str) -> list[str]:
         """Every task id of the group, in submission order."""
@@ -394,7 +440,24 @@ class Client:
             params["limit"] = limit
         page = self._msgpack("GET", f"/v1/task_groups/{task_group_id}/results", params=params,
                              timeout=self.timeout + wait)
-        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"],
+                          float(page.get("poll_after", 0.0)))
+
+    def poll_results(self, cursors: dict[str, int], *, wait: float = 0.0, limit: int | None = None,
+                     watcher: str | None = None) -> GroupsResultPage:
+        """Results of several task groups, each after its cursor, waiting up to ``wait`` s for a
+        first one (``POST /v1/results``); a new poll with the same ``watcher`` id ends the
+        previous one."""
+        body: dict[str, Any] = {"groups": cursors, "wait": wait}
+        if limit is not None:
+            body["limit"] = limit
+        if watcher is not None:
+            body["watcher"] = watcher
+        answer = self._msgpack("POST", "/v1/results", body=msgpack.packb(body, use_bin_type=True),
+                               headers={"Content-Type": MSGPACK}, timeout=self.timeout + wait)
+        pages = {group: ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+                 for group, page in answer["groups"].items()}
+        return GroupsResultPage(pages, list(answer["missing"]), float(answer.get("poll_after", 0.0)))
 
     # -- HTTP --------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, json: Any = None, **options: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``python -m worker --id ID --fd FD --manager-pid PID [--cpus 0,1]``: one worker.
+"""``python -m worker --id ID --fd FD --manager-pid PID [--control-fd FD --index N] [--cpus 0,1]``: one worker.
 
 CPU pinning is applied here, first, before anything imports user code; accelerator
 pinning already arrived in the environment the manager planned for this worker.
@@ -18,6 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manager-pid", type=int, required=True, help="exit when this parent is gone")
     parser.add_argument("--max-result-bytes", type=int, default=128 * 1024 * 1024,
                         help="results larger than this fail with PayloadTooLarge")
+    parser.add_argument("--control-fd", type=int, default=None,
+                        help="inherited memory shared with the manager (fabric.control): its stop flag, our task count")
+    parser.add_argument("--index", type=int, default=0, help="this worker's place among its manager's workers")
     parser.add_argument("--cpus", default="", help="comma list of CPU ids to pin this worker to")
     parser.add_argument("--data-only-arguments", action="store_true",
                         help="decode task arguments data-only, never unpickling them (the endpoint's policy)")
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return SANDBOX_REFUSED_EXIT
     from worker.worker import main as run
 
-    run(args.id, args.fd, args.manager_pid, args.max_result_bytes, data_only_arguments=args.data_only_arguments)
+    run(args.id, args.fd, args.manager_pid, args.max_result_bytes, args.control_fd, args.index,
+        data_only_arguments=args.data_only_arguments)
     return 0
 
 

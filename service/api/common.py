@@ -30,8 +30,9 @@ from flask import Response, current_app, g, request
 
 from service.auth import IdentityProvider, RateLimiter
 from service.config import ServiceConfig
-from service.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, InvalidField, PayloadTooLarge, RateLimited, UnsupportedMediaType
 from service.events import Dispatcher, ResultSignal
+from service.polls import PollSlots
 from service.store import Store, User
 
 MSGPACK = "application/msgpack"
@@ -52,6 +53,7 @@ class Services:
     limiter: RateLimiter
     dispatcher: Dispatcher
     signal: ResultSignal
+    polls: PollSlots
     forwarder_address: str
     server_public_key: str
 
@@ -62,6 +64,14 @@ def services() -> Services:
 
 def current_user() -> User:
     return g.user  # type: ignore[no-any-return]
+
+
+def charge_rate_limit() -> None:
+    """Count this request against its user's rate limit now (429 past it): for the routes
+    whose cost is known only once they answer (a long-poll that waited costs nothing)."""
+    wait = services().limiter.acquire(current_user().user_id)
+    if wait > 0:
+        raise RateLimited(wait)
 
 
 def request_body() -> bytes:
