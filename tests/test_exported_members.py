@@ -24,7 +24,7 @@ EXPORTED = [
     "FunctionNotAllowed",
     "InvalidRequest",
     "ManagerLost",
-    "NotFound",
+    "NoEligibleEndpoint", "NotFound",
     "PayloadTooLarge",
     "ProtocolError",
     "RateLimited",
