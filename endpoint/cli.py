@@ -82,6 +82,8 @@ def settings_from_options(options: argparse.Namespace) -> EndpointSettings:
         "provider": dataclasses.asdict(provider),
         "scaling": dataclasses.asdict(scaling) if scaling else None,
         "allowed_functions": allowed,
+        "data_only_arguments": options.data_only_arguments,
+        "sandbox_workers": {"auto": None, "required": True, "off": False}[options.sandbox_workers],
     })
 
 
@@ -105,7 +107,8 @@ def register(paths: EndpointPaths, settings: EndpointSettings) -> dict[str, Any]
 
     try:
         reply = service_client(settings.service_url).register_endpoint(
-            paths.name, allowed_functions=settings.allowed_functions, rotate_keys=True)
+            paths.name, allowed_functions=settings.allowed_functions,
+            data_only=settings.interchange.get("data_only_arguments"), rotate_keys=True)
     except AuthError as exc:
         raise EndpointError(f"the service at {settings.service_url} refused the token ({exc}): set FABRIC_TOKEN "
                             f"or run `fabric login`") from exc
@@ -372,7 +375,8 @@ def status_command(options: argparse.Namespace) -> int:
         "name": paths.name, "endpoint_id": registration.get("endpoint_id"),
         "state": "running" if process else "stopped", "pid": process.pid if process else None,
         "log": str(paths.log), "config": str(paths.config), "service_url": settings.service_url,
-        "allowed_functions": settings.allowed_functions, "service": None, "service_error": None}
+        "allowed_functions": settings.allowed_functions, "data_only_arguments": settings.data_only_arguments,
+        "sandbox_workers": settings.interchange.get("sandbox_workers"), "service": None, "service_error": None}
     if report["endpoint_id"] is None:
         report["service_error"] = "not registered yet: `fabric endpoint start` registers it"
     else:
@@ -391,7 +395,9 @@ def _status_text(report: dict[str, Any]) -> str:
     state = report["state"] + (f" (pid {report['pid']})" if report["pid"] else "")
     lines = [f"endpoint:     {report['name']}", f"endpoint id:  {report['endpoint_id'] or '-'}",
              f"state:        {state}", f"log:          {report['log']}", f"service:      {report['service_url']}",
-             f"functions:    {_allowed_text(report['allowed_functions'])}"]
+             f"functions:    {_allowed_text(report['allowed_functions'])}",
+             f"arguments:    {'data only' if report['data_only_arguments'] else 'pickles accepted'}",
+             f"sandbox:      {_SANDBOX_TEXT[report['sandbox_workers']]}"]
     view = report["service"]
     if view is None:
         lines.append(f"service view: unavailable: {report['service_error']}")
@@ -406,6 +412,10 @@ def _status_text(report: dict[str, Any]) -> str:
         lines.append(f"service list: {_allowed_text(view['allowed_functions'])} (not the configured one: "
                      f"`fabric endpoint start` sends that)")
     return "\n".join(lines)
+
+
+_SANDBOX_TEXT = {None: "workers hide the fabric home if the system allows it (auto)",
+                 True: "workers hide the fabric home (required)", False: "off: tasks can read the fabric home"}
 
 
 def _allowed_text(allowed: list[str] | None) -> str:
@@ -472,6 +482,18 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
                             "itself and sent to the service at each start (default: any function)")
     allow.add_argument("--allow-any-function", dest="allowed_functions", action="store_const", const=None,
                        help="run any function, with no allow-list (the default)")
+    serializers = configure.add_mutually_exclusive_group()
+    serializers.add_argument("--data-only-arguments", dest="data_only_arguments", action="store_const", const=True,
+                             help="take only data-only task arguments (msgpack types, bytes, numpy arrays; never "
+                                  "a pickle, which can run code when decoded): for an endpoint shared with "
+                                  "others (default: on with --allow-function, else off)")
+    serializers.add_argument("--pickled-arguments", dest="data_only_arguments", action="store_const", const=False,
+                             help="take pickled arguments even with an allow-list (any caller can then run "
+                                  "any code through an argument)")
+    configure.add_argument("--sandbox-workers", choices=("auto", "required", "off"), default="auto",
+                           help="hide the fabric home (the owner's token, the endpoints' keys) from the tasks: "
+                                "auto (if the system allows it, else a warning in the log; the default), "
+                                "required (workers do not start without it) or off")
     configure.add_argument("--force", action="store_true", help="replace an existing configuration")
     start = add("start", start_command, "register an endpoint with its service and run it",
                 "Register the endpoint with its service (the same name keeps its id and gets new keys, "

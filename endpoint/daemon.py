@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default=None, type=str.upper)
     options = parser.parse_args(argv)
     configure_logging(options.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
+    os.environ.pop("FABRIC_TOKEN", None)  # registered already: the daemon never needs the owner's token
     directory = Path(options.directory).absolute()
     paths = EndpointPaths.of(directory.name, directory.parent.parent)
     try:

@@ -161,6 +161,13 @@ class EndpointSettings:
         allowed: list[str] | None = self.interchange.get("allowed_functions")
         return allowed
 
+    @property
+    def data_only_arguments(self) -> bool:
+        """Whether the endpoint takes only data-only arguments (the setting, resolved:
+        with an allow-list by default)."""
+        setting = self.interchange.get("data_only_arguments")
+        return self.allowed_functions is not None if setting is None else bool(setting)
+
     def interchange_config(self, registration: dict[str, Any], spool_dir: str | None = None) -> InterchangeConfig:
         """The interchange's configuration once the endpoint is registered."""
         keys: dict[str, Any] = {}

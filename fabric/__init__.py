@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (AuthError, BatchGone, EndpointError, EndpointShutdown, FabricError, Forbidden,
-                           FunctionNotAllowed, InvalidRequest, ManagerLost, NoEligibleEndpoint, NotFound,
+from fabric.errors import (AuthError, BatchGone, DataOnlyError, EndpointError, EndpointShutdown, FabricError,
+                           Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost, NoEligibleEndpoint, NotFound,
                            PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError, SerializationError,
-                           ServiceError, ServiceInternalError, ServiceUnavailable, TaskCancelled, TaskError,
-                           TaskPending, TaskTimeout, WorkerLost, DependencyFailed)
+                           SerializerNotAllowed, ServiceError, ServiceInternalError, ServiceUnavailable, TaskCancelled,
+                           TaskError, TaskPending, TaskTimeout, WorkerLost, DependencyFailed)
 
 if TYPE_CHECKING:
     from sdk.client import Client
@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AuthError", "BatchGone", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
-    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NoEligibleEndpoint",
-    "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError",
-    "ServiceError", "ServiceInternalError", "ServiceUnavailable", "TaskCancelled", "TaskError", "DependencyFailed",
-    "NotAFabricFuture", "TaskRef", "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
+    "AuthError", "BatchGone", "Client", "DataOnlyError", "Endpoint", "EndpointError", "EndpointShutdown",
+    "EndpointStatus", "Executor", "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost",
+    "NoEligibleEndpoint", "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError",
+    "SerializationError", "SerializerNotAllowed", "ServiceError", "ServiceInternalError", "ServiceUnavailable",
+    "TaskCancelled", "TaskError", "DependencyFailed", "NotAFabricFuture", "TaskRef", "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]
 
 _LAZY = {"Client": "sdk.client", "Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint",

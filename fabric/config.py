@@ -162,6 +162,11 @@ class ManagerConfig(_JsonConfig):
     (a JSON file ``{"public", "secret"}`` of this manager's own key pair, readable by its
     user only) the connection to the interchange is a CurveZMQ client; both or neither.
     The secret key is never part of this configuration, which travels on command lines.
+
+    ``data_only_arguments``: workers decode task arguments data-only (``fabric.data_only``),
+    never unpickling them. ``sandbox_workers``: workers hide ``hidden_paths`` (and the key
+    file's folder) from the code they run (``fabric.sandbox``); None: if the system allows,
+    with a warning otherwise; True: a worker that cannot is not started; False: no sandbox.
     """
 
     interchange_address: str
@@ -178,6 +183,9 @@ class ManagerConfig(_JsonConfig):
     drain_at: float | None = None
     curve_server_key: str | None = None
     curve_key_file: str | None = None
+    data_only_arguments: bool = False
+    sandbox_workers: bool | None = False
+    hidden_paths: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -353,6 +361,20 @@ class InterchangeConfig(_JsonConfig):
     function's body) this endpoint runs; a task of any other function is never sent to a
     manager but answered with ``FunctionNotAllowed``. None (the default): any function.
     The owner's or facility's own policy, applied here whatever the upstream sends.
+
+    ``data_only_arguments``: take only data-only task arguments (``fabric.data_only``: no
+    pickle, so an argument cannot run code when decoded); others are answered with
+    ``SerializerNotAllowed`` by the interchange, and workers never unpickle arguments.
+    None (the default): on when ``allowed_functions`` is set (else a caller allowed one
+    function could run anything through its arguments). The service is told at registration
+    and refuses such tasks at submit. The function bodies themselves stay pickles: the
+    allow-list pins them by hash.
+
+    ``sandbox_workers``: workers cannot see ``hidden_paths`` (None: the fabric home, where
+    the owner's token and the endpoints' keys are) nor the managers' key files
+    (``fabric.sandbox``). None (the default): when the system allows it, else with a
+    warning in the managers' logs; True: required (workers do not start without it);
+    False: off.
     """
 
     upstream_address: str
@@ -377,6 +399,9 @@ class InterchangeConfig(_JsonConfig):
     spool_dir: str | None = None
     manager_curve: bool | None = None
     allowed_functions: list[str] | None = None
+    data_only_arguments: bool | None = None
+    sandbox_workers: bool | None = None
+    hidden_paths: list[str] | None = None
     labels: dict[str, str | float | bool | list[str]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -443,7 +468,25 @@ class InterchangeConfig(_JsonConfig):
             max_result_bytes=self.max_payload_bytes,
             curve_server_key=curve_server_key,
             curve_key_file=curve_key_file,
+            data_only_arguments=self.data_only_enabled,
+            sandbox_workers=self.sandbox_workers,
+            hidden_paths=self.hidden_paths_resolved,
         )
+
+    @property
+    def data_only_enabled(self) -> bool:
+        """Whether task arguments must be data-only (``data_only_arguments``, resolved)."""
+        if self.data_only_arguments is not None:
+            return self.data_only_arguments
+        return self.allowed_functions is not None
+
+    @property
+    def hidden_paths_resolved(self) -> list[str]:
+        """What workers never see: ``hidden_paths``, or the fabric home; and the spool."""
+        from fabric.sandbox import default_hidden
+
+        paths = list(self.hidden_paths) if self.hidden_paths is not None else default_hidden()
+        return paths + ([self.spool_dir] if self.spool_dir else [])
 
     @property
     def max_payload_bytes(self) -> int:

@@ -5,6 +5,8 @@
     FabricError
     ├── ProtocolError            a message that does not follow fabric.protocol
     ├── SerializationError       a value or function that cannot be (de)serialized
+    │   └── DataOnlyError        a value that is not data where only data may go (an
+    │                            endpoint's data-only policy, results of others' endpoints)
     ├── ConfigError              a configuration value that cannot work
     ├── PayloadTooLarge          arguments or a result bigger than the configured limit
     ├── EndpointError            the local endpoint cannot take or finish work
@@ -29,7 +31,8 @@
         ├── ManagerLost          the manager (node) running the task disappeared
         ├── TaskCancelled        the task was cancelled before it ran
         ├── DependencyFailed     an input of the task (a future passed as an argument) failed
-        └── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
+        ├── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
+        └── SerializerNotAllowed the endpoint's data-only policy refused the task's arguments
 
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
 as pickles, so the interchange and manager can create them without unpickling anything
@@ -51,6 +54,24 @@ class ProtocolError(FabricError):
 
 class SerializationError(FabricError):
     """A function, argument or result could not be serialized or deserialized."""
+
+
+class DataOnlyError(SerializationError):
+    """A value that must travel data-only (``fabric.data_only``) is not data, or a buffer
+    that must be data-only is not (``serializer`` names what it is: a pickle...).
+
+    ``what``: "arguments", "result"...; ``type_name``: the first value that is not data."""
+
+    def __init__(self, what: str, *, type_name: str = "", serializer: str = "", reason: str = "") -> None:
+        super().__init__(what, type_name, serializer, reason)
+        self.what, self.type_name, self.serializer, self.reason = what, type_name, serializer, reason
+
+    def __str__(self) -> str:
+        if self.serializer:
+            return f"{self.what} must be data-only, not {self.serializer}"
+        why = f" ({self.reason})" if self.reason else ""
+        return (f"{self.what} must be data only (msgpack types, bytes, tuples, sets, complex, numpy arrays "
+                f"of non-object dtype): {self.type_name or 'a value'} is not{why}")
 
 
 class ConfigError(FabricError, ValueError):
@@ -281,3 +302,17 @@ class DependencyFailed(TaskError):
 
     def __str__(self) -> str:
         return f"task {self.task_id} did not run: its input task {self.input_id} failed ({self.reason})"
+
+
+class SerializerNotAllowed(TaskError):
+    """The endpoint refused to decode the task's arguments: its policy takes data-only
+    arguments (``data_only_arguments``; the default with an allow-list), and these were
+    serialized otherwise (``serializer``: e.g. ``PickleData``). Nothing of them was decoded."""
+
+    fields = ("task_id", "serializer")
+    task_id: Any
+    serializer: str | None
+
+    def __str__(self) -> str:
+        return (f"task {self.task_id}: this endpoint takes only data-only arguments, not {self.serializer} "
+                f"(submit with an SDK that encodes them data-only)")

@@ -516,6 +516,7 @@ class InterchangeRegistration(Message):
     pid: int
     manager_address: str
     protocol_version: int = PROTOCOL_VERSION
+    data_only_arguments: bool = False  # its policy: it takes only data-only arguments
 
 
 @dataclasses.dataclass(slots=True)

@@ -13,16 +13,27 @@ header      strategy            used for
 ``0x02``    ``DillData``        data that needs dill (lambdas, ``__main__`` classes)
 ``0x03``    ``DillCode``        functions (dill: by reference if importable, else by value)
 ``0x04``    ``SourceCode``      functions dill cannot handle: their source text, re-executed
+``0x05``    ``DataOnly``        data only (``fabric.data_only``): msgpack types, bytes,
+                                tuples, sets, complex numbers, numpy arrays by dtype and
+                                shape; decoding it cannot run code
 ``0x10``    ``WithInputs``      arguments with their inputs' results, made by the service for a
                                 task with dependencies (``fabric.dependencies``, registered
                                 when that module is imported, as the worker does)
 ==========  ==================  ===================================================
 
+An arguments buffer may start with one *envelope* byte before its strategy header:
+``0x06`` (``DATA_ONLY_RESULT``) asks the worker to encode the task's result with
+``DataOnly`` (a submitter that will not unpickle what the endpoint sends back). The
+envelope and the strategy header are what a broker may read of a payload
+(``payload_serializer``): an endpoint whose policy is data-only arguments refuses any
+other header without decoding anything.
+
 A function's id is the BLAKE2b-128 hash of its serialized body, so registering the same
 function twice is free and every hop caches bodies by id.
 
 Only workers (and the SDK, for results) call ``deserialize``; the interchange, manager
-and service treat these buffers as opaque bytes.
+and service treat these buffers as opaque bytes. ``deserialize_data`` is the decoder for
+buffers from someone not trusted to run code here: it refuses every header but ``DataOnly``.
 """
 
 from __future__ import annotations
@@ -37,7 +48,9 @@ from typing import Any, ClassVar
 
 import dill
 
-from fabric.errors import SerializationError
+from fabric.data_only import (DATA_ONLY_HEADER, DATA_ONLY_RESULT, dumps_data, loads_data, payload_serializer,
+                              serializer_name)
+from fabric.errors import DataOnlyError, SerializationError
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +135,20 @@ class SourceCode(Strategy):
         return namespace[name]
 
 
+class DataOnly(Strategy):
+    """Data that cannot run code when decoded (``fabric.data_only``)."""
+
+    header = DATA_ONLY_HEADER
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return dumps_data(obj)
+
+    @staticmethod
+    def loads(body: memoryview) -> Any:
+        return loads_data(body)
+
+
 _ATOMS = frozenset((bytes, bytearray, str, int, float, complex, bool, type(None)))
 
 
@@ -165,6 +192,25 @@ def deserialize(buffer: bytes | memoryview) -> Any:
         raise SerializationError(f"cannot deserialize ({strategy.__name__}): {exc}") from exc
 
 
+def serialize_data(obj: Any, what: str = "value") -> bytes:
+    """Serialize ``obj`` data-only (``DataOnly``); ``DataOnlyError`` names what cannot be."""
+    return DATA_ONLY_HEADER + dumps_data(obj, what)
+
+
+def deserialize_data(buffer: bytes | memoryview, what: str = "value") -> Any:
+    """Decode a ``serialize_data`` buffer; anything else (a pickle...) raises ``DataOnlyError``
+    without being decoded."""
+    view = memoryview(buffer)
+    if not view or view[0] != DataOnly.header[0]:
+        raise DataOnlyError(what, serializer=serializer_name(view[0]) if view else "empty")
+    try:
+        return loads_data(view[1:])
+    except DataOnlyError:
+        raise
+    except Exception as exc:
+        raise SerializationError(f"cannot decode data-only {what}: {exc!r}") from exc
+
+
 def function_id(body: bytes) -> str:
     """The id of a serialized function: the hex BLAKE2b-128 of its body."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
@@ -187,10 +233,31 @@ def serialize_function(fn: Callable[..., Any]) -> tuple[str, bytes]:
 
 EMPTY_ARGUMENTS = serialize(((), {}))
 """The serialized ``(args, kwargs)`` of a call without arguments, made once."""
+EMPTY_DATA_ARGUMENTS = serialize_data(((), {}))
 
 
-def serialize_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """Serialize a call's arguments; calls without arguments share one constant buffer."""
-    if not args and not kwargs:
-        return EMPTY_ARGUMENTS
-    return serialize((args, kwargs))
+def serialize_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], *, data_only: bool = False,
+                        data_only_result: bool = False) -> bytes:
+    """Serialize a call's arguments; calls without arguments share one constant buffer.
+
+    ``data_only``: encode them with ``DataOnly`` (``DataOnlyError`` if they are not data);
+    ``data_only_result``: ask the worker for a data-only result (the ``DATA_ONLY_RESULT`` envelope)."""
+    if not data_only:
+        body = EMPTY_ARGUMENTS if not args and not kwargs else serialize((args, kwargs))
+        return bytes((DATA_ONLY_RESULT,)) + body if data_only_result else body
+    body = EMPTY_DATA_ARGUMENTS if not args and not kwargs else serialize_data((args, kwargs), "arguments")
+    return bytes((DATA_ONLY_RESULT,)) + body if data_only_result else body
+
+
+def deserialize_arguments(payload: bytes | memoryview, *, data_only: bool = False) -> tuple[tuple[Any, ...], dict[str, Any], bool]:
+    """``(args, kwargs, data-only result asked)`` of an arguments buffer; with ``data_only``
+    nothing but ``DataOnly`` arguments is decoded (``DataOnlyError`` otherwise)."""
+    view = memoryview(payload)
+    data_result = bool(view) and view[0] == DATA_ONLY_RESULT
+    if data_result:
+        view = view[1:]
+    decoded = deserialize_data(view, "arguments") if data_only else deserialize(view)
+    if not (isinstance(decoded, (tuple, list)) and len(decoded) == 2 and isinstance(decoded[0], (tuple, list))
+            and isinstance(decoded[1], dict) and all(isinstance(k, str) for k in decoded[1])):
+        raise SerializationError("arguments must be an (args, kwargs) pair")
+    return tuple(decoded[0]), decoded[1], data_result

@@ -43,6 +43,7 @@ from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, Com
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
                              TaskBatch)
+from fabric.sandbox import protect_process
 from interchange.manager_keys import ManagerKeys
 from interchange.scaling import Scaling
 from interchange.scheduler import (ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
@@ -64,7 +65,8 @@ class Interchange:
                                    batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes),
                                    held_results=self.spool if self.spool is not None else (),
                                    report_started=config.service_mode,
-                                   allowed_functions=config.allowed_functions)
+                                   allowed_functions=config.allowed_functions,
+                                   data_only_arguments=config.data_only_enabled)
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.manager_keys: ManagerKeys | None = None
         try:
@@ -110,7 +112,8 @@ class Interchange:
 
     def registration(self) -> InterchangeRegistration:
         return InterchangeRegistration(endpoint_id=self.config.endpoint_id, hostname=socket.gethostname(),
-                                       pid=os.getpid(), manager_address=self.manager_address)
+                                       pid=os.getpid(), manager_address=self.manager_address,
+                                       data_only_arguments=self.config.data_only_enabled)
 
     # -- the loop --------------------------------------------------------------------
     def start(self) -> None:
@@ -347,6 +350,7 @@ def main(config: InterchangeConfig, *, exit_with_parent: bool = True) -> str:
     """
     if exit_with_parent:
         process.exit_with_parent()
+    protect_process()  # its workers may run others' code: they must not read its memory (keys)
     interchange = Interchange(config)
     reason = "interrupted"
     try:

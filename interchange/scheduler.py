@@ -35,7 +35,8 @@ from collections import deque
 from collections.abc import Container, Iterable
 from typing import Any
 
-from fabric.errors import FunctionNotAllowed, ManagerLost, TaskCancelled
+from fabric.data_only import is_data_only, payload_serializer, serializer_name
+from fabric.errors import FunctionNotAllowed, ManagerLost, SerializerNotAllowed, TaskCancelled
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, Drain, FunctionDefinitions, ManagerRegistration,
                              Message, ResultBatch, Task, TaskBatch, batches_of, task_error_result)
 
@@ -224,11 +225,13 @@ Action = SendToManager | SendUpstream | ForgetManager | ResendResults
 class Scheduler:
     """``held_results`` answers whether a task's result waits for its acknowledgement
     (the interchange's result spool; empty for a local upstream, which never acknowledges).
-    ``allowed_functions``: the only function ids whose tasks may run (None: any)."""
+    ``allowed_functions``: the only function ids whose tasks may run (None: any);
+    ``data_only_arguments``: tasks whose arguments are not data-only are answered with
+    ``SerializerNotAllowed`` (their header byte is read, nothing is decoded)."""
 
     def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES,
                  held_results: Container[Any] = (), report_started: bool = False,
-                 allowed_functions: Iterable[str] | None = None) -> None:
+                 allowed_functions: Iterable[str] | None = None, data_only_arguments: bool = False) -> None:
         self.heartbeat_threshold = heartbeat_threshold
         self.report_started = report_started  # forward which tasks began running (the service shows it)
         self._started: list[Any] = []
@@ -241,6 +244,7 @@ class Scheduler:
         self.managers: dict[str, ManagerState] = {}
         self._results: list[ResultBatch] = []
         self.allowed_functions = None if allowed_functions is None else frozenset(allowed_functions)
+        self.data_only_arguments = data_only_arguments
         self.refused = 0  # tasks answered with FunctionNotAllowed
         self.refused_functions: set[str] = set()
         self._answered: list[Any] = []  # refused task ids, known until the next flush sends their results
@@ -332,7 +336,21 @@ class Scheduler:
         if allowed is not None and not allowed.issuperset(map(_function_id, tasks)):
             self._refuse([t for t in tasks if t.function_id not in allowed])
             tasks = [t for t in tasks if t.function_id in allowed]
+        if self.data_only_arguments:
+            refused = [t for t in tasks if not is_data_only(t.payload)]
+            if refused:
+                self._refuse_serializer(refused)
+                tasks = [t for t in tasks if is_data_only(t.payload)]
         self.queue.extend(tasks)
+
+    def _refuse_serializer(self, tasks: list[Task]) -> None:
+        logger.warning("refusing %d tasks whose arguments are not data-only (this endpoint's policy)", len(tasks))
+        self.refused += len(tasks)
+        self._answered += [t.task_id for t in tasks]
+        self._results.append(ResultBatch.build([
+            task_error_result(t.task_id, SerializerNotAllowed(
+                task_id=t.task_id, serializer=serializer_name(payload_serializer(t.payload)[0])))
+            for t in tasks]))
 
     def _refuse(self, tasks: list[Task]) -> None:
         new = [f for f in dict.fromkeys(t.function_id for t in tasks) if f not in self.refused_functions]

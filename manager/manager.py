@@ -52,6 +52,7 @@ from fabric.config import ManagerConfig
 from fabric.control import WorkerControl
 from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, parent_alive, pidfd, spawn
+from fabric.sandbox import SANDBOX_REFUSED_EXIT, protect_process, worker_environment
 from fabric.streams import MessageStream, stream_pair
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
@@ -124,6 +125,20 @@ class Manager:
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
         self.plans = plan_worker_env(config.workers, self.accelerators, config.cpu_affinity, available_cpus=cpus)
 
+    @property
+    def worker_policy_args(self) -> list[str]:
+        """The worker options that keep the endpoint's policy: data-only arguments, the sandbox."""
+        config = self.config
+        args = ["--data-only-arguments"] if config.data_only_arguments else []
+        if config.sandbox_workers is not False:
+            args += ["--sandbox", "required" if config.sandbox_workers else "auto"]
+            hidden = [*config.hidden_paths]
+            if config.curve_key_file is not None:
+                hidden.append(os.path.dirname(os.path.abspath(config.curve_key_file)))
+            for path in hidden:
+                args += ["--hide", path]
+        return args
+
     # -- start-up --------------------------------------------------------------------
     def start(self) -> None:
         for index in range(self.config.workers):
@@ -147,8 +162,9 @@ class Manager:
                 "--control-fd", str(self.control.fd), "--index", str(index)]
         if plan.cpus:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
+        args += self.worker_policy_args
         self.control.reset(index)
-        process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python,
+        process = spawn("worker", args, env=worker_environment(child_environment(plan.env)), python=self.config.python,
                         pass_fds=(theirs.fileno(), self.control.fd))
         theirs.close()
         stream = MessageStream(ours)
@@ -318,6 +334,8 @@ class Manager:
             _, worker_id, code = self.dying.pop(0)
             if self.exit_reason is None:
                 logger.warning("worker %s exited with code %s", worker_id, code)
+            if code == SANDBOX_REFUSED_EXIT and self.config.sandbox_workers:
+                self.exit_reason = "workers cannot be sandboxed here and sandbox_workers is required"
             self.worker_died(worker_id, code)
 
     def worker_died(self, worker_id: str, code: int | None) -> None:
@@ -463,6 +481,7 @@ def main(config: ManagerConfig) -> str:
     """Entry point of a manager process; returns why it stopped."""
     parent = os.getppid()
     exit_with_parent()
+    protect_process()  # its workers may run others' code: they must not read its memory
     manager = Manager(config, parent_pid=parent)
     reason = "interrupted"
     previous = signal.signal(signal.SIGTERM, manager.terminate)

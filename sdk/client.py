@@ -104,9 +104,10 @@ class ResultPage:
     poll_after: float = 0.0
     """Seconds to let pass before the next poll (> 0 when the service could not let this one wait)."""
 
-    def outcomes(self) -> list[tuple[str, bool, Any]]:
-        """``(task id, ok, value or exception)`` for each result (deserialized here, client side)."""
-        return [(task_id, *outcome(kind, payload))
+    def outcomes(self, data_only: bool = False) -> list[tuple[str, bool, Any]]:
+        """``(task id, ok, value or exception)`` for each result (deserialized here, client side;
+        ``data_only``: nothing but data, for results of an endpoint you do not own, see ``sdk.results``)."""
+        return [(task_id, *outcome(kind, payload, data_only))
                 for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
 
 
@@ -144,6 +145,7 @@ class Client:
         self._headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fabric-sdk"}
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
+        self._owned: dict[str, bool] = {}  # endpoint id -> whether it is ours (owns_endpoint)
         self._watcher: ResultWatcher | None = None
         self._watcher_lock = threading.Lock()
 
@@ -211,7 +213,7 @@ class Client:
 
     # -- endpoints ---------------------------------------------------------------------
     def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET,
-                          rotate_keys: bool = False) -> dict[str, Any]:
+                          rotate_keys: bool = False, data_only: bool | None | Unset = UNSET) -> dict[str, Any]:
         """Register a new endpoint: ``endpoint_id``, ``forwarder_address``, ``server_public_key``,
         and the endpoint's ``public_key`` and ``secret_key`` (only in this reply: the service
         keeps no secret key). Your endpoint of that name, if you have one, is returned as it
@@ -219,10 +221,15 @@ class Client:
         then it gets a new key pair and the old one can no longer connect (what ``fabric
         endpoint start`` does). ``allowed_functions``: the only function ids the service will
         accept tasks for on this endpoint (None: any function; left out: unchanged).
-        To find an endpoint's id, ``get_endpoint_by_name``."""
+        ``data_only``: the endpoint takes only data-only arguments (``fabric.data_only``; None:
+        the default, on with an allow-list; left out: unchanged); callers' SDKs then encode
+        arguments that way, and the service refuses others (``Forbidden``,
+        ``serializer_not_allowed``). To find an endpoint's id, ``get_endpoint_by_name``."""
         body: dict[str, Any] = {"name": name}
         if not isinstance(allowed_functions, Unset):
             body["allowed_functions"] = None if allowed_functions is None else list(allowed_functions)
+        if not isinstance(data_only, Unset):
+            body["data_only"] = data_only
         if rotate_keys:
             body["rotate_keys"] = True
         return self._json("POST", "/v1/endpoints", json=body)
@@ -247,6 +254,18 @@ class Client:
         ``idle_workers``, ``queued_tasks``, ``outstanding_tasks``); ``measured``: the service's
         averages (``round_trip`` and ``rtt`` in seconds, ``tasks_per_s``, ``failure_rate``)."""
         return self._json("GET", f"/v1/endpoints/{endpoint_id}")
+
+    def owns_endpoint(self, endpoint_id: str) -> bool:
+        """Whether the endpoint is yours (asked once per endpoint, then remembered); False
+        for one you cannot see."""
+        owned = self._owned.get(endpoint_id)
+        if owned is None:
+            try:
+                owned = self.get_endpoint_status(endpoint_id).get("access") == "owner"
+            except NotFound:
+                owned = False
+            self._owned[endpoint_id] = owned
+        return owned
 
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> list[str] | None:
         """Only these functions may run on your endpoint (None: any); the service refuses a
@@ -411,12 +430,16 @@ class Client:
             record["result"] = base64.b64decode(record["result"])
         return record
 
-    def get_result(self, task_id: str) -> Any:
-        """The task's value; raises ``TaskPending`` while it runs, or the task's own exception."""
+    def get_result(self, task_id: str, *, allow_pickled_results: bool = False) -> Any:
+        """The task's value; raises ``TaskPending`` while it runs, or the task's own exception.
+
+        A result from an endpoint you do not own is decoded data-only (``sdk.results``) unless
+        ``allow_pickled_results``: unpickling it would run whatever that endpoint's owner sent."""
         record = self.get_task(task_id)
         if record["state"] not in FINISHED_STATES:
             raise TaskPending(task_id, record["state"])
-        ok, value = outcome(record["result_kind"], record["result"] or b"")
+        data_only = not allow_pickled_results and not self.owns_endpoint(str(record.get("endpoint_id")))
+        ok, value = outcome(record["result_kind"], record["result"] or b"", data_only)
         if not ok:
             raise value
         return value
@@ -472,12 +495,17 @@ class Client:
         """Run the group's failed tasks (not the cancelled ones) again; returns how many."""
         return int(self._json("POST", f"/v1/task_groups/{task_group_id}/retry")["retried"])
 
-    def iter_results(self, task_group_id: str, *, after: int = 0, wait: float = 10.0) -> Iterator[TaskResult]:
-        """Every result of the group from cursor ``after`` on, as they finish, until none is pending."""
+    def iter_results(self, task_group_id: str, *, after: int = 0, wait: float = 10.0,
+                     data_only: bool = False) -> Iterator[TaskResult]:
+        """Every result of the group from cursor ``after`` on, as they finish, until none is pending.
+
+        ``data_only``: decode nothing but data (``sdk.results``); pass True when the group's
+        tasks ran on an endpoint you do not own (a group does not say where its tasks ran;
+        ``Executor`` decides this by itself)."""
         cursor = after
         while True:
             page = self.get_results(task_group_id, after=cursor, wait=wait)
-            for task_id, ok, value in page.outcomes():
+            for task_id, ok, value in page.outcomes(data_only):
                 yield TaskResult(task_id, ok, value)
             cursor = page.cursor
             if not page.pending and not page.task_ids:

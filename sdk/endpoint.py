@@ -86,6 +86,8 @@ class Endpoint(concurrent.futures.Executor):
     ``allowed_functions``: the only function ids this endpoint runs (None: any function); a
     function's id is the hash of its body, ``serialize_function(fn)[0]`` of ``fabric.serialize``.
     A task of any other function never reaches a worker: its future raises ``FunctionNotAllowed``.
+    ``data_only_arguments``: arguments travel data-only (``fabric.data_only``; ``submit``
+    raises ``DataOnlyError`` for others); None: with an allow-list (see ``InterchangeConfig``).
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
@@ -95,7 +97,8 @@ class Endpoint(concurrent.futures.Executor):
                  provider: ProviderConfig | None = None, scaling: ScalingConfig | None = None,
                  log_level: str | None = None, manager_curve: bool | None = None,
                  allowed_functions: Iterable[str] | None = None, manager_host: str = "127.0.0.1",
-                 manager_port: int = 0, manager_port_range: tuple[int, int] = (54000, 55000)) -> None:
+                 manager_port: int = 0, manager_port_range: tuple[int, int] = (54000, 55000),
+                 data_only_arguments: bool | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         allowed = _as_list(allowed_functions)
@@ -113,9 +116,10 @@ class Endpoint(concurrent.futures.Executor):
             max_message_bytes=max_message_bytes,
             provider=provider or ProviderConfig(), scaling=scaling, manager_curve=manager_curve,
             allowed_functions=allowed, manager_host=manager_host, manager_port=manager_port,
-            manager_port_range=manager_port_range,
+            manager_port_range=manager_port_range, data_only_arguments=data_only_arguments,
         )
         self.config = config
+        self._data_only = config.data_only_enabled  # the endpoint's policy: arguments must be data
         self._max_payload = config.max_payload_bytes
         self._batch_bytes = min(MAX_BATCH_BYTES, self._max_payload)
         self._max_inflight_bytes = max_inflight_bytes
@@ -161,7 +165,7 @@ class Endpoint(concurrent.futures.Executor):
         function_id = self._function_ids.get(fn)
         if function_id is None:
             function_id = self._register(fn)
-        payload = serialize_arguments(args, kwargs or {})
+        payload = serialize_arguments(args, kwargs or {}, data_only=self._data_only)
         if len(payload) > self._max_payload:
             raise PayloadTooLarge(len(payload), self._max_payload, "arguments")
         task_id = next(self._ids)

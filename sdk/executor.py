@@ -23,6 +23,15 @@ Memory stays bounded however many tasks go through: a submit blocks while
 bar (``sdk.progress``) shows tasks finished out of submitted when the work takes a while
 and someone is watching (``progress=True/False`` to choose). Results are deserialized
 client side only.
+
+Serializers. At its first submit the executor reads the endpoint's record (one request):
+an endpoint whose policy is data-only arguments (``data_only``: the default when it has an
+allow-list) gets arguments encoded data-only (``fabric.data_only``; a value that is not data
+fails ``submit`` with ``DataOnlyError``). The results of an endpoint you do not own are
+decoded data-only, and its remote exceptions rebuilt from their type name, message and
+traceback text: a pickle from there could run anything its owner wants in your process.
+``allow_pickled_results=True`` accepts pickled results from such an endpoint, if you trust
+its owner as you trust your own code.
 """
 
 from __future__ import annotations
@@ -127,6 +136,8 @@ class Executor(concurrent.futures.Executor):
     the same arguments from its earlier result, without running it (``sdk.memo``; functions
     marked with ``sdk.memo.memoize`` are memoized either way). ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
     shows a progress bar (None: when stderr is a terminal or in a notebook).
+    ``allow_pickled_results``: unpickle results (and remote exceptions) from an endpoint you
+    do not own; its owner can then run any code in this process (see the module's text).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
@@ -135,7 +146,8 @@ class Executor(concurrent.futures.Executor):
                  max_queued_tasks: int = 100_000, progress: bool | None = None,
                  endpoint_group: str | None = None, policy: str | None = None,
                  requires: dict[str, Any] | None = None, weights: dict[str, float] | None = None,
-                 near: str | None = None, memoize: bool | float = False) -> None:
+                 near: str | None = None, memoize: bool | float = False,
+                 allow_pickled_results: bool = False) -> None:
         if endpoint_id is not None and endpoint_group is not None:
             raise ValueError("an executor runs on an endpoint_id or an endpoint_group, not both")
         self.endpoint_id = endpoint_id
@@ -148,6 +160,8 @@ class Executor(concurrent.futures.Executor):
         self.resource_spec = resource_spec
         self.retries = retries
         self.memoize = memoize
+        self.allow_pickled_results = allow_pickled_results
+        self._policy: tuple[bool, bool] | None = None  # (data-only arguments, data-only results)
         self.batch_tasks, self.batch_bytes, self.max_queued_tasks = batch_tasks, batch_bytes, max_queued_tasks
         self._lock = threading.Condition()
         self._queue: deque[_Queued] = deque()
@@ -186,11 +200,33 @@ class Executor(concurrent.futures.Executor):
             raise TypeError("function_id must be a function id (a non-empty string)")
         return self._enqueue(function_id, tuple(args), kwargs or {}, memo_option(None, self.memoize))
 
+    def _endpoint_policy(self) -> tuple[bool, bool]:
+        """(arguments data-only, results data-only) for this executor's endpoint, asked once."""
+        policy = self._policy
+        if policy is None:
+            if self.endpoint_id is None:  # reloading a group: where its tasks ran is unknown
+                return False, not self.allow_pickled_results
+            try:
+                record = self.client.get_endpoint_status(self.endpoint_id)
+            except (NotFound, Forbidden):  # the upload fails with this on the futures
+                return False, not self.allow_pickled_results
+            owned = record.get("access") == "owner"
+            policy = self._policy = (bool(record.get("data_only")), not owned and not self.allow_pickled_results)
+        return policy
+
+    def _results_data_only(self) -> bool:
+        """For the client's ``ResultWatcher``: decode this executor's results data-only."""
+        try:
+            return self._endpoint_policy()[1]
+        except FabricError:  # the endpoint cannot be asked now: the safe choice
+            return not self.allow_pickled_results
+
     def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  memoize: bool | float | None = None) -> ServiceTaskFuture:
+        data_arguments, data_results = self._endpoint_policy()
         with collect_inputs() as inputs:  # futures among the arguments become references to their tasks
             try:
-                payload = serialize_arguments(args, kwargs)
+                payload = serialize_arguments(args, kwargs, data_only=data_arguments, data_only_result=data_results)
             except SerializationError as exc:
                 if isinstance(exc.__cause__, NotAFabricFuture):
                     raise exc.__cause__ from None

@@ -42,6 +42,9 @@ class Watched(Protocol):
 
     def _deliver(self, outcomes: list[tuple[str, bool, Any]], cursor: int, generation: int) -> None: ...
 
+    def _results_data_only(self) -> bool:
+        """Whether its results must be decoded data-only (an endpoint it does not own)."""
+
     def _fail_all(self, exc: Exception) -> None: ...
 
 
@@ -145,9 +148,10 @@ class ResultWatcher:
             return min(5.0, max(0.1, pause * 2))
         delivered = False
         for group, page in answer.pages.items():
-            outcomes = page.outcomes()
+            executors = wanted.get(group, [])
+            outcomes = page.outcomes(any(executor._results_data_only() for executor, _, _ in executors))
             delivered = delivered or bool(outcomes)
-            for executor, _, generation in wanted.get(group, ()):
+            for executor, _, generation in executors:
                 executor._deliver(outcomes, page.cursor, generation)
         if delivered:
             return 0.0

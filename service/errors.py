@@ -90,6 +90,10 @@ class FunctionNotAllowed(Forbidden):
     error_type = "function_not_allowed"
 
 
+class SerializerNotAllowed(Forbidden):
+    error_type = "serializer_not_allowed"
+
+
 class Conflict(ApiError):
     status = 409
     error_type = "conflict"

@@ -422,6 +422,8 @@ class Forwarder:
         # What the endpoint reports is bounded by the protocol and escaped here, for the log and the store.
         hostname, pid = (printable(registration.hostname, 255), registration.pid) if registration else (None, None)
         self.store.set_connection(endpoint_id, True, wall, hostname, pid)
+        if registration is not None and registration.data_only_arguments:  # its own policy: never weakened here
+            self.store.require_data_only(endpoint_id)
         unfinished = self.store.take_unfinished(endpoint_id, wall)
         logger.info("endpoint %s connected (%s); re-sending %d unfinished tasks", endpoint_id,
                     f"interchange {hostname}:{pid}" if registration else "already running", len(unfinished))

@@ -91,6 +91,14 @@ class EndpointRecord:
     interchange_queued: int
     interchange_outstanding: int
     allowed_functions: tuple[str, ...] | None = None  # None: any function
+    data_only_arguments: bool | None = None  # the endpoint's policy; None: on with an allow-list
+
+    @property
+    def data_only(self) -> bool:
+        """Whether the endpoint takes only data-only arguments (``fabric.data_only``)."""
+        if self.data_only_arguments is not None:
+            return self.data_only_arguments
+        return self.allowed_functions is not None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

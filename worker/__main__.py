@@ -22,6 +22,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="inherited memory shared with the manager (fabric.control): its stop flag, our task count")
     parser.add_argument("--index", type=int, default=0, help="this worker's place among its manager's workers")
     parser.add_argument("--cpus", default="", help="comma list of CPU ids to pin this worker to")
+    parser.add_argument("--data-only-arguments", action="store_true",
+                        help="decode task arguments data-only, never unpickling them (the endpoint's policy)")
+    parser.add_argument("--sandbox", choices=("auto", "required"), default=None,
+                        help="hide the --hide folders from the tasks (fabric.sandbox): if the system allows "
+                             "(auto, a warning otherwise) or without fail (required: exit if it cannot)")
+    parser.add_argument("--hide", action="append", default=[], metavar="PATH",
+                        help="a folder tasks must not see (with --sandbox; repeat for more)")
     parser.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or WARNING)")
     return parser.parse_args(argv)
 
@@ -31,11 +38,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, [int(cpu) for cpu in args.cpus.split(",")])
     from fabric.process import configure_logging
-    from worker.worker import main as run
 
     configure_logging(args.log_level)
-    run(args.id, args.fd, args.manager_pid, args.max_result_bytes, args.control_fd, args.index)
+    if args.sandbox is not None and not sandbox(args.hide, required=args.sandbox == "required"):
+        from fabric.sandbox import SANDBOX_REFUSED_EXIT
+
+        return SANDBOX_REFUSED_EXIT
+    from worker.worker import main as run
+
+    run(args.id, args.fd, args.manager_pid, args.max_result_bytes, args.control_fd, args.index,
+        data_only_arguments=args.data_only_arguments)
     return 0
+
+
+def sandbox(hidden: list[str], *, required: bool) -> bool:
+    """Enter the sandbox (``fabric.sandbox``) before any task's code is imported; False if
+    it is required and unavailable (the worker must not start)."""
+    import logging
+
+    from fabric.sandbox import SandboxUnavailable, enter_sandbox
+
+    try:
+        enter_sandbox(hidden)
+    except SandboxUnavailable as exc:
+        if required:
+            logging.getLogger("worker").error("%s; sandbox_workers is required: not starting", exc)
+            return False
+        logging.getLogger("worker").warning("%s; running tasks WITHOUT hiding %s from them (set "
+                                            "sandbox_workers to false to silence this, true to refuse)",
+                                            exc, ", ".join(hidden))
+    return True
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, Fu
                              Shutdown, TaskBatch, WorkerReady)
 from fabric import data
 from fabric import dependencies  # noqa: F401 - registers the WithInputs strategy (arguments with inputs)
-from fabric.serialize import deserialize, serialize
+from fabric.serialize import DATA_ONLY_RESULT, deserialize, deserialize_arguments, serialize, serialize_data
 from fabric.streams import MessageStream
 
 logger = logging.getLogger(__name__)
@@ -49,12 +49,15 @@ FLUSH_INTERVAL = 0.002
 PARENT_CHECK_INTERVAL = 1.0
 
 
-def describe_exception(exc: BaseException, task_id: Any) -> bytes:
-    """The RESULT_REMOTE_ERROR payload for ``exc``: type, message, traceback, the object."""
-    try:
-        pickled: bytes | None = serialize(exc)
-    except SerializationError:
-        pickled = None
+def describe_exception(exc: BaseException, task_id: Any, pickle_it: bool = True) -> bytes:
+    """The RESULT_REMOTE_ERROR payload for ``exc``: type, message, traceback, and the object
+    pickled unless ``pickle_it`` is False (a submitter that asked for data-only results)."""
+    pickled: bytes | None = None
+    if pickle_it:
+        try:
+            pickled = serialize(exc)
+        except SerializationError:
+            pickled = None
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still reported
@@ -72,8 +75,9 @@ class Worker:
     """Executes tasks; all socket work is in ``serve``, all task work in ``run_chunk``."""
 
     def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int,
-                 control: WorkerControl | None = None, index: int = 0) -> None:
+                 control: WorkerControl | None = None, index: int = 0, *, data_only_arguments: bool = False) -> None:
         self.worker_id = worker_id
+        self.data_only_arguments = data_only_arguments
         self.control = control
         self.slot = 1 + index  # this worker's word in control.words
         self.began = 0
@@ -142,16 +146,23 @@ class Worker:
             self.send_results(results, time.perf_counter() - started)
 
     def run(self, task: protocol.Task) -> tuple[Any, int, bytes]:
+        payload = task.payload
+        data_result = False
         try:
+            data_result = payload[0] == DATA_ONLY_RESULT  # an empty payload fails here, as it should
             fn = self.function(task.function_id)
             with data.result_sink():  # a task given references may return a large result by reference
-                args, kwargs = deserialize(task.payload)
-                result = data.result_by_reference(serialize(fn(*args, **kwargs)))
+                if data_result or self.data_only_arguments:
+                    args, kwargs, _ = deserialize_arguments(payload, data_only=self.data_only_arguments)
+                else:
+                    args, kwargs = deserialize(payload)
+                value = fn(*args, **kwargs)
+                result = serialize_data(value, "result") if data_result else data.result_by_reference(serialize(value))
             if len(result) > self.max_result_bytes:
                 raise PayloadTooLarge(len(result), self.max_result_bytes, "result")
             return task.task_id, RESULT_OK, result
         except BaseException as exc:  # noqa: BLE001 - every failure is reported to the caller
-            return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id)
+            return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id, not data_result)
 
     def send_results(self, results: list[tuple[Any, int, bytes]], elapsed: float) -> None:
         self.stream.send(ResultBatch.build(results, elapsed=elapsed).to_frames())
@@ -161,14 +172,15 @@ class Worker:
 
 
 def main(worker_id: str, fd: int, manager_pid: int, max_result_bytes: int, control_fd: int | None = None,
-         index: int = 0) -> str:
+         index: int = 0, *, data_only_arguments: bool = False) -> str:
     """Entry point of a worker process: watch the parent, serve, say how it ended."""
     exit_with_parent()
     if not parent_alive(manager_pid):
         return "manager gone before start"
     stream = MessageStream(socket.socket(fileno=fd), blocking=True)
     control = WorkerControl.attach(control_fd) if control_fd is not None else None
-    worker = Worker(worker_id, stream, manager_pid, max_result_bytes, control, index)
+    worker = Worker(worker_id, stream, manager_pid, max_result_bytes, control, index,
+                    data_only_arguments=data_only_arguments)
     try:
         reason = worker.serve()
     finally:

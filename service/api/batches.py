@@ -27,7 +27,10 @@ numbers, nesting at most 32 deep); ``walltime`` is at most ``MAX_WALLTIME`` (a y
 
 The caller must reach the endpoint and every function (their own, shared with them or
 their groups, or public; 404 otherwise), and the endpoint's allow-list, if it has one, must
-name every function (403 ``function_not_allowed``); nothing of a refused batch is stored.
+name every function (403 ``function_not_allowed``). An endpoint whose policy is data-only
+arguments (``data_only`` in its record: the default with an allow-list) takes only
+arguments serialized data-only (``fabric.data_only``; read from their first bytes, never
+decoded): 403 ``serializer_not_allowed`` otherwise. Nothing of a refused batch is stored.
 The tasks belong to the caller, whoever owns the endpoint.
 
 Routing. With ``endpoint_group`` the service places each task (per chunk) on a member at
@@ -51,6 +54,7 @@ finished); from then on it answers 404, like a task that never existed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint
@@ -58,7 +62,9 @@ from flask import Blueprint
 from service import routing
 from service.api import dependencies, endpoint_groups, memo
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from service.errors import FunctionNotAllowed, InvalidField, NoEligibleEndpoint, NotFound, PayloadTooLarge
+from fabric.data_only import is_data_only, payload_serializer, serializer_name
+from service.errors import (FunctionNotAllowed, InvalidField, NoEligibleEndpoint, NotFound, PayloadTooLarge,
+                            SerializerNotAllowed)
 from service.records import ROUTE_PREFIX
 from service.store.routes import route_id_of
 from service.openapi import operation
@@ -126,6 +132,16 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
                     batch_id=uuid_text(batch_id, "batch_id") if batch_id else None)
 
 
+def _check_data_only(endpoint_id: str, payloads: Sequence[bytes]) -> None:
+    """Refuse the batch unless every task's arguments are data-only (their header byte)."""
+    for index, payload in enumerate(payloads):
+        if not is_data_only(payload):
+            raise SerializerNotAllowed(
+                f"endpoint {endpoint_id!r} takes only data-only arguments; task {index} has "
+                f"{serializer_name(payload_serializer(payload)[0])} arguments (the SDK encodes them data-only "
+                f"when the endpoint asks; fabric.serialize.serialize_arguments(..., data_only=True))")
+
+
 @blueprint.post("/batches")
 @operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
            request="msgpack", status=201, errors=(400, 403, 404, 409, 410, 413, 415))
@@ -146,6 +162,8 @@ def submit_batch() -> tuple[dict[str, Any], int]:
             raise NotFound(f"no function {function_id!r}")
         if allowed is not None and function_id not in allowed:
             raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
+    if reached[0].data_only:
+        _check_data_only(tasks.endpoint_id, tasks.payloads)
     count = len(tasks.payloads)
     inputs = dependencies.depends_on(data, count) if "depends_on" in data else None
     memoize_ttl = memo.memoize_ttl(data) if "memoize" in data else None

@@ -12,6 +12,11 @@ made with the old one is closed (a process holding it cannot connect again).
 unchanged) is the endpoint's allow-list: a batch for another function is refused with 403
 ``function_not_allowed``. The endpoint's own configuration enforces its list again before
 anything runs.
+``data_only`` (a boolean, or null for the default: true when the endpoint has an
+allow-list; left out: unchanged) is its serializer policy: it takes only data-only
+arguments (``fabric.data_only``), so a caller allowed one function cannot run code through
+a pickled argument. Records show the resolved ``data_only``; the SDK encodes arguments that
+way when it is true.
 
 An endpoint is private to its owner until shared (``PUT /v1/endpoints/<id>/sharing``, see
 ``service.api.sharing``): a user it is shared with (directly, through a group, or because
@@ -48,7 +53,17 @@ def _summary(record: EndpointRecord, how: str, owner_name: str | None) -> dict[s
     return {"endpoint_id": record.endpoint_id, "name": record.name, "owner": owner_name, "access": how,
             "status": "online" if online else "offline", "last_heartbeat": record.last_heartbeat,
             "created": record.created,
-            "allowed_functions": None if record.allowed_functions is None else list(record.allowed_functions)}
+            "allowed_functions": None if record.allowed_functions is None else list(record.allowed_functions),
+            "data_only": record.data_only}
+
+
+def _data_only(data: dict[str, Any]) -> bool | None | Unset:
+    if "data_only" not in data:
+        return UNSET
+    value = data["data_only"]
+    if value is not None and not isinstance(value, bool):
+        raise InvalidField("data_only", "must be true, false or null (the default: true with an allow-list)")
+    return value
 
 
 def _allowed_functions(data: dict[str, Any], name: str) -> list[str] | None | Unset:
@@ -86,16 +101,19 @@ def register_endpoint() -> tuple[dict[str, Any], int]:
         raise InvalidField("name", "must have 1 to 128 characters")
     allowed = _allowed_functions(data, "allowed_functions")
     rotate: bool = field(data, "rotate_keys", bool, required=False, default=False)
+    data_only = _data_only(data)
     keys = new_key_pair()  # used if the endpoint is new or asks for new keys; the secret is never stored
     record, created = services().store.register_endpoint(current_user().user_id, name, keys.public,
-                                                         rotate_keys=rotate, allowed_functions=allowed)
+                                                         rotate_keys=rotate, allowed_functions=allowed,
+                                                         data_only_arguments=data_only)
     issued = record.public_key == keys.public
     if issued and not created:
         services().dispatcher.keys_rotated(record.endpoint_id)
     reply = {"endpoint_id": record.endpoint_id, "name": record.name,
              "forwarder_address": services().forwarder_address, "server_public_key": services().server_public_key,
              "public_key": record.public_key, "keys_rotated": issued and not created,
-             "allowed_functions": None if record.allowed_functions is None else list(record.allowed_functions)}
+             "allowed_functions": None if record.allowed_functions is None else list(record.allowed_functions),
+             "data_only": record.data_only}
     if issued:
         reply["secret_key"] = keys.secret
     return reply, 201 if created else 200

@@ -80,11 +80,13 @@ class Store(abc.ABC):
     # -- endpoints -----------------------------------------------------------------------
     @abc.abstractmethod
     def register_endpoint(self, owner: str, name: str, public_key: str, *, rotate_keys: bool = False,
-                          allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
+                          allowed_functions: Sequence[str] | None | Unset = UNSET,
+                          data_only_arguments: bool | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
         """The owner's endpoint called ``name`` and, unless ``UNSET``, now with this allow-list
-        (None: any function); (record, created). A new endpoint gets ``public_key``; an
-        existing one keeps its key unless ``rotate_keys`` (then the old key pair no longer
-        connects): looking an endpoint up never rotates its keys."""
+        (None: any function) and serializer policy (None: data-only with an allow-list);
+        (record, created). A new endpoint gets ``public_key``; an existing one keeps its key
+        unless ``rotate_keys`` (then the old key pair no longer connects): looking an endpoint
+        up never rotates its keys."""
 
     @abc.abstractmethod
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:
@@ -110,6 +112,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_connection(self, endpoint_id: str, connected: bool, now: float, hostname: str | None = None,
                        pid: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def require_data_only(self, endpoint_id: str) -> None:
+        """The endpoint takes only data-only arguments (its running interchange said so)."""
 
     @abc.abstractmethod
     def record_heartbeats(self, last_heard: dict[str, float]) -> None: ...

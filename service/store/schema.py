@@ -172,6 +172,19 @@ def _statements(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
 
+_ENDPOINT_POLICY_COLUMNS = {"data_only_arguments": "INTEGER"}
+"""Columns of the endpoints' serializer policy, added where missing whatever the schema version
+(a step of its own, so it composes with the numbered migrations)."""
+
+
+def add_endpoint_policy(db: sqlite3.Connection) -> None:
+    """Add the endpoint policy columns an older store lacks (NULL: the default policy)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
+    for name, kind in _ENDPOINT_POLICY_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE endpoints ADD COLUMN {name} {kind}")
+
+
 def create_or_migrate(db: sqlite3.Connection, path: str) -> int:
     """Create what is missing and bring an older schema up to ``SCHEMA_VERSION`` (in the
     caller's transaction); returns the version the store had (``SCHEMA_VERSION`` if new)."""
@@ -202,6 +215,7 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> int:
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")
+    add_endpoint_policy(db)
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('task_rowids', "
                "(SELECT coalesce(max(rowid), 0) FROM tasks))")
     for statement in _statements(_INDEXES):

@@ -48,7 +48,7 @@ _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, res
                  "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, route_id, route_reason, "
                  "memo_hit")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, created, connected, last_heartbeat, hostname, pid, managers, "
-                     "workers, interchange_queued, interchange_outstanding, allowed_functions")
+                     "workers, interchange_queued, interchange_outstanding, allowed_functions, data_only_arguments")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
 _FUNCTION_LISTED = "id, owner, name, description, x'', created"  # without bodies
 _SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id"
@@ -64,6 +64,7 @@ def _endpoint_record(row: tuple[Any, ...]) -> EndpointRecord:
     values = list(row)
     values[5] = bool(values[5])
     values[13] = access.decode_allowed(values[13])
+    values[14] = None if values[14] is None else bool(values[14])
     return EndpointRecord(*values)
 
 
@@ -285,7 +286,8 @@ class SQLiteStore(RoutingMethods, Store):
 
     # -- endpoints -----------------------------------------------------------------------
     def register_endpoint(self, owner: str, name: str, public_key: str, *, rotate_keys: bool = False,
-                          allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
+                          allowed_functions: Sequence[str] | None | Unset = UNSET,
+                          data_only_arguments: bool | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
         with self._write() as db:
             row = db.execute("SELECT id FROM endpoints WHERE owner = ? AND name = ?", (owner, name)).fetchone()
             created = row is None
@@ -297,6 +299,9 @@ class SQLiteStore(RoutingMethods, Store):
                 db.execute("UPDATE endpoints SET public_key = ? WHERE id = ?", (public_key, endpoint_id))
             if not isinstance(allowed_functions, Unset):
                 access.set_allowed(db, endpoint_id, allowed_functions)
+            if not isinstance(data_only_arguments, Unset):
+                db.execute("UPDATE endpoints SET data_only_arguments = ? WHERE id = ?",
+                           (None if data_only_arguments is None else int(data_only_arguments), endpoint_id))
             row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
         return _endpoint_record(row), created
 
@@ -331,6 +336,10 @@ class SQLiteStore(RoutingMethods, Store):
         with self._write() as db:
             db.execute("UPDATE endpoints SET connected = ?, last_heartbeat = ?, hostname = coalesce(?, hostname), "
                        "pid = coalesce(?, pid) WHERE id = ?", (int(connected), now, hostname, pid, endpoint_id))
+
+    def require_data_only(self, endpoint_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE endpoints SET data_only_arguments = 1 WHERE id = ?", (endpoint_id,))
 
     def record_heartbeats(self, last_heard: dict[str, float]) -> None:
         if last_heard:

@@ -32,7 +32,7 @@ from endpoint.demo import pi_chunk
 from endpoint.home import EndpointSettings
 from fabric.errors import TaskError
 from fabric.protocol import RESULT_OK, RESULT_TASK_ERROR
-from fabric.serialize import deserialize, serialize_arguments, serialize_function
+from fabric.serialize import SourceCode, deserialize, function_id, serialize_arguments, serialize_function
 
 REPOSITORY = Path(fabric.__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def run_pi_chunk(api: Api, endpoint_id: str, seed: int) -> int:
     function_id, body = serialize_function(pi_chunk)
     assert api.register_function(body, name="pi_chunk") == function_id
     submitted = api.submit({"endpoint_id": endpoint_id, "function_id": function_id,
-                            "args": [serialize_arguments((seed, 1000), {})]}).json()
+                            "args": [serialize_arguments((seed, 1000), {}, data_only=True)]}).json()
     (kind, payload), = api.all_results(submitted["task_group_id"], 1).values()
     assert kind == RESULT_OK, payload
     return deserialize(payload)  # type: ignore[no-any-return]
@@ -348,7 +348,16 @@ def test_configure_stores_the_allow_list_and_status_shows_it(tmp_path: Path, mon
     assert cli.main(["endpoint", "status", "lab", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["allowed_functions"] == ["f00d", "beef"]
     assert cli.main(["endpoint", "status", "lab"]) == 0
-    assert "functions:    only f00d, beef" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "functions:    only f00d, beef" in shown and "arguments:    data only" in shown  # the allow-list's default
+    assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-function", "f00d", "--pickled-arguments",
+                     "--sandbox-workers", "required"]) == 0
+    assert (json.loads(config.read_text())["data_only_arguments"], json.loads(config.read_text())["sandbox_workers"]
+            ) == (False, True)
+    capsys.readouterr()
+    assert cli.main(["endpoint", "status", "lab"]) == 0
+    shown = capsys.readouterr().out
+    assert "arguments:    pickles accepted" in shown and "sandbox:      workers hide the fabric home (required)" in shown
 
     assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-any-function"]) == 0
     assert json.loads(config.read_text())["allowed_functions"] is None
@@ -389,7 +398,7 @@ def test_start_sends_the_allow_list_and_the_endpoint_enforces_it(endpoints: Endp
     assert reply.status == 200, reply
     assert "service list: any function" in endpoints.run("status", "lab").stdout
     submitted = api.submit({"endpoint_id": endpoint_id, "function_id": other,
-                            "args": [serialize_arguments((), {})]}).json()
+                            "args": [serialize_arguments((), {}, data_only=True)]}).json()
     (kind, payload), = api.all_results(submitted["task_group_id"], 1).values()
     assert kind == RESULT_TASK_ERROR
     error = TaskError.from_wire(msgpack.unpackb(payload, raw=False))
@@ -407,6 +416,57 @@ def test_start_sends_the_allow_list_and_the_endpoint_enforces_it(endpoints: Endp
     assert stat.S_IMODE((endpoints.folder("lab") / "endpoint.json").stat().st_mode) == 0o600
     assert api.get(f"/v1/endpoints/{endpoint_id}").json()["allowed_functions"] is None
     assert run_pi_chunk(api, endpoint_id, seed=6) == pi_chunk(6, 1000)
+
+
+def snoop(paths: list[str]) -> dict[str, str]:
+    """A task that tries to read the owner's secrets: files, its environment, the memory and
+    environment of its manager and of the endpoint daemon (its parent and grandparent)."""
+    import os
+
+    seen: dict[str, str] = {}
+
+    def attempt(name: str, read: Any) -> None:
+        try:
+            seen[name] = read()
+        except OSError as exc:
+            seen[name] = f"refused: {type(exc).__name__}"
+
+    for path in paths:
+        attempt(path, lambda path=path: open(path, "rb").read().decode(errors="replace"))
+    seen["environment"] = repr(dict(os.environ))
+    pid = os.getppid()
+    for _ in range(2):  # the manager, then the daemon
+        attempt(f"/proc/{pid}/environ", lambda pid=pid: open(f"/proc/{pid}/environ", "rb").read().decode())
+        attempt(f"/proc/{pid}/mem", lambda pid=pid: open(f"/proc/{pid}/mem", "rb").close() or "opened")
+        with open(f"/proc/{pid}/stat") as stat:
+            pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+    return seen
+
+
+def test_a_task_cannot_read_the_owners_token_or_the_endpoints_keys(endpoints: Endpoints,
+                                                                   service: ServiceProcess) -> None:
+    api = Api(service.url, endpoints.token)
+    endpoints.home.mkdir(parents=True, exist_ok=True)
+    credentials = endpoints.home / "credentials.json"  # as `fabric login` leaves it
+    credentials.write_text(json.dumps({"service_url": service.url, "token": endpoints.token}))
+    credentials.chmod(0o600)
+    endpoints.configure("shared", "--sandbox-workers", "required")
+    started = endpoints.run("start", "shared")
+    assert started.returncode == 0, started.stderr
+    registration = endpoints.registration("shared")
+    body = SourceCode.header + SourceCode.dumps(snoop)  # by value: the daemon cannot import this module
+    assert api.register_function(body, name="snoop") == function_id(body)
+    paths = [str(credentials), str(endpoints.folder("shared") / "endpoint.json"), "endpoint.json",
+             str(endpoints.folder("shared") / "config.json")]
+    submitted = api.submit({"endpoint_id": registration["endpoint_id"], "function_id": function_id(body),
+                            "args": [serialize_arguments((paths,), {})]}).json()
+    (kind, payload), = api.all_results(submitted["task_group_id"], 1).values()
+    assert kind == RESULT_OK, payload
+    seen = deserialize(payload)
+    for secret in (endpoints.token, registration["secret_key"]):
+        assert not [what for what, text in seen.items() if secret in text], seen
+    assert all(seen[path] == "refused: FileNotFoundError" for path in paths), seen  # an empty folder there
+    assert [text for what, text in seen.items() if what.startswith("/proc/")] == ["refused: PermissionError"] * 4
 
 
 def test_concurrent_starts_leave_one_endpoint_with_the_latest_keys(endpoints: Endpoints,

@@ -10,6 +10,7 @@ import pytest
 
 from fabric.config import InterchangeConfig, ManagerConfig
 from fabric.errors import ConfigError
+from fabric.sandbox import default_hidden
 
 MANAGER_REQUIRED = {"interchange_address": "tcp://127.0.0.1:54001", "manager_id": "manager-1"}
 INTERCHANGE_REQUIRED = {"upstream_address": "tcp://127.0.0.1:55001", "endpoint_id": "endpoint-1"}
@@ -233,7 +234,7 @@ def test_interchange_makes_manager_configs() -> None:
     made = config.manager_config("manager-4", "tcp://127.0.0.1:54002")
     assert made == ManagerConfig(interchange_address="tcp://127.0.0.1:54002", manager_id="manager-4", workers=3,
                                  prefetch=5, accelerators=["0", "1"], cpu_affinity="block", heartbeat_period=0.5,
-                                 heartbeat_threshold=2.0)
+                                 heartbeat_threshold=2.0, sandbox_workers=None, hidden_paths=default_hidden())
 
 
 # --- JSON and dict constructors --------------------------------------------------------------------

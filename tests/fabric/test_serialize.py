@@ -278,7 +278,7 @@ def test_empty_buffer_raises(buffer: Any) -> None:
         deserialize(buffer)
 
 
-@pytest.mark.parametrize("header", [0x00, 0x05, 0x7F, 0x81, 0xFF])
+@pytest.mark.parametrize("header", [0x00, 0x06, 0x7F, 0x81, 0xFF])
 def test_unknown_strategy_raises(header: int) -> None:
     with pytest.raises(SerializationError, match="strategy"):
         deserialize(bytes([header]) + pickle.dumps(1))
@@ -288,7 +288,8 @@ def test_strategy_registry_holds_exactly_the_documented_headers() -> None:
     import fabric.dependencies  # noqa: F401 - registers WithInputs, as the worker does
 
     assert {h: s.__name__ for h, s in Strategy.registry.items()} == {
-        0x80: "PickleData", 0x02: "DillData", 0x03: "DillCode", 0x04: "SourceCode", 0x10: "WithInputs"}
+        0x80: "PickleData", 0x02: "DillData", 0x03: "DillCode", 0x04: "SourceCode", 0x05: "DataOnly",
+        0x10: "WithInputs"}
 
 
 @pytest.mark.parametrize(

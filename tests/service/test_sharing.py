@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import TIMEOUT
+from tests.support import TIMEOUT, poll_until
 from tests.support.service import user
 
 from tests.support.sdk_functions import double, fail, record
@@ -126,6 +126,8 @@ def test_the_endpoint_refuses_functions_its_own_list_does_not_allow(cluster: Any
     service, alice, registration = cluster.running(start_endpoint=False)
     allowed_id, _ = serialize_function(double)
     cluster.endpoint(registration, allowed_functions=[allowed_id])
+    # connected, the endpoint tells the service its policy (data-only arguments, with an allow-list)
+    poll_until(lambda: alice.get_endpoint_status(registration["endpoint_id"])["data_only"], "the policy reported")
     ran = tmp_path / "ran"
     with Executor(registration["endpoint_id"], client=alice) as executor:
         refused = executor.submit(record, str(ran), 1, 0.0)

@@ -33,7 +33,8 @@ from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import child_environment
 from fabric.protocol import (PROTOCOL_VERSION, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, Heartbeat, Message,
                              ResultBatch, Shutdown, Task, TaskBatch, WorkerReady)
-from fabric.serialize import deserialize, serialize_arguments, serialize_function
+from fabric.data_only import DATA_ONLY_HEADER
+from fabric.serialize import deserialize, deserialize_data, serialize_arguments, serialize_function
 from fabric.streams import MAX_FRAMES, MessageStream, stream_pair
 from worker.worker import FLUSH_INTERVAL
 from tests import support
@@ -161,7 +162,7 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
 
     def start(*, cpus: str | None = None, manager_pid: int | None = None,
               max_result_bytes: int = MAX_RESULT_BYTES, ready: bool = True,
-              control: WorkerControl | None = None, index: int = 0) -> RunningWorker:
+              control: WorkerControl | None = None, index: int = 0, options: Sequence[str] = ()) -> RunningWorker:
         worker_id = f"worker-{len(started)}"
         ours, theirs = stream_pair()
         command = [sys.executable, "-m", "worker", "--id", worker_id, "--fd", str(theirs.fileno()),
@@ -173,6 +174,7 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
         if control is not None:
             command += ["--control-fd", str(control.fd), "--index", str(index)]
             shared += (control.fd,)
+        command += options
         stderr_path = tmp_path / f"{worker_id}.stderr"
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(command, pass_fds=shared, stdin=subprocess.DEVNULL,
@@ -481,3 +483,63 @@ def test_cpus_pin_the_worker(start_worker: StartWorker, cpus: str) -> None:
     assert set(psutil.Process(worker.process.pid).cpu_affinity()) == wanted
     [affinity] = worker.define(worker_functions.affinity)
     assert value(worker.run(task(1, affinity))[0]) == wanted  # what user code sees
+
+
+# -- data-only arguments and results, the sandbox ---------------------------------------
+
+
+class RunsOnLoad:
+    """Loading its pickle makes the folder ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return os.mkdir, (self.path,)
+
+
+def test_a_data_only_worker_never_unpickles_arguments(start_worker: StartWorker, tmp_path: Path) -> None:
+    worker = start_worker(options=["--data-only-arguments"])
+    [identity] = worker.define(worker_functions.identity)
+    marker = tmp_path / "ran"
+    pickled, data = worker.run(task("pickled", identity, RunsOnLoad(marker)),
+                               Task("data", identity, serialize_arguments(([1, (2, 3)],), {}, data_only=True)))
+    error = remote_error(pickled)
+    assert error["remote_type"] == "fabric.errors.DataOnlyError" and "pickle" in error["message"]
+    assert not marker.exists()
+    assert value(data) == [1, (2, 3)]
+
+
+def test_a_task_asking_for_a_data_only_result_gets_data_or_a_clear_error(start_worker: StartWorker) -> None:
+    worker = start_worker()
+    [identity, fail] = worker.define(worker_functions.identity, worker_functions.fail)
+    asked = [Task(i, identity, serialize_arguments((v,), {}, data_only_result=True))
+             for i, v in enumerate([{"a": (1.5, None)}, object()])]
+    asked.append(Task(2, fail, serialize_arguments(("boom",), {}, data_only_result=True)))
+    data, not_data, failed = worker.run(*asked)
+    assert bytes(data[2][:1]) == DATA_ONLY_HEADER and deserialize_data(data[2]) == {"a": (1.5, None)}
+    error = remote_error(not_data)
+    assert error["remote_type"] == "fabric.errors.DataOnlyError" and "builtins.object" in error["message"]
+    assert remote_error(failed)["exception"] is None  # no pickle for a submitter who will not load one
+
+
+def test_a_sandboxed_worker_cannot_see_the_hidden_folders(start_worker: StartWorker, tmp_path: Path) -> None:
+    secrets = tmp_path / "home"
+    secrets.mkdir()
+    (secrets / "credentials.json").write_text("the token")
+    (tmp_path / "visible").write_text("visible")
+    worker = start_worker(options=["--sandbox", "required", "--hide", str(secrets)])
+    [read] = worker.define(worker_functions.read_file)
+    hidden, visible = worker.run(task(0, read, str(secrets / "credentials.json")), task(1, read, str(tmp_path / "visible")))
+    assert remote_error(hidden)["remote_type"] == "builtins.FileNotFoundError"
+    assert value(visible) == "visible"
+    assert (secrets / "credentials.json").read_text() == "the token"  # hidden from the worker only
+
+
+def test_the_sandbox_never_hides_python_or_its_packages(tmp_path: Path) -> None:
+    from fabric.sandbox import hidden_existing
+
+    home = tmp_path / "home"
+    (home / "inner").mkdir(parents=True)
+    assert hidden_existing([str(home / "inner"), str(home), sys.prefix, os.path.dirname(sys.prefix), "/",
+                            str(tmp_path / "missing")]) == [os.path.realpath(home)]

@@ -61,3 +61,12 @@ def log_then_wait(log: str, gate: str, value: int) -> int:
     while not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.01)
     return value
+
+
+def identity(value: object) -> object:
+    return value
+
+
+def read_file(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
