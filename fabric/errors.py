@@ -6,6 +6,9 @@
     ├── ProtocolError            a message that does not follow fabric.protocol
     ├── SerializationError       a value or function that cannot be (de)serialized
     ├── ConfigError              a configuration value that cannot work
+    ├── TemplateKeyMissing       a shell command template names a key the call did not give
+    ├── ResourceSpecError        a resource_specification that cannot work (0 ranks, too many nodes)
+    ├── ShellCommandFailed       a ShellFunction(raise_on_error=True) command exited non-zero
     ├── PayloadTooLarge          arguments or a result bigger than the configured limit
     ├── EndpointError            the local endpoint cannot take or finish work
     │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
@@ -24,7 +27,8 @@
         ├── WorkerLost           the worker process died while running the task
         ├── ManagerLost          the manager (node) running the task disappeared
         ├── TaskCancelled        the task was cancelled before it ran
-        └── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
+        ├── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
+        └── ContainerNotAllowed  the task asked for a container the endpoint does not offer
 
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
 as pickles, so the interchange and manager can create them without unpickling anything
@@ -61,6 +65,33 @@ class PayloadTooLarge(FabricError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.what} of {self.size} bytes exceeds the limit of {self.limit} bytes"
+
+
+class TemplateKeyMissing(FabricError, ValueError):
+    """A ``ShellFunction``'s command template names ``key``, which the call did not give."""
+
+    def __init__(self, key: str, template: str) -> None:
+        super().__init__(key, template)
+        self.key, self.template = key, template
+
+    def __str__(self) -> str:
+        return f"the command template {self.template!r} needs {self.key!r}, which the call did not give"
+
+
+class ResourceSpecError(FabricError, ValueError):
+    """A task's ``resource_specification`` cannot be met (bad values, more nodes than a block has)."""
+
+
+class ShellCommandFailed(FabricError):
+    """A ``ShellFunction(raise_on_error=True)`` command exited with a non-zero ``returncode``."""
+
+    def __init__(self, cmd: str, returncode: int, stderr: str = "") -> None:
+        super().__init__(cmd, returncode, stderr)
+        self.cmd, self.returncode, self.stderr = cmd, returncode, stderr
+
+    def __str__(self) -> str:
+        tail = f"; stderr ends with: {self.stderr[-500:]}" if self.stderr else ""
+        return f"command {self.cmd!r} exited with status {self.returncode}{tail}"
 
 
 class ServiceError(FabricError):
@@ -249,3 +280,17 @@ class FunctionNotAllowed(TaskError):
 
     def __str__(self) -> str:
         return f"function {self.function_id} is not allowed on this endpoint (task {self.task_id})"
+
+
+class ContainerNotAllowed(TaskError):
+    """The task asked for a container the endpoint does not offer (its ``containers`` setting);
+    it never runs, inside or outside a container."""
+
+    fields = ("task_id", "container", "allowed")
+    task_id: Any
+    container: str | None
+    allowed: list[str] | None
+
+    def __str__(self) -> str:
+        return (f"container {self.container!r} is not offered by this endpoint "
+                f"(it offers {sorted(self.allowed or [])}; task {self.task_id})")

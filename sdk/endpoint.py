@@ -33,6 +33,7 @@ import zmq
 from fabric import protocol
 from fabric.config import InterchangeConfig, ProviderConfig, ScalingConfig
 from fabric.errors import ConfigError, EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
+from fabric.functions import check_call
 from fabric.process import child_environment, pidfd, spawn, stop
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
                              ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
@@ -151,6 +152,7 @@ class Endpoint(concurrent.futures.Executor):
         ``retries`` after a lost worker or manager, ``priority`` (higher goes first)."""
         if self._closing or self._broken is not None:
             raise EndpointShutdown(f"endpoint {self.endpoint_id} is shut down") from self._broken
+        check_call(fn, args, kwargs or {})
         function_id = self._function_ids.get(fn)
         if function_id is None:
             function_id = self._register(fn)

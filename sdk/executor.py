@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fabric.errors import AuthError, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
+from fabric.functions import check_call
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
@@ -121,6 +122,7 @@ class Executor(concurrent.futures.Executor):
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
         if self.endpoint_id is None:
             raise ValueError("the executor has no endpoint_id")
+        check_call(fn, args, kwargs)
         return self._enqueue(self._function_id(fn), args, kwargs)
 
     def submit_to_registered_function(self, function_id: str, args: Iterable[Any] = (),

@@ -1,0 +1,25 @@
+"""Shell functions through the service: the Executor registers a ShellFunction like any
+function, and the endpoint's workers run its command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_helpers import TIMEOUT
+
+from fabric import Executor
+from fabric.errors import TemplateKeyMissing
+from fabric.functions import ShellFunction
+
+
+def test_a_shell_function_runs_through_the_service(cluster: Any, tmp_path: Path) -> None:
+    _, client, registration = cluster.running()
+    count = ShellFunction("seq 1 {n}; echo done >&2; exit {code}", snippet_lines=2)
+    with Executor(registration["endpoint_id"], client=client) as executor:
+        result = executor.submit(count, n=50, code=4).result(TIMEOUT)
+        assert (result.stdout, result.stderr, result.returncode) == ("49\n50\n", "done\n", 4)
+        assert result.cmd == "seq 1 50; echo done >&2; exit 4"
+        with pytest.raises(TemplateKeyMissing, match="'code'"):
+            executor.submit(count, n=1)
