@@ -28,7 +28,8 @@
         ├── ManagerLost          the manager (node) running the task disappeared
         ├── TaskCancelled        the task was cancelled before it ran
         ├── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
-        └── ContainerNotAllowed  the task asked for a container the endpoint does not offer
+        ├── ContainerNotAllowed  the task asked for a container the endpoint does not offer
+        └── ResourcesUnavailable the task asked for resources the endpoint cannot give (nodes, ranks)
 
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
 as pickles, so the interchange and manager can create them without unpickling anything
@@ -294,3 +295,15 @@ class ContainerNotAllowed(TaskError):
     def __str__(self) -> str:
         return (f"container {self.container!r} is not offered by this endpoint "
                 f"(it offers {sorted(self.allowed or [])}; task {self.task_id})")
+
+
+class ResourcesUnavailable(TaskError):
+    """The task's ``resource_specification`` cannot be met by the endpoint (more nodes than a
+    block has, ranks that do not fit); it never ran."""
+
+    fields = ("task_id", "reason")
+    task_id: Any
+    reason: str | None
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} cannot run on this endpoint: {self.reason}"

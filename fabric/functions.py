@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import dataclasses
 import string
+from collections.abc import Iterable
 from typing import Any
 
-from fabric.errors import ResourceSpecError, ShellCommandFailed, TemplateKeyMissing
+from fabric.errors import (ContainerNotAllowed, ResourcesUnavailable, ResourceSpecError, ShellCommandFailed, TaskError,
+                           TemplateKeyMissing)
+from fabric.protocol import Task
 
 RESOURCE_KEYS = ("num_nodes", "ranks_per_node", "num_ranks")
 """The keys of an MPI task's ``resource_specification`` (Globus Compute's names)."""
+TASK_SPEC_KEYS = frozenset({"container", *RESOURCE_KEYS})
+"""What of a task's specification travels with it to the endpoint (``protocol.Task.spec``)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -181,3 +186,30 @@ def check_resource_specification(spec: dict[str, Any] | None, *, nodes_per_block
         raise ResourceSpecError(f"resource_specification asks for {nodes} nodes; a block of this endpoint "
                                 f"has {nodes_per_block}")
     return {"num_nodes": nodes, "ranks_per_node": per_node, "num_ranks": ranks}
+
+
+class TaskRequirements:
+    """What an endpoint can give a task that asks (``protocol.Task.spec``): its
+    ``containers`` (names) and the nodes of one of its blocks. The interchange checks each
+    such task on arrival (and the local ``Endpoint`` at submit): a container the endpoint
+    does not offer is ``ContainerNotAllowed``; more nodes than a block has, or ranks that
+    cannot be, ``ResourcesUnavailable``. A refused task is never queued and never runs."""
+
+    def __init__(self, containers: Iterable[str], nodes_per_block: int) -> None:
+        self.containers = frozenset(containers)
+        self.nodes_per_block = nodes_per_block
+
+    def refusal(self, task: Task) -> TaskError | None:
+        """Why ``task`` cannot run here (None: it can)."""
+        spec = task.spec
+        if not spec:
+            return None
+        container = spec.get("container")
+        if container is not None and container not in self.containers:
+            return ContainerNotAllowed(task_id=task.task_id, container=container, allowed=sorted(self.containers))
+        try:
+            check_resource_specification({k: v for k, v in spec.items() if k in RESOURCE_KEYS},
+                                         nodes_per_block=self.nodes_per_block)
+        except ResourceSpecError as exc:
+            return ResourcesUnavailable(task_id=task.task_id, reason=str(exc))
+        return None

@@ -38,6 +38,7 @@ import zmq
 from fabric import process, protocol
 from fabric.config import InterchangeConfig, is_loopback
 from fabric.errors import ProtocolError
+from fabric.functions import TaskRequirements
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
@@ -63,7 +64,8 @@ class Interchange:
                                    batch_bytes=min(MAX_BATCH_BYTES, config.max_payload_bytes),
                                    held_results=self.spool if self.spool is not None else (),
                                    report_started=config.service_mode,
-                                   allowed_functions=config.allowed_functions)
+                                   allowed_functions=config.allowed_functions,
+                                   requirements=TaskRequirements(config.containers, config.provider.nodes_per_block))
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.manager_keys: ManagerKeys | None = None
         try:

@@ -34,7 +34,7 @@ import psutil
 import zmq
 
 from fabric import protocol
-from fabric.config import ManagerConfig
+from fabric.config import ManagerConfig, worker_settings
 from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
 from fabric.streams import MessageStream, stream_pair
@@ -120,7 +120,8 @@ class Manager:
                 "--max-result-bytes", str(self.config.max_result_bytes)]
         if plan.cpus:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
-        process = spawn("worker", args, env=child_environment(plan.env), python=self.config.python,
+        process = spawn("worker", args, env=child_environment({**plan.env, **worker_settings(self.config)}),
+                        python=self.config.python,
                         pass_fds=(theirs.fileno(),))
         theirs.close()
         stream = MessageStream(ours)

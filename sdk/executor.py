@@ -40,8 +40,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fabric.errors import AuthError, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
-from fabric.functions import check_call
+from fabric.errors import AuthError, FabricError, Forbidden, NotFound, PayloadTooLarge, ResourceSpecError, ServiceError
+from fabric.functions import RESOURCE_KEYS, check_call, check_resource_specification
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
@@ -80,20 +80,26 @@ class _Queued:
 class Executor(concurrent.futures.Executor):
     """Run functions on endpoint ``endpoint_id`` through the service ``client`` talks to.
 
-    ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
-    (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
-    while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
+    ``task_group_id``: the group to add tasks to (None: a new one).
+    ``resource_specification`` (e.g. ``{"walltime": 60, "priority": 1}``, and for an
+    ``MPIFunction`` ``{"num_nodes": 2, "ranks_per_node": 4}``; ``resource_spec`` is its
+    old name), ``container`` (the name of a container the endpoint offers; its tasks run
+    only there) and ``retries`` apply to tasks submitted while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
     shows a progress bar (None: when stderr is a terminal or in a notebook).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
-                 task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
+                 task_group_id: str | None = None, resource_specification: dict[str, Any] | None = None,
+                 resource_spec: dict[str, Any] | None = None, container: str | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  max_queued_tasks: int = 100_000, progress: bool | None = None) -> None:
         self.endpoint_id = endpoint_id
         self.client = client if client is not None else Client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
-        self.resource_spec = resource_spec
+        if resource_spec is not None and resource_specification is not None:
+            raise TypeError("give resource_specification or its old name resource_spec, not both")
+        self.resource_specification = resource_specification if resource_specification is not None else resource_spec
+        self.container = container
         self.retries = retries
         self.batch_tasks, self.batch_bytes, self.max_queued_tasks = batch_tasks, batch_bytes, max_queued_tasks
         self._lock = threading.Condition()
@@ -113,6 +119,15 @@ class Executor(concurrent.futures.Executor):
         self._submitter.start()
         self._watcher.start()
         _live_executors.add(self)
+
+    @property
+    def resource_spec(self) -> dict[str, Any] | None:
+        """The old name of ``resource_specification``."""
+        return self.resource_specification
+
+    @resource_spec.setter
+    def resource_spec(self, value: dict[str, Any] | None) -> None:
+        self.resource_specification = value
 
     def __repr__(self) -> str:
         return f"Executor(endpoint_id={self.endpoint_id!r}, task_group_id={self.task_group_id!r})"
@@ -137,7 +152,8 @@ class Executor(concurrent.futures.Executor):
 
     def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ServiceTaskFuture:
         payload = serialize_arguments(args, kwargs)
-        spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
+        spec = (service_spec(self.resource_specification, self.container)
+                if self.resource_specification or self.container is not None else None)
         future = ServiceTaskFuture()
         with self._lock:
             if self._closing:
@@ -409,6 +425,18 @@ class Executor(concurrent.futures.Executor):
             self._watcher.join()
         self.progress.close()
         _live_executors.discard(self)
+
+
+def service_spec(resource_specification: dict[str, Any] | None,
+                 container: str | None) -> tuple[tuple[str, Any], ...] | None:
+    """A task's ``resource_spec`` as the service takes it, checked (``ResourceSpecError``)."""
+    spec = dict(resource_specification or {})
+    check_resource_specification({k: v for k, v in spec.items() if k in RESOURCE_KEYS})
+    if container is not None:
+        if not isinstance(container, str) or not container:
+            raise ResourceSpecError("container must be a container name (a non-empty string)")
+        spec["container"] = container
+    return tuple(sorted(spec.items())) if spec else None
 
 
 def _resolve(future: ServiceTaskFuture, ok: bool, value: Any) -> None:

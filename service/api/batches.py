@@ -9,6 +9,8 @@ A batch body is a msgpack map::
                                                    # retry of it adds nothing (same reply)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
+                                    # also "container" (a name the endpoint offers) and the MPI
+                                    # "num_nodes", "ranks_per_node", "num_ranks" (positive integers)
 
 The caller must reach the endpoint and every function (their own, shared with them or
 their groups, or public; 404 otherwise), and the endpoint's allow-list, if it has one, must
@@ -31,6 +33,8 @@ from typing import Any
 
 from flask import Blueprint
 
+from fabric.errors import ResourceSpecError
+from fabric.functions import RESOURCE_KEYS, check_resource_specification
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
 from service.errors import BadRequest, FunctionNotAllowed, NotFound, PayloadTooLarge
 from service.openapi import operation
@@ -63,6 +67,13 @@ def _resource_spec(data: dict[str, Any]) -> tuple[dict[str, Any] | None, float |
     priority = spec.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise BadRequest("resource_spec.priority must be an integer")
+    container = spec.get("container")
+    if container is not None and (not isinstance(container, str) or not container):
+        raise BadRequest("resource_spec.container must be a container name (a non-empty string)")
+    try:
+        check_resource_specification({k: v for k, v in spec.items() if k in RESOURCE_KEYS})
+    except ResourceSpecError as exc:
+        raise BadRequest(str(exc)) from exc
     return spec, walltime, priority
 
 
