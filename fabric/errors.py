@@ -9,6 +9,7 @@
     ├── TemplateKeyMissing       a shell command template names a key the call did not give
     ├── ResourceSpecError        a resource_specification that cannot work (0 ranks, too many nodes)
     ├── ShellCommandFailed       a ShellFunction(raise_on_error=True) command exited non-zero
+    ├── ContainerError           a container the endpoint offers could not be started
     ├── PayloadTooLarge          arguments or a result bigger than the configured limit
     ├── EndpointError            the local endpoint cannot take or finish work
     │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
@@ -93,6 +94,10 @@ class ShellCommandFailed(FabricError):
     def __str__(self) -> str:
         tail = f"; stderr ends with: {self.stderr[-500:]}" if self.stderr else ""
         return f"command {self.cmd!r} exited with status {self.returncode}{tail}"
+
+
+class ContainerError(FabricError):
+    """A container the endpoint offers could not be started (its runtime failed or is missing)."""
 
 
 class ServiceError(FabricError):

@@ -22,7 +22,7 @@ from typing import Any
 
 from fabric import protocol
 from fabric.config import CONTAINERS_VARIABLE, MPI_LAUNCHER_VARIABLE, MPI_OPTIONS_VARIABLE, ContainerConfig
-from fabric.errors import ContainerNotAllowed, ResourceSpecError
+from fabric.errors import ContainerError, ContainerNotAllowed, ResourceSpecError
 from fabric.protocol import RESULT_REMOTE_ERROR
 from worker.mpi import task_environment
 
@@ -51,7 +51,10 @@ class TaskEnvironments:
             if name not in self.containers:
                 error = ContainerNotAllowed(task_id=task.task_id, container=name, allowed=sorted(self.containers))
                 return protocol.task_error_result(task.task_id, error)
-            return self.in_container(name, task, body)
+            try:
+                return self.in_container(name, task, body)
+            except ContainerError as exc:
+                return task.task_id, RESULT_REMOTE_ERROR, describe(exc, task.task_id)
         try:
             variables = task_environment(spec, self.launcher, self.options, self.environ)
         except ResourceSpecError as exc:
