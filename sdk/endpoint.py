@@ -156,14 +156,14 @@ class Endpoint(concurrent.futures.Executor):
         _live_endpoints.add(self)
 
     # -- submitting --------------------------------------------------------------------
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Run ``fn(*args, **kwargs)`` on a worker; returns its future."""
         return self.submit_task(fn, args, kwargs)
 
     def submit_task(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
                     *, walltime: float | None = None, retries: int | None = None,
                     priority: int = 0, resource_specification: dict[str, int] | None = None,
-                    container: str | None = None) -> concurrent.futures.Future[Any]:
+                    container: str | None = None) -> TaskFuture:
         """``submit`` with task options: ``walltime`` seconds (then ``TaskTimeout``),
         ``retries`` after a lost worker or manager, ``priority`` (higher goes first),
         ``resource_specification`` and ``container`` (instead of the endpoint's)."""
