@@ -34,3 +34,10 @@ def look_around(data_dir: str, host_port: int, count: bool = True) -> dict[str, 
         "system_writable": system_writable,
         "tasks_in_this_container": tasks,
     }
+
+
+def sleep_inside(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "woke"

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from container_functions import look_around
-from e2e_helpers import TIMEOUT
+from container_functions import look_around, sleep_inside
+from e2e_helpers import TIMEOUT, poll_until
 
 from fabric.config import ContainerConfig
-from fabric.errors import ContainerNotAllowed
+from fabric.errors import ContainerNotAllowed, TaskTimeout
 from fabric.functions import ShellFunction
 
 
@@ -69,6 +69,20 @@ def test_a_task_in_a_container_sees_its_files_no_network_and_reuses_it_warm(make
     shell = endpoint.submit_task(ShellFunction("cat {path}/marker; pwd"), kwargs={"path": inside_dir},
                                  container="box").result(TIMEOUT)
     assert shell.returncode == 0 and shell.stdout.startswith("only in the container\n/tmp/fabric-tasks/task-")
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
+def test_a_container_task_past_its_walltime_takes_its_container_with_it(make_endpoint, data_dir: Path,
+                                                                        kind: str) -> None:
+    endpoint = make_endpoint(containers={"box": CONTAINERS[kind][1](data_dir)})
+    with pytest.raises(TaskTimeout):
+        endpoint.submit_task(sleep_inside, (60,), container="box", walltime=1.0).result(TIMEOUT)
+    again = endpoint.submit_task(sleep_inside, (0,), container="box")  # a fresh worker, a fresh container
+    assert again.result(TIMEOUT) == "woke" and again.timing["start"] == "cold"
+    endpoint.shutdown()
+    if kind == "podman":  # its containers are not our children: ask podman
+        poll_until(lambda: not subprocess.run(["podman", "ps", "-q"], capture_output=True, text=True,
+                                              check=True).stdout.strip(), "podman's containers to be gone")
 
 
 def test_a_container_the_endpoint_does_not_offer_is_refused_and_nothing_runs(make_endpoint, tmp_path: Path) -> None:
