@@ -8,7 +8,8 @@ The manager hands its workers the endpoint's settings in their environment
   (``worker.containers``); a name the endpoint does not offer fails with
   ``ContainerNotAllowed`` and the task never runs, here or anywhere;
 * asking for MPI resources: with ``FABRIC_MPI_PREFIX`` and friends set for the length of
-  the call (``worker.mpi``).
+  the call, holding its nodes against the other MPI tasks of the manager's workers
+  (``worker.mpi``; lock files in ``<tmp>/fabric-mpi-nodes-<manager pid>``).
 
 Tasks without a spec never come here: the worker's hot path is untouched.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,7 +26,7 @@ from fabric import protocol
 from fabric.config import CONTAINERS_VARIABLE, MPI_LAUNCHER_VARIABLE, MPI_OPTIONS_VARIABLE, ContainerConfig
 from fabric.errors import ContainerError, ContainerNotAllowed, ResourceSpecError
 from fabric.protocol import RESULT_REMOTE_ERROR
-from worker.mpi import task_environment
+from worker.mpi import reserve_nodes, task_environment
 
 Outcome = tuple[Any, int, bytes]
 
@@ -32,8 +34,9 @@ Outcome = tuple[Any, int, bytes]
 class TaskEnvironments:
     """The worker's containers and MPI settings, read once from its environment."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], lock_dir: str | None = None) -> None:
         self.environ = environ
+        self.lock_dir = lock_dir or os.path.join(tempfile.gettempdir(), f"fabric-mpi-nodes-{os.getppid()}")
         self.launcher = environ.get(MPI_LAUNCHER_VARIABLE, "auto")
         self.options: list[str] = json.loads(environ.get(MPI_OPTIONS_VARIABLE) or "[]")
         self.containers = {name: ContainerConfig.from_dict(config)
@@ -56,13 +59,14 @@ class TaskEnvironments:
             except ContainerError as exc:
                 return task.task_id, RESULT_REMOTE_ERROR, describe(exc, task.task_id)
         try:
-            variables = task_environment(spec, self.launcher, self.options, self.environ)
+            variables, nodes = task_environment(spec, self.launcher, self.options, self.environ)
         except ResourceSpecError as exc:
             return task.task_id, RESULT_REMOTE_ERROR, describe(exc, task.task_id)
         saved = {key: os.environ.get(key) for key in variables}
         os.environ.update(variables)
         try:
-            return run_here(task)
+            with reserve_nodes(self.lock_dir, nodes):
+                return run_here(task)
         finally:
             for key, value in saved.items():
                 if value is None:

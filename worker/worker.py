@@ -18,6 +18,7 @@ import logging
 import os
 import select
 import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -72,7 +73,8 @@ class Worker:
         self.bodies: dict[str, Any] = {}
         self.functions: dict[str, Callable[..., Any]] = {}
         self.stream = stream
-        self.environments = TaskEnvironments(os.environ)  # containers, MPI: for tasks with a spec
+        self.environments = TaskEnvironments(  # containers, MPI: for tasks with a spec
+            os.environ, os.path.join(tempfile.gettempdir(), f"fabric-mpi-nodes-{manager_pid}"))
 
     def serve(self) -> str:
         """Run until told to stop; returns why it stopped."""

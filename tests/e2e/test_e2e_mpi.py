@@ -38,3 +38,17 @@ def test_bad_resource_specifications_fail_at_submit(make_endpoint, tmp_path: Pat
     with pytest.raises(RemoteExecutionError) as caught:  # an MPIFunction needs resources
         endpoint.submit(MPIFunction("true")).result(TIMEOUT)
     assert isinstance(caught.value.exception, ResourceSpecError)
+
+
+def test_mpi_tasks_reserve_the_node_one_at_a_time(make_endpoint) -> None:
+    """Two workers, two MPI tasks each wanting the endpoint's one node: they run one after
+    the other, never both at once (whole nodes are reserved, as Globus Compute does)."""
+    endpoint = make_endpoint(workers=2, mpi_launcher="mpirun", mpi_options=ROOT_OPTIONS)
+    window = MPIFunction("sh -c 'echo start $(date +%s%N); sleep 0.5; echo end $(date +%s%N)'; echo worker $PPID")
+    futures = [endpoint.submit_task(window, resource_specification={"num_ranks": 1}, walltime=TIMEOUT)
+               for _ in range(2)]  # a task with a walltime goes to an idle worker: one each
+    outputs = [f.result(TIMEOUT).stdout.split() for f in futures]
+    assert outputs[0][5] != outputs[1][5], "both ran on one worker: nothing to reserve against"
+    spans = sorted((int(out[1]), int(out[3])) for out in outputs)
+    (_, first_end), (second_start, _) = spans
+    assert first_end <= second_start, f"the two tasks overlapped: {spans}"
