@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (AuthError, EndpointError, EndpointShutdown, FabricError, Forbidden, FunctionNotAllowed,
-                           InvalidRequest, ManagerLost, NotFound, PayloadTooLarge, ProtocolError, RateLimited,
-                           RemoteExecutionError, SerializationError, ServiceError, ServiceUnavailable, TaskCancelled,
-                           TaskError, TaskPending, TaskTimeout, WorkerLost)
+from fabric.errors import (AuthError, ContainerError, ContainerNotAllowed, EndpointError, EndpointShutdown, FabricError,
+                           Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost, NotFound, PayloadTooLarge,
+                           ProtocolError, RateLimited, RemoteExecutionError, ResourcesUnavailable, ResourceSpecError,
+                           SerializationError, ServiceError, ServiceUnavailable, ShellCommandFailed, TaskCancelled,
+                           TaskError, TaskPending, TaskTimeout, TemplateKeyMissing, WorkerLost)
 
 if TYPE_CHECKING:
+    from fabric.functions import MPIFunction, ShellFunction, ShellResult
     from sdk.client import Client
     from sdk.endpoint import Endpoint, EndpointStatus
     from sdk.executor import Executor
@@ -36,10 +38,13 @@ __all__ = [
     "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
     "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
     "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
+    "ContainerError", "ContainerNotAllowed", "MPIFunction", "ResourceSpecError", "ResourcesUnavailable",
+    "ShellCommandFailed", "ShellFunction", "ShellResult", "TemplateKeyMissing",
 ]
 
 _LAZY = {"Client": "sdk.client", "Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint",
-         "Executor": "sdk.executor"}
+         "Executor": "sdk.executor", "MPIFunction": "fabric.functions", "ShellFunction": "fabric.functions",
+         "ShellResult": "fabric.functions"}
 
 
 def __getattr__(name: str) -> Any:
