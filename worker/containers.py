@@ -75,6 +75,8 @@ def container_command(config: ContainerConfig, environ: Mapping[str, str]) -> li
         command += ["--net", "--network", "none"]
     for key, value in env.items():
         command += ["--env", f"{key}={value}"]
+    for path in _import_paths(env):  # the fabric's code and interpreter, read-only
+        command += ["--bind", f"{path}:{path}:ro"]
     for bind in config.binds:
         command += ["--bind", bind]
     return command + config.options + [str(config.image), *inner]
@@ -89,12 +91,18 @@ def _inside_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _import_paths(env: dict[str, str]) -> list[str]:
+    """The folders the runner inside imports from, and this interpreter's prefixes."""
+    paths = [*env["PYTHONPATH"].split(os.pathsep), sys.prefix, sys.base_prefix]
+    return [path for path in dict.fromkeys(paths) if path and os.path.isdir(path)]
+
+
 def _bubblewrap(config: ContainerConfig, env: dict[str, str]) -> list[str]:
     """A read-only system (``rootfs``, default the node's ``/``), private /tmp, no network."""
     command = ["bwrap", "--ro-bind", config.rootfs or "/", "/", "--dev", "/dev", "--proc", "/proc",
                "--tmpfs", "/tmp"]
-    for path in env["PYTHONPATH"].split(os.pathsep) + [sys.prefix, sys.base_prefix]:
-        if path.startswith("/tmp/") and os.path.exists(path):  # hidden by the private /tmp: bind it back
+    for path in _import_paths(env):
+        if path.startswith("/tmp/"):  # hidden by the private /tmp: bind it back
             command += ["--ro-bind", path, path]
     for bind in config.binds:
         source, target, *mode = bind.split(":")
