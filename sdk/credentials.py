@@ -1,6 +1,6 @@
 """Where the fabric keeps a user's files, and the token ``fabric login`` stores.
 
-Everything lives under ``fabric_home()``: ``$FABRIC_HOME``, else ``~/.fabric``::
+Everything lives under ``fabric.home.fabric_home()``: ``$FABRIC_HOME``, else ``~/.fabric``::
 
     credentials.json          {"service_url": ..., "token": ...}   (mode 0600)
     endpoints/NAME/           one configured endpoint (``fabric endpoint configure NAME``)
@@ -17,17 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabric.errors import ConfigError
+from fabric.home import HOME_VARIABLE, fabric_home
 
-HOME_VARIABLE = "FABRIC_HOME"
+__all__ = ["CREDENTIALS_FILE", "HOME_VARIABLE", "SERVICE_VARIABLE", "TOKEN_VARIABLE", "Credentials", "fabric_home",
+           "forget_credentials", "resolve", "store_credentials", "stored_credentials"]
+
 TOKEN_VARIABLE = "FABRIC_TOKEN"
 SERVICE_VARIABLE = "FABRIC_SERVICE_URL"
 CREDENTIALS_FILE = "credentials.json"
-
-
-def fabric_home() -> Path:
-    """The folder of the user's fabric files (not created here)."""
-    home = os.environ.get(HOME_VARIABLE)
-    return Path(home).expanduser() if home else Path.home() / ".fabric"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from e2e_helpers import descendants, wait_gone
+from tests.support.processes import descendants, wait_gone
 
 from fabric import Endpoint
 

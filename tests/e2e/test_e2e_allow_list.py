@@ -8,7 +8,7 @@ from pathlib import Path
 
 import e2e_functions as fns
 import pytest
-from e2e_helpers import TIMEOUT
+from tests.support import TIMEOUT
 
 import fabric
 from fabric.errors import ConfigError

@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import os
 import platform
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +28,11 @@ import e2e_functions as fns
 import psutil
 import pytest
 import zmq
-from e2e_helpers import TIMEOUT, alive
+from tests.support import TIMEOUT
+from tests.support.processes import alive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_e2e_protocol_abuse import connect, manager_address, receive, registration
+from tests.support.interchange import InterchangeProcess, connect, manager_address, receive, registration
 
 from fabric import Endpoint
 from fabric.protocol import (PROTOCOL_VERSION, CancelTasks, CommandReply, Drain, FunctionDefinitions, Heartbeat,
@@ -40,10 +40,9 @@ from fabric.protocol import (PROTOCOL_VERSION, CancelTasks, CommandReply, Drain,
                              Shutdown, StatusReport, StatusRequest, Task, TaskBatch, WorkerReady)
 from fabric.serialize import SourceCode, deserialize, serialize_arguments
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "service"))
-from fuzz_strategies import messages  # noqa: E402
-from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until  # noqa: E402
-from test_service_interchange import InterchangeProcess  # noqa: E402
+from tests.support.fuzz_strategies import messages
+from tests.support import poll_until
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -13,7 +13,8 @@ from typing import Any
 import e2e_functions as fns
 import pytest
 import zmq
-from e2e_helpers import TIMEOUT, descendants, poll_until, wait_gone
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import descendants, wait_gone
 
 from fabric import protocol
 from fabric.config import InterchangeConfig

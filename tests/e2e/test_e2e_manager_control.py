@@ -10,7 +10,8 @@ from __future__ import annotations
 import e2e_functions as fns
 import psutil
 import pytest
-from e2e_helpers import TIMEOUT, descendants, poll_until, read_pid, wait_gone
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import descendants, read_pid, wait_gone
 
 from fabric import Endpoint
 from fabric.errors import EndpointError

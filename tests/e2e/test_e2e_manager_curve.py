@@ -20,8 +20,9 @@ import e2e_functions as fns
 import psutil
 import pytest
 import zmq
-from e2e_helpers import TIMEOUT, descendants, module_of, poll_until
-from test_e2e_protocol_abuse import manager_address, receive, registration, zmq_context  # noqa: F401 - a fixture
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import descendants, module_of
+from tests.support.interchange import manager_address, receive, registration
 from zmq.utils.monitor import recv_monitor_message
 
 from fabric import Endpoint

@@ -11,7 +11,7 @@ import os
 
 import e2e_functions as fns
 import pytest
-from e2e_helpers import TIMEOUT
+from tests.support import TIMEOUT
 
 from fabric import Endpoint
 from fabric.errors import FabricError, PayloadTooLarge, RemoteExecutionError

@@ -17,7 +17,8 @@ import textwrap
 import e2e_functions as fns
 import psutil
 import pytest
-from e2e_helpers import TIMEOUT, descendants, living, poll_until, read_pid, wait_gone, worker_processes
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import descendants, living, read_pid, wait_gone, worker_processes
 
 from fabric.errors import EndpointError, EndpointShutdown, ManagerLost
 

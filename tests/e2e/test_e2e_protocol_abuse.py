@@ -11,65 +11,21 @@ The manager address comes from the interchange's registration
 from __future__ import annotations
 
 import functools
-import os
-import platform
 
 import e2e_functions as fns
 import msgpack
 import psutil
 import pytest
 import zmq
-from e2e_helpers import TIMEOUT, alive, poll_until
+from tests.support import TIMEOUT, poll_until
+from tests.support.interchange import connect, dealer, manager_address, receive, registration
+from tests.support.processes import alive
 from zmq.utils.monitor import recv_monitor_message
 
 from fabric import Endpoint, protocol
-from fabric.protocol import (PROTOCOL_VERSION, FunctionDefinitions, Heartbeat, ManagerExiting, ManagerRegistration,
-                             RegistrationReply, ResultBatch, Shutdown, Task, TaskBatch)
+from fabric.protocol import (PROTOCOL_VERSION, FunctionDefinitions, Heartbeat, ManagerExiting, RegistrationReply, ResultBatch, Shutdown, Task, TaskBatch)
 
 packb = functools.partial(msgpack.packb, use_bin_type=True)
-
-
-def manager_address(endpoint: Endpoint) -> str:
-    address = poll_until(lambda: endpoint.manager_address, "the interchange to register")
-    interchange = psutil.Process(endpoint._process.pid)
-    listening = [c.laddr for c in interchange.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
-    assert [f"tcp://{ip}:{port}" for ip, port in listening] == [address]
-    return address
-
-
-@pytest.fixture
-def zmq_context():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
-
-
-def dealer(context: zmq.Context, identity: bytes) -> zmq.Socket:
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.IDENTITY, identity)
-    return socket
-
-
-def connect(context: zmq.Context, address: str, identity: bytes) -> zmq.Socket:
-    socket = dealer(context, identity)
-    socket.connect(address)
-    return socket
-
-
-def receive(socket: zmq.Socket, endpoint: Endpoint) -> protocol.Message:
-    """The interchange's next message to ``socket``; fails at once if the interchange died."""
-    interchange = psutil.Process(endpoint._process.pid)
-    poll_until(lambda: socket.poll(0) or not alive(interchange), "an answer from the interchange")
-    assert alive(interchange), f"the interchange died (exit code {endpoint._process.poll()})"
-    return protocol.decode(socket.recv_multipart())
-
-
-def registration(manager_id: str, **fields) -> ManagerRegistration:
-    values = dict(manager_id=manager_id, hostname=platform.node(), pid=os.getpid(), cores=1, memory=1,
-                  accelerators=[], python_version=platform.python_version(), protocol_version=PROTOCOL_VERSION,
-                  worker_count=1, prefetch=0, capacity=1)
-    return ManagerRegistration(**{**values, **fields})
 
 
 def assert_still_serving(endpoint: Endpoint, manager_pid: int) -> None:

@@ -8,7 +8,8 @@ import os
 import e2e_functions as fns
 import psutil
 import pytest
-from e2e_helpers import TIMEOUT, descendants, living, poll_until
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import descendants, living
 
 from fabric import Endpoint
 from fabric.errors import EndpointError, EndpointShutdown

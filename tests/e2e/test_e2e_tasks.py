@@ -11,7 +11,7 @@ import os
 import e2e_functions as fns
 import numpy as np
 import pytest
-from e2e_helpers import TIMEOUT
+from tests.support import TIMEOUT
 
 from fabric.errors import RemoteExecutionError, WorkerLost
 

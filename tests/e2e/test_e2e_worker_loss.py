@@ -11,7 +11,8 @@ import signal
 import e2e_functions as fns
 import psutil
 import pytest
-from e2e_helpers import TIMEOUT, poll_until, read_pid, wait_gone, worker_processes
+from tests.support import TIMEOUT, poll_until
+from tests.support.processes import read_pid, wait_gone, worker_processes
 
 from fabric import Endpoint
 from fabric.errors import TaskTimeout, WorkerLost

@@ -12,14 +12,13 @@ keep a test waiting (``poll_until``), or how long a ``send`` that never returns 
 
 from __future__ import annotations
 
+import functools
 import array
 import random
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,26 +26,14 @@ from hypothesis import strategies as st
 
 from fabric.errors import ProtocolError
 from fabric.streams import MAX_FRAMES, READ_SIZE, MessageStream, stream_pair
+from tests import support
 
 TIMEOUT = 5.0
 """Seconds any wait in this module may take before the test fails."""
+poll_until = functools.partial(support.poll_until, timeout=TIMEOUT)
+"""``tests.support.poll_until`` bounded by this module's ``TIMEOUT``."""
 
-T = TypeVar("T")
 Message = list[bytes]
-
-
-def poll_until(condition: Callable[[], T], what: str) -> T:
-    """Call ``condition`` until it returns something truthy; fail after ``TIMEOUT``."""
-    deadline = time.monotonic() + TIMEOUT
-    pause = TIMEOUT / 30000
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {TIMEOUT} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, TIMEOUT / 300)
 
 
 def encode(frames: Sequence[bytes]) -> bytes:

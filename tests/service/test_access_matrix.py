@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from service_helpers import Api, ServiceProcess
+from tests.support.service import Api, ServiceProcess
 
 ROLES = ("owner", "shared", "stranger", "no token", "bad token")
 UNAUTHORIZED = (401, 401)

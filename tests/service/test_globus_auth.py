@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from fake_globus_auth import INTROSPECT, TOKEN, FakeGlobusAuth
-from service_helpers import Api, ServiceProcess
+from tests.support.service import Api, ServiceProcess
 
 CLIENT_ID = str(uuid.uuid4())
 CLIENT_SECRET = "service-secret"

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from service_helpers import Api, ServiceProcess
+from tests.support.service import Api, ServiceProcess
 
 from service.app import create_app
 from service.config import ServiceConfig

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from service_helpers import Api, ServiceProcess
+from tests.support.service import Api, ServiceProcess
 
 LIMIT = 256 * 1024
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
 from fabric.protocol import RESULT_OK, CancelTasks, ResultBatch, Task, TaskBatch
 from service.store import DISPATCHED, GroupCounts, NewTasks, SQLiteStore

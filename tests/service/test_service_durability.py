@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service_helpers import TIMEOUT, Api, FakeInterchange, Reply, ServiceProcess, poll_until
+from tests.support import TIMEOUT, poll_until
+from tests.support.service import Api, FakeInterchange, Reply, ServiceProcess
 
 from fabric.protocol import RESULT_OK, ResultBatch
 

@@ -12,7 +12,8 @@ from urllib.parse import urlparse
 import msgpack
 import pytest
 import zmq
-from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
 from fabric.protocol import (RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, InterchangeRegistration,
                              ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch)

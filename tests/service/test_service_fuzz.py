@@ -33,11 +33,12 @@ from urllib.parse import quote, urlsplit
 
 import msgpack
 import pytest
-from fuzz_strategies import damaged, mutated_map
-from fuzz_strategies import values as msgpack_values
+from tests.support.fuzz_strategies import damaged, mutated_map
+from tests.support.fuzz_strategies import values as msgpack_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from service_helpers import TIMEOUT, Api, ServiceProcess
+from tests.support import TIMEOUT
+from tests.support.service import Api, ServiceProcess
 
 from fabric.serialize import SourceCode
 

@@ -10,9 +10,6 @@ number of lines says how often each task ran.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,19 +17,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 import msgpack
-import psutil
 import pytest
 import zmq
-from service_helpers import TIMEOUT, Api, FakeInterchange, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.interchange import InterchangeProcess
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
-from fabric.config import InterchangeConfig
-from fabric.process import child_environment
 from fabric.protocol import (RESULT_OK, FunctionDefinitions, Heartbeat, InterchangeRegistration, ResultBatch,
                              ResultsAck, Task, TaskBatch, decode)
 from fabric.serialize import SourceCode, deserialize, function_id, serialize_arguments
 from interchange.spool import decode_segment
 
-HEARTBEATS = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0}
 INTERCHANGE_TRACEBACK = re.compile(r'File "[^"]*[/\\]interchange[/\\]')
 """A traceback through the interchange's code (its log also holds its managers' output)."""
 
@@ -53,47 +48,6 @@ def record_then_wait(path: str, x: int, gate: str) -> int:
 
 
 BODY = SourceCode.header + SourceCode.dumps(record_then_wait)  # by value: workers need not import this module
-
-
-class InterchangeProcess:
-    """``python -m interchange`` in service mode for ``endpoint`` (its registration reply)."""
-
-    def __init__(self, endpoint: dict[str, Any], spool: Path, log: Path, **settings: Any) -> None:
-        self.spool = spool
-        self.config = InterchangeConfig(
-            upstream_address=endpoint["forwarder_address"], endpoint_id=endpoint["endpoint_id"],
-            upstream_server_key=endpoint["server_public_key"], upstream_public_key=endpoint["public_key"],
-            upstream_secret_key=endpoint["secret_key"], spool_dir=str(spool), exit_with_upstream=False,
-            workers_per_manager=2, **{**HEARTBEATS, **settings})
-        self.log_path = log
-        self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "interchange", "--config", self.config.to_json(), "--log-level", "INFO"],
-            env=child_environment(), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        self.psutil = psutil.Process(self.process.pid)
-
-    def read_log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> int:
-        """SIGTERM, as an operator would; every process below it ends too."""
-        below = self.psutil.children(recursive=True) if self.alive() else []
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        gone, alive = psutil.wait_procs(below, timeout=TIMEOUT)
-        for process in alive:
-            process.kill()
-        assert not alive, f"processes outlived their interchange: {alive}"
-        return self.process.returncode
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import psutil
-from service_helpers import TIMEOUT, poll_until
+from tests.support import TIMEOUT, poll_until
 
 
 def test_a_service_started_with_exit_with_parent_stops_when_its_parent_is_killed(tmp_path: Path) -> None:

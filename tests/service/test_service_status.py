@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service_helpers import TIMEOUT, Api, ServiceProcess
+from tests.support import TIMEOUT
+from tests.support.service import Api, ServiceProcess
 
 STATES = ("received", "waiting-for-endpoint", "dispatched", "running", "success", "failed")
 

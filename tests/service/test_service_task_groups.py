@@ -10,7 +10,8 @@ from typing import Any
 
 import msgpack
 import pytest
-from service_helpers import Api, FakeInterchange, ServiceProcess, poll_until
+from tests.support import poll_until
+from tests.support.service import Api, FakeInterchange, ServiceProcess
 
 import fabric
 from fabric.errors import TaskError

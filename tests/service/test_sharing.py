@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import TIMEOUT, user
+from tests.support import TIMEOUT
+from tests.support.service import user
 
-from sdk_functions import double, fail, record
+from tests.support.sdk_functions import double, fail, record
 
 from fabric import Executor, Forbidden, FunctionNotAllowed, InvalidRequest, NotFound
 from fabric.serialize import serialize_function

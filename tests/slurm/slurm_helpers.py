@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
-import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from fabric import Endpoint
 from fabric.protocol import StatusReport, StatusRequest
 from interchange.providers.base import safe_name
+from tests import support
 
 TIMEOUT = 60.0
 """Seconds any wait in these tests may take (a job starts in about a second here)."""
 
-T = TypeVar("T")
-
-
-def poll_until(condition: Callable[[], T], what: str, timeout: float = TIMEOUT) -> T:
-    """Call ``condition`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    pause = 0.01
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+poll_until = functools.partial(support.poll_until, timeout=TIMEOUT)
+"""``tests.support.poll_until`` with this folder's longer ``TIMEOUT``."""
 
 
 def jobs_of(endpoint: Endpoint) -> dict[str, str]:

@@ -9,13 +9,13 @@ by ``TIMEOUT`` (the one time constant; it never asserts how fast anything is). T
 
 from __future__ import annotations
 
+import functools
 import contextlib
 import dataclasses
 import os
 import struct
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,29 +35,18 @@ from fabric.protocol import (PROTOCOL_VERSION, RESULT_OK, RESULT_REMOTE_ERROR, F
 from fabric.serialize import deserialize, serialize_arguments, serialize_function
 from fabric.streams import MAX_FRAMES, MessageStream, stream_pair
 from worker.worker import FLUSH_INTERVAL
+from tests import support
 
 TIMEOUT = 10.0
 """Seconds any wait in this module may take before the test fails."""
+poll_until = functools.partial(support.poll_until, timeout=TIMEOUT)
+"""``tests.support.poll_until`` bounded by this module's ``TIMEOUT``."""
 
 HERE = Path(__file__).resolve().parent
 MAX_RESULT_BYTES = 10_000
 
 T = TypeVar("T")
 Result = tuple[Any, int, bytes]
-
-
-def poll_until(condition: Callable[[], T], what: str) -> T:
-    """Call ``condition`` until it returns something truthy; fail after ``TIMEOUT``."""
-    deadline = time.monotonic() + TIMEOUT
-    pause = TIMEOUT / 30000
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {TIMEOUT} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, TIMEOUT / 300)
 
 
 def alive(process: psutil.Process) -> bool:

@@ -1,11 +1,11 @@
-"""``fabric endpoint configure|start|stop|list|status``: endpoints that connect out to a service.
+"""``fabric endpoint run-local|configure|start|stop|list|status``: endpoints that connect out to a service.
 
-``configure`` writes an endpoint's ``config.json`` (``fabric.endpoint_home`` has the folder's
-layout). ``start`` registers the endpoint with the service (the same name keeps its id and
+``run-local`` is the demo (``endpoint.demo``). ``configure`` writes an endpoint's
+``config.json`` (``endpoint.home`` has the folder's layout). ``start`` registers the endpoint with the service (the same name keeps its id and
 gets new keys: the old ones can no longer connect; the service's allow-list is set to the
 configuration's; the reply has the forwarder's current address), stores the registration,
 then runs the endpoint's interchange: in this process with ``--foreground``, else as a
-daemon (``python -m fabric.endpoint_cli DIR``: a new session, not tied to the ``fabric``
+daemon (``python -m endpoint.daemon DIR``: a new session, not tied to the ``fabric``
 process that started it) and waits until the service reports it online. Registering,
 storing the keys and claiming the pid file happen under the endpoint's start lock, so
 two ``start``s never leave an endpoint holding keys the other rotated away. ``stop`` ends
@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from endpoint.home import (DAEMON_MODULE, NAME_PATTERN, EndpointPaths, EndpointSettings, claim_pid_file,
+                           endpoint_process, read_json, release_pid_file, start_lock, stored_registration, write_json)
 from fabric.config import PROVIDER_KINDS, InterchangeConfig, ProviderConfig, ScalingConfig
-from fabric.endpoint_home import (NAME_PATTERN, EndpointPaths, EndpointSettings, claim_pid_file, endpoint_process,
-                                  read_json, release_pid_file, start_lock, stored_registration, write_json)
 from fabric.errors import ConfigError, EndpointError
+from fabric.home import fabric_home
 
 if TYPE_CHECKING:
     import psutil
@@ -157,7 +158,7 @@ def spawn_daemon(paths: EndpointPaths, log_level: str | None) -> subprocess.Pope
     """Start the daemon in its own session, output appended to the log, stdin from /dev/null."""
     from fabric.process import child_environment
 
-    command = [sys.executable, "-m", "fabric.endpoint_cli", str(paths.directory)]
+    command = [sys.executable, "-m", DAEMON_MODULE, str(paths.directory)]
     if log_level:
         command += ["--log-level", log_level]
     with open(paths.log, "ab") as log:
@@ -228,62 +229,6 @@ def log_tail(path: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-# -- serving (foreground or as the daemon) -------------------------------------------------
-class _Stop(BaseException):
-    """SIGTERM or SIGINT arrived: unwind through the interchange's clean-up."""
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean-up at a time; `stop` kills if it hangs
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise _Stop(signal.Signals(signum).name)
-
-
-def serve(paths: EndpointPaths, *, detached: bool) -> int:
-    """Run the endpoint's interchange in this process until it stops or a signal arrives."""
-    from interchange.interchange import main as run_interchange
-
-    settings = EndpointSettings.load(paths)
-    registration = stored_registration(paths)
-    if registration is None:
-        raise ConfigError(f"{paths.registration} is missing: start the endpoint with `fabric endpoint start`")
-    paths.spool.mkdir(mode=0o700, exist_ok=True)
-    config = settings.interchange_config(registration, str(paths.spool))
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    logger.info("endpoint %s (%s) starting, pid %d: service %s, forwarder %s", paths.name, config.endpoint_id,
-                os.getpid(), settings.service_url, config.upstream_address)
-    try:
-        reason = run_interchange(config, exit_with_parent=not detached)
-    except _Stop as stop:
-        reason = f"stopped by {stop}"
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    logger.info("endpoint %s exiting: %s", paths.name, reason)
-    return 0
-
-
-def daemon_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fabric.endpoint_cli DIR``: the endpoint daemon ``start`` spawns."""
-    from fabric.process import configure_logging
-
-    parser = argparse.ArgumentParser(prog="python -m fabric.endpoint_cli", description="Run an endpoint daemon.")
-    parser.add_argument("directory", help="the endpoint's folder (fabric_home()/endpoints/NAME)")
-    parser.add_argument("--log-level", default=None, type=str.upper)
-    options = parser.parse_args(argv)
-    configure_logging(options.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
-    directory = Path(options.directory).absolute()
-    paths = EndpointPaths.of(directory.name, directory.parent.parent)
-    try:
-        return serve(paths, detached=True)
-    except Exception:
-        logger.exception("endpoint %s failed", paths.name)
-        return 1
-    finally:
-        release_pid_file(paths, os.getpid())
-
-
 # -- the commands --------------------------------------------------------------------------
 def configure_command(options: argparse.Namespace) -> int:
     """``fabric endpoint configure NAME``: write the endpoint's config.json."""
@@ -335,6 +280,7 @@ def _claim_pid_file(paths: EndpointPaths, pid: int) -> None:
 
 
 def _run_foreground(paths: EndpointPaths, log_level: str | None) -> int:
+    from endpoint.daemon import serve
     from fabric.process import configure_logging
 
     configure_logging(log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
@@ -389,8 +335,6 @@ def stop_command(options: argparse.Namespace) -> int:
 
 def list_command(options: argparse.Namespace) -> int:
     """``fabric endpoint list``: every configured endpoint, one line each."""
-    from sdk.credentials import fabric_home
-
     home = fabric_home()
     folders = sorted((home / "endpoints").iterdir()) if (home / "endpoints").is_dir() else []
     rows = [_list_row(EndpointPaths.of(folder.name, home)) for folder in folders
@@ -478,6 +422,27 @@ def _differ(first: list[str] | None, second: list[str] | None) -> bool:
 
 
 # -- the parser ----------------------------------------------------------------------------
+def build_parser(prog: str = "fabric endpoint") -> argparse.ArgumentParser:
+    """``fabric endpoint``'s parser: run-local (``endpoint.demo``), configure, start, stop, list, status."""
+    from endpoint import demo
+
+    parser = argparse.ArgumentParser(prog=prog, description="Run and inspect endpoints.")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    demo.add_command(actions)
+    add_commands(actions)
+    parser.set_defaults(handler=None, parser=parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "fabric endpoint") -> int:
+    """``fabric endpoint ...``: run one action; errors propagate to ``fabric.cli.main``, which reports them."""
+    options = build_parser(prog).parse_args(argv)
+    if options.handler is None:
+        options.parser.print_help(sys.stderr)
+        return 2
+    return int(options.handler(options))
+
+
 def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add configure, start, stop, list and status to ``fabric endpoint``'s actions."""
     def add(name: str, handler: Any, help_text: str, description: str) -> argparse.ArgumentParser:
@@ -526,7 +491,3 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--json", action="store_true", help="print JSON")
 
 
-if __name__ == "__main__":  # the daemon: run this module's daemon_main under its own name (logger names)
-    from fabric.endpoint_cli import daemon_main as run_daemon
-
-    sys.exit(run_daemon())

@@ -23,12 +23,13 @@ from typing import Any
 import msgpack
 import psutil
 import pytest
-from service_helpers import TIMEOUT, Api, ServiceProcess, poll_until
+from tests.support import TIMEOUT, poll_until
+from tests.support.service import Api, ServiceProcess
 
 import fabric
 from fabric import cli
-from fabric.cli import pi_chunk
-from fabric.endpoint_home import EndpointSettings
+from endpoint.demo import pi_chunk
+from endpoint.home import EndpointSettings
 from fabric.errors import TaskError
 from fabric.protocol import RESULT_OK, RESULT_TASK_ERROR
 from fabric.serialize import deserialize, serialize_arguments, serialize_function
@@ -154,7 +155,7 @@ def online(api: Api, endpoint_id: str) -> dict[str, Any] | None:
 
 
 def run_pi_chunk(api: Api, endpoint_id: str, seed: int) -> int:
-    """Register ``fabric.cli.pi_chunk``, run it once on the endpoint, return its result."""
+    """Register ``endpoint.demo.pi_chunk``, run it once on the endpoint, return its result."""
     function_id, body = serialize_function(pi_chunk)
     assert api.register_function(body, name="pi_chunk") == function_id
     submitted = api.submit({"endpoint_id": endpoint_id, "function_id": function_id,

@@ -1,9 +1,5 @@
-"""Helpers for the service tests: a real service process, an HTTP client, a fake interchange,
-a real endpoint process, an SDK client for a new user.
-
-Tests never sleep to synchronise: they ``poll_until`` a condition holds and give up after
-``TIMEOUT``, the one time constant (it bounds waits, it never asserts how fast anything is).
-"""
+"""A real service process, an HTTP client, a fake interchange, a real endpoint process, an SDK
+client for a new user: what the service, SDK and endpoint tests share."""
 
 from __future__ import annotations
 
@@ -18,9 +14,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgpack
 import psutil
@@ -30,25 +25,7 @@ from fabric import Client, protocol
 from fabric.config import InterchangeConfig
 from fabric.process import child_environment
 from fabric.protocol import Heartbeat, InterchangeRegistration
-
-TIMEOUT = 30.0
-"""Seconds any wait in a test may take before the test fails."""
-
-T = TypeVar("T")
-
-
-def poll_until(condition: Callable[[], T], what: str, timeout: float = TIMEOUT) -> T:
-    """Call ``condition`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    pause = timeout / 30000
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, timeout / 300)
+from tests.support import TIMEOUT, poll_until
 
 
 class ServiceProcess:

@@ -1,5 +1,5 @@
 """The SDK's ``Client`` and ``fabric login`` against a real service process (no endpoint needed:
-what is checked here is the REST side; tests/service/test_sdk_executor.py runs tasks)."""
+what is checked here is the REST side; tests/sdk/test_sdk_executor.py runs tasks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_helpers import Api, ServiceProcess
+from tests.support.service import ServiceProcess
 
 from fabric import AuthError, Client, InvalidRequest, NotFound, PayloadTooLarge, RateLimited, TaskPending
 from fabric.errors import ConfigError

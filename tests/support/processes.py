@@ -1,42 +1,13 @@
-"""Helpers for the end-to-end tests: one time constant, polling, process trees.
-
-Tests never sleep to synchronise: they ``poll_until`` a condition holds, and give up
-after ``TIMEOUT`` (the only time constant tests use; it bounds waits, it never asserts
-how fast something is).
-"""
+"""Process trees in tests: who is alive below this process, and waiting until they are gone."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Iterable
 
 import psutil
 
-TIMEOUT = 30.0
-"""Seconds any wait in a test may take before the test fails."""
-
-T = TypeVar("T")
-
-
-def poll_until(condition: Callable[[], T], what: str, timeout: float = TIMEOUT) -> T:
-    """Call ``condition`` until it returns something truthy, and return that.
-
-    Fails the test with ``what`` in the message once ``timeout`` seconds have passed.
-    The pause between calls grows from a tiny one to ``timeout / 300``, derived from
-    the one time constant.
-    """
-    deadline = time.monotonic() + timeout
-    pause = timeout / 30000
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, timeout / 300)
+from tests.support import poll_until
 
 
 def alive(process: psutil.Process) -> bool:

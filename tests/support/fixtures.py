@@ -1,4 +1,5 @@
-"""Fixtures for the service tests: real service processes, always stopped."""
+"""Fixtures shared by the tests (registered in ``tests/conftest.py``): real service processes and
+endpoints, always stopped; a ZeroMQ context for raw sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import CLUSTER_SETTINGS, EndpointProcess, FakeInterchange, ServiceProcess, user
+import zmq
+from tests.support.service import CLUSTER_SETTINGS, EndpointProcess, FakeInterchange, ServiceProcess, user
 
 from fabric import Client
 
@@ -76,3 +78,11 @@ def cluster(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     for service in services:
         if service.process.poll() is None:
             service.stop()
+
+
+@pytest.fixture
+def zmq_context() -> Iterator[zmq.Context]:
+    """A ZeroMQ context for raw sockets in a test, destroyed after it."""
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)

@@ -1,6 +1,6 @@
 """An endpoint's folder: its paths, its settings (config.json), registration and pid file.
 
-Every endpoint has a folder under ``fabric_home()`` (``$FABRIC_HOME`` or ``~/.fabric``)::
+Every endpoint has a folder under ``fabric.home.fabric_home()`` (``$FABRIC_HOME`` or ``~/.fabric``)::
 
     endpoints/NAME/config.json     its settings, JSON a user may edit (``fabric endpoint configure``)
     endpoints/NAME/endpoint.json   its latest registration with the service (mode 0600: the secret key)
@@ -14,7 +14,7 @@ Every endpoint has a folder under ``fabric_home()`` (``$FABRIC_HOME`` or ``~/.fa
 ``EndpointSettings.from_dict`` checks it by building the real configuration classes.
 Its ``allowed_functions`` (the allow-list) is enforced by the interchange and sent to the
 service at each registration.
-The commands themselves are in ``fabric.endpoint_cli``.
+The commands themselves are in ``endpoint.cli``, the daemon in ``endpoint.daemon``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 
 from fabric.config import InterchangeConfig
 from fabric.errors import ConfigError
+from fabric.home import fabric_home
 
 if TYPE_CHECKING:
     import psutil
@@ -44,6 +45,11 @@ CPU_AFFINITY_PATTERN = re.compile(r"none|block|block-reverse|alternating|list:\d
 SET_BY_START = ("upstream_address", "endpoint_id", "upstream_server_key", "upstream_public_key",
                 "upstream_secret_key", "spool_dir", "exit_with_upstream")
 """InterchangeConfig fields that come from the registration and the folder, never from config.json."""
+DAEMON_MODULE = "endpoint.daemon"
+"""The daemon's command line is ``python -m endpoint.daemon DIR``."""
+DAEMON_MODULES = (DAEMON_MODULE, "fabric.endpoint_cli")
+"""Module names a daemon's command line may show: today's, and the name daemons started
+before the endpoint package existed ran under (so ``stop`` still finds them)."""
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -59,8 +65,6 @@ class EndpointPaths:
         if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
             raise ConfigError(f"bad endpoint name {name!r}: use 1 to 128 letters, digits, '-', '_' or '.'")
         if home is None:
-            from sdk.credentials import fabric_home
-
             home = fabric_home()
         return cls(name, (home / "endpoints" / name).absolute())
 
@@ -210,11 +214,12 @@ def endpoint_process(paths: EndpointPaths, *, remove_stale: bool = False) -> psu
 
 
 def _is_endpoint(process: psutil.Process, paths: EndpointPaths) -> bool:
-    """A daemon is ``python -m fabric.endpoint_cli DIR``; a foreground one ``... endpoint start NAME --foreground``."""
+    """A daemon is ``python -m endpoint.daemon DIR``; a foreground one ``... endpoint start NAME --foreground``."""
     args = process.cmdline()
-    if "fabric.endpoint_cli" in args[:-1]:
-        directory = Path(args[args.index("fabric.endpoint_cli") + 1])
-        return directory.name == paths.name and directory.resolve() == paths.directory.resolve()
+    for module in DAEMON_MODULES:
+        if module in args[:-1]:
+            directory = Path(args[args.index(module) + 1])
+            return directory.name == paths.name and directory.resolve() == paths.directory.resolve()
     return "endpoint" in args and "start" in args and paths.name in args and "--foreground" in args
 
 

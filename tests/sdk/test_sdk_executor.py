@@ -16,9 +16,10 @@ from typing import Any
 
 import psutil
 import pytest
-from service_helpers import TIMEOUT, poll_until, user
+from tests.support import TIMEOUT, poll_until
+from tests.support.service import user
 
-from sdk_functions import double, fail, record, unless_missing, wait_for
+from tests.support.sdk_functions import double, fail, record, unless_missing, wait_for
 
 from fabric import (Client, Executor, NotFound, PayloadTooLarge, RemoteExecutionError, SerializationError,
                     TaskCancelled)
@@ -82,13 +83,13 @@ def test_a_new_client_reloads_the_results_of_one_that_exited(cluster: Any, tmp_p
     log = tmp_path / "ran"
     script = textwrap.dedent(f"""
         from fabric import Client, Executor
-        from sdk_functions import record
+        from tests.support.sdk_functions import record
         executor = Executor({registration["endpoint_id"]!r}, client=Client({service.url!r}, {token!r}))
         futures = [executor.submit(record, {str(log)!r}, i, 0) for i in range(30)]
         executor.shutdown(wait=False)   # uploads what is queued, does not wait for results
         print(executor.task_group_id)
     """)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT,
                           env=environment)
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,20 @@
+"""Where the fabric keeps a user's files: ``$FABRIC_HOME``, else ``~/.fabric``.
+
+::
+
+    credentials.json          what ``fabric login`` stored (``sdk.credentials``)
+    endpoints/NAME/           one configured endpoint (``endpoint.home``)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_VARIABLE = "FABRIC_HOME"
+
+
+def fabric_home() -> Path:
+    """The folder of the user's fabric files (not created here)."""
+    home = os.environ.get(HOME_VARIABLE)
+    return Path(home).expanduser() if home else Path.home() / ".fabric"
