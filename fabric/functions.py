@@ -16,7 +16,7 @@ template is formatted with the call's arguments (``str.format``); a key it names
 the call does not give raises ``TemplateKeyMissing`` at submit, before anything runs
 (``check_call``). The command runs with bash in a fresh sandbox folder per task
 (under ``$FABRIC_TASK_SANDBOX_ROOT``), its output streamed and only the last
-``snippet_lines`` lines kept (``worker.shell``). A non-zero exit is a ``ShellResult``
+``snippet_lines`` lines kept (``fabric.shell``). A non-zero exit is a ``ShellResult``
 with that ``returncode`` (127: command not found; 124: killed at ``walltime``, with its
 whole process group), not an exception, unless ``raise_on_error=True``
 (``ShellCommandFailed``).
@@ -37,6 +37,7 @@ from typing import Any
 from fabric.errors import (ContainerNotAllowed, ResourcesUnavailable, ResourceSpecError, ShellCommandFailed, TaskError,
                            TemplateKeyMissing)
 from fabric.protocol import Task
+from fabric.shell import run_command
 
 RESOURCE_KEYS = ("num_nodes", "ranks_per_node", "num_ranks")
 """The keys of an MPI task's ``resource_specification`` (Globus Compute's names)."""
@@ -114,8 +115,6 @@ class ShellFunction:
 
     def execute(self, cmd: str) -> ShellResult:
         """Run an already formatted command line (on the worker)."""
-        from worker.shell import run_command  # the worker's side: only where it runs
-
         outcome = run_command(cmd, walltime=self.walltime, snippet_lines=self.snippet_lines,
                               stdout_path=self.stdout, stderr_path=self.stderr)
         result = ShellResult(cmd, outcome.stdout, outcome.stderr, outcome.returncode, outcome.exception_name)

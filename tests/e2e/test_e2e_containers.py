@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from container_functions import look_around, sleep_inside
-from e2e_helpers import TIMEOUT, poll_until
+from tests.support import TIMEOUT, poll_until
 
 from fabric.config import ContainerConfig
 from fabric.errors import ContainerNotAllowed, TaskTimeout

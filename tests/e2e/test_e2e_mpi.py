@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_helpers import TIMEOUT
-from mpi_programs import HELLO, REDUCE, ROOT_OPTIONS, build
+from tests.support import TIMEOUT
+from tests.support.mpi_programs import HELLO, REDUCE, ROOT_OPTIONS, build
 
 from fabric.errors import RemoteExecutionError, ResourceSpecError
 from fabric.functions import MPIFunction

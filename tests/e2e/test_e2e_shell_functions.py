@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_helpers import TIMEOUT
+from tests.support import TIMEOUT
 
 from fabric.errors import RemoteExecutionError, ShellCommandFailed, TemplateKeyMissing
 from fabric.functions import ShellFunction, ShellResult

@@ -4,15 +4,12 @@ through Slurm's PMIx; the reduction's result is checked."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from slurm_helpers import TIMEOUT
+from tests.support.mpi_programs import REDUCE, build
 
 from fabric.functions import MPIFunction
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
-from mpi_programs import REDUCE, build  # noqa: E402
 
 
 def test_an_mpi_reduction_runs_as_a_job_step_of_the_block(slurm_endpoint, scratch: Path) -> None:

@@ -4,20 +4,18 @@ each task to the endpoint, whose workers launch the ranks; bad specifications ar
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import TIMEOUT, user
+from tests.support import TIMEOUT
+from tests.support.mpi_programs import REDUCE, ROOT_OPTIONS, build
+from tests.support.service import user
 
 from fabric import Executor, InvalidRequest
 from fabric.errors import ResourcesUnavailable, ResourceSpecError
 from fabric.functions import MPIFunction
 from fabric.serialize import serialize_arguments, serialize_function
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
-from mpi_programs import REDUCE, ROOT_OPTIONS, build  # noqa: E402
 
 
 def test_an_mpi_reduction_runs_through_the_service(cluster: Any, tmp_path: Path) -> None:

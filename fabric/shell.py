@@ -1,4 +1,4 @@
-"""Running a shell command for ``ShellFunction`` / ``MPIFunction`` on a worker.
+"""Running a shell command for ``ShellFunction`` / ``MPIFunction`` (where the task runs: a worker).
 
 ``run_command`` starts ``/bin/bash -c CMD`` in its own session (process group), in a
 per-task sandbox directory, and reads its stdout and stderr through pipes as they come:

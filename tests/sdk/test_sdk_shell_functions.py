@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import TIMEOUT
+from tests.support import TIMEOUT
 
 from fabric import Executor
 from fabric.errors import TemplateKeyMissing
