@@ -251,6 +251,9 @@ class ContainerConfig(_JsonConfig):
 
 
 CONTAINERS_VARIABLE = "FABRIC_CONTAINERS"
+CONTAINER_WORKER_LABEL = "fabric.worker-pid"
+"""The label of the podman and docker containers a worker starts: its pid (so its manager can
+remove what a killed worker left behind)."""
 MPI_LAUNCHER_VARIABLE = "FABRIC_MPI_LAUNCHER"
 MPI_OPTIONS_VARIABLE = "FABRIC_MPI_OPTIONS"
 

@@ -42,6 +42,7 @@ from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionD
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
                              WorkerReady)
 from manager.accelerators import discover_accelerators, plan_worker_env
+from manager.containers import remove_worker_containers, runtimes_in_use
 from manager.scheduler import (DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
                                StartWorker, TasksArrived, Tick, WorkerDied, WorkerResults, WorkerStarted)
 
@@ -96,6 +97,7 @@ class Manager:
             devices = discover_accelerators(os.environ)
         self.accelerators = list(devices)
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        self.container_runtimes = runtimes_in_use(c.type for c in config.containers.values())
         self.plans = plan_worker_env(config.workers, self.accelerators, config.cpu_affinity, available_cpus=cpus)
 
     # -- start-up --------------------------------------------------------------------
@@ -239,11 +241,14 @@ class Manager:
             self.poller.unregister(fd)
             os.close(fd)
             worker_id = self.pidfds.pop(fd)
-            self.dying.append((now, worker_id, self.processes.pop(worker_id).wait()))
+            process = self.processes.pop(worker_id)
+            self.dying.append((now, worker_id, process.wait()))
+            remove_worker_containers(self.container_runtimes, process.pid)
         if not self.pidfds:  # no pidfd support: poll the processes
             for worker_id, process in list(self.processes.items()):
                 if process.poll() is not None:
                     del self.processes[worker_id]
+                    remove_worker_containers(self.container_runtimes, process.pid)
                     self.dying.append((now, worker_id, process.returncode))
         while self.dying and now - self.dying[0][0] >= DEATH_GRACE:
             _, worker_id, code = self.dying.pop(0)

@@ -32,7 +32,7 @@ from typing import IO, Any
 import msgpack
 
 from fabric import protocol
-from fabric.config import MPI_LAUNCHER_VARIABLE, MPI_OPTIONS_VARIABLE, ContainerConfig
+from fabric.config import CONTAINER_WORKER_LABEL, MPI_LAUNCHER_VARIABLE, MPI_OPTIONS_VARIABLE, ContainerConfig
 from fabric.errors import ContainerError, WorkerLost
 from fabric.process import child_environment, exit_with_parent
 
@@ -57,7 +57,7 @@ def container_command(config: ContainerConfig, environ: Mapping[str, str]) -> li
     if config.type == "bubblewrap":
         return _bubblewrap(config, env) + ["--", *inner]
     if config.type in ("podman", "docker"):
-        command = [config.type, "run", "--rm", "-i", "--tmpfs", "/tmp"]
+        command = [config.type, "run", "--rm", "-i", "--tmpfs", "/tmp", "--label", f"{CONTAINER_WORKER_LABEL}={os.getpid()}"]
         if config.type == "podman":
             command += PODMAN_DEFAULTS
         if not config.network:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -63,6 +64,9 @@ def serve(channel_in: Any, channel_out: Any) -> str:
 
 
 def main() -> int:
+    # PID 1 of a container ignores signals it has no handler for: its worker's SIGTERM must end it
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: os._exit(128 + signum))
     channel_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() of user code goes to stderr
     sys.stdout = sys.stderr

@@ -81,8 +81,8 @@ def test_a_container_task_past_its_walltime_takes_its_container_with_it(make_end
     again = endpoint.submit_task(sleep_inside, (0,), container="box")  # a fresh worker, a fresh container
     assert again.result(TIMEOUT) == "woke" and again.timing["start"] == "cold"
     endpoint.shutdown()
-    if kind == "podman":  # its containers are not our children: ask podman
-        poll_until(lambda: not subprocess.run(["podman", "ps", "-q"], capture_output=True, text=True,
+    if kind == "podman":  # its containers are not our children: ask podman for any, in any state
+        poll_until(lambda: not subprocess.run(["podman", "ps", "-aq"], capture_output=True, text=True,
                                               check=True).stdout.strip(), "podman's containers to be gone")
 
 
