@@ -39,6 +39,7 @@ from fabric import process, protocol
 from fabric.config import InterchangeConfig, is_loopback
 from fabric.errors import ProtocolError
 from fabric.functions import TaskRequirements
+from fabric.untrusted import printable
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
@@ -219,11 +220,11 @@ class Interchange:
         elif manager_id in self.scheduler.managers:
             self.scheduler.handle(ManagerSeen(manager_id, now))
             if isinstance(message, ManagerExiting):
-                logger.info("manager %s leaving: %s", manager_id, message.reason)
+                logger.info("manager %s leaving: %s", printable(manager_id), printable(message.reason))
                 self.execute(self.scheduler.handle(ManagerLeft(manager_id, message.reason)))
             return
         if not isinstance(message, ManagerExiting):
-            logger.warning("message from unregistered manager %s: telling it to stop", manager_id)
+            logger.warning("message from unregistered manager %s: telling it to stop", printable(manager_id))
             self.send_manager(manager_id, Shutdown(reason="unknown manager: register first"))
 
     def register_manager(self, manager_id: str, registration: ManagerRegistration, now: float,
@@ -239,9 +240,9 @@ class Interchange:
             accepted=not refusal, reason=refusal, heartbeat_period=self.config.heartbeat_period,
             heartbeat_threshold=self.config.heartbeat_threshold))
         if refusal:
-            logger.warning("refused manager %s: %s", manager_id, refusal)
+            logger.warning("refused manager %s: %s", printable(manager_id), refusal)
             return
-        logger.info("manager %s registered from %s (%d workers)", manager_id, registration.hostname,
+        logger.info("manager %s registered from %s (%d workers)", manager_id, printable(registration.hostname),
                     registration.worker_count)
         self.scheduler.handle(ManagerJoined(registration, now))
         self.scaling.manager_registered(registration, now)
@@ -264,7 +265,7 @@ class Interchange:
             return protocol.decode(frames)
         except ProtocolError as exc:
             self.malformed += 1
-            logger.warning("dropping malformed message from %s: %s", source, exc)
+            logger.warning("dropping malformed message from %s: %s", printable(source), printable(exc, 300))
             return None
 
     # -- actions ---------------------------------------------------------------------
@@ -281,7 +282,7 @@ class Interchange:
                 logger.debug("%d tasks came again whose results are held: re-sending those", len(action.task_ids))
                 self.upstream.resend(action.task_ids)
             elif isinstance(action, ForgetManager):
-                logger.warning("manager %s lost: %s", action.manager_id, action.reason)
+                logger.warning("manager %s lost: %s", printable(action.manager_id), printable(action.reason))
 
     def send_upstream(self, message: protocol.Message) -> None:
         """Send without ever blocking: with no high-water mark, a send can only fail when

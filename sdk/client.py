@@ -10,10 +10,12 @@
     print(client.get_result(batch.task_ids[0]))          # TaskPending until it is done
 
 Every refusal of the service becomes a typed exception of ``fabric.errors``
-(``AuthError``, ``Forbidden``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``RateLimited``,
-``ServiceUnavailable``); a task's own failure is re-raised as the task's exception
-(``RemoteExecutionError``, ``TaskTimeout``, ...). Transient failures (no connection,
-502/503/504, 429) are retried with backoff for up to ``retry_for`` seconds; a batch is
+(``AuthError``, ``Forbidden``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``BatchGone``,
+``RateLimited``, ``ServiceUnavailable``, ``ServiceInternalError``); a task's own failure is re-raised
+as the task's exception (``RemoteExecutionError``, ``TaskTimeout``, ...). Only what can succeed
+when sent again is retried, with backoff for up to ``retry_for`` seconds: no connection,
+502/503/504, and 429 with a ``Retry-After``. Anything else, a 500 included (the service failed
+on this very request), is raised at once with the service's message; a batch is
 sent with a ``batch_id`` so a retried upload never adds its tasks twice, and compressed
 (zlib) when it is large and that helps.
 
@@ -40,12 +42,13 @@ from typing import Any
 import msgpack
 import urllib3
 
-from fabric.errors import (AuthError, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
-                           ServiceError, ServiceUnavailable, TaskPending)
+from fabric.errors import (AuthError, BatchGone, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge,
+                           RateLimited, ServiceError, ServiceInternalError, ServiceUnavailable, TaskPending)
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
 from sdk.progress import Progress
 from sdk.results import outcome
+from sdk.watcher import ResultWatcher
 
 MSGPACK = "application/msgpack"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
@@ -95,11 +98,23 @@ class ResultPage:
     payloads: list[bytes]
     cursor: int
     pending: int
+    poll_after: float = 0.0
+    """Seconds to let pass before the next poll (> 0 when the service could not let this one wait)."""
 
     def outcomes(self) -> list[tuple[str, bool, Any]]:
         """``(task id, ok, value or exception)`` for each result (deserialized here, client side)."""
         return [(task_id, *outcome(kind, payload))
                 for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupsResultPage:
+    """Results of several task groups (``Client.poll_results``): a page per group, the groups
+    that are not yours (or no longer exist), and ``poll_after`` as in ``ResultPage``."""
+
+    pages: dict[str, ResultPage]
+    missing: list[str]
+    poll_after: float
 
 
 class Client:
@@ -126,6 +141,15 @@ class Client:
         self._headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fabric-sdk"}
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
+        self._watcher: ResultWatcher | None = None
+        self._watcher_lock = threading.Lock()
+
+    def results_watcher(self) -> ResultWatcher:
+        """The one thread that long-polls results for all executors of this client (``sdk.watcher``)."""
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = ResultWatcher(self)
+            return self._watcher
 
     def __repr__(self) -> str:
         return f"Client({self.service_url!r})"
@@ -343,6 +367,8 @@ class Client:
             cursor = page.cursor
             if not page.pending and not page.task_ids:
                 return
+            if page.poll_after and not page.task_ids:  # the service could not let the poll wait
+                time.sleep(page.poll_after)
 
     def get_task_group_tasks(self, task_group_id: str) -> list[str]:
         """Every task id of the group, in submission order."""
@@ -363,7 +389,24 @@ class Client:
             params["limit"] = limit
         page = self._msgpack("GET", f"/v1/task_groups/{task_group_id}/results", params=params,
                              timeout=self.timeout + wait)
-        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"],
+                          float(page.get("poll_after", 0.0)))
+
+    def poll_results(self, cursors: dict[str, int], *, wait: float = 0.0, limit: int | None = None,
+                     watcher: str | None = None) -> GroupsResultPage:
+        """Results of several task groups, each after its cursor, waiting up to ``wait`` s for a
+        first one (``POST /v1/results``); a new poll with the same ``watcher`` id ends the
+        previous one."""
+        body: dict[str, Any] = {"groups": cursors, "wait": wait}
+        if limit is not None:
+            body["limit"] = limit
+        if watcher is not None:
+            body["watcher"] = watcher
+        answer = self._msgpack("POST", "/v1/results", body=msgpack.packb(body, use_bin_type=True),
+                               headers={"Content-Type": MSGPACK}, timeout=self.timeout + wait)
+        pages = {group: ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+                 for group, page in answer["groups"].items()}
+        return GroupsResultPage(pages, list(answer["missing"]), float(answer.get("poll_after", 0.0)))
 
     # -- HTTP --------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, json: Any = None, **options: Any) -> dict[str, Any]:
@@ -391,14 +434,20 @@ class Client:
 
     def _request(self, method: str, path: str, *, timeout: float | None = None,
                  **options: Any) -> urllib3.BaseHTTPResponse:
-        """One request, retried on transient failures for up to ``retry_for`` seconds."""
+        """One request, retried for up to ``retry_for`` seconds while the failure is one a retry
+        can get past (``ServiceUnavailable``; ``RateLimited`` that says when to come back)."""
         deadline = time.monotonic() + self.retry_for
         attempt = 0
         while True:
             try:
                 return self._attempt(method, path, timeout or self.timeout, **options)
             except (ServiceUnavailable, RateLimited) as exc:
-                pause = exc.retry_after if isinstance(exc, RateLimited) else min(2.0, 0.05 * 2 ** attempt)
+                if isinstance(exc, RateLimited):
+                    if exc.retry_after is None:
+                        raise
+                    pause = exc.retry_after
+                else:
+                    pause = min(2.0, 0.05 * 2 ** attempt)
                 pause *= 0.5 + random.random()
                 if time.monotonic() + pause > deadline:
                     raise
@@ -458,7 +507,7 @@ def _error(response: urllib3.BaseHTTPResponse) -> Exception:
         return error
     kind: type[ServiceError] = ServiceError
     if status == 429:
-        return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), status=status,
+        return RateLimited(message, retry_after=_retry_after(response, body), status=status,
                            error_type=error_type, request_id=request_id)
     if status == 401:
         kind = AuthError
@@ -466,11 +515,26 @@ def _error(response: urllib3.BaseHTTPResponse) -> Exception:
         kind = Forbidden
     elif status == 404:
         kind = NotFound
-    elif status in TRANSIENT_STATUSES or status >= 500 and status != 501:
+    elif status == 410:
+        kind = BatchGone
+    elif status in TRANSIENT_STATUSES:
         kind = ServiceUnavailable
+    elif status >= 500:
+        kind = ServiceInternalError
     elif 400 <= status < 500:
         kind = InvalidRequest
     return kind(message, status=status, error_type=error_type, request_id=request_id)
+
+
+def _retry_after(response: urllib3.BaseHTTPResponse, body: dict[str, Any]) -> float | None:
+    """Seconds a 429 asks the client to wait (``Retry-After``, or ``retry_after`` in the body);
+    None when it does not say: then it is not retried."""
+    for value in (body.get("retry_after"), response.headers.get("Retry-After")):
+        with contextlib.suppress(TypeError, ValueError):
+            seconds = float(value)  # type: ignore[arg-type]
+            if 0 <= seconds < 3600:
+                return seconds
+    return None
 
 
 def _sharing(users: Sequence[str], groups: Sequence[str], public: bool) -> dict[str, Any]:

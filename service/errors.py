@@ -6,12 +6,16 @@
     ├── StoreError                the store cannot do what was asked (corrupt file, schema)
     └── ApiError                  a request the REST API refuses; rendered as JSON with ``status``
         ├── BadRequest            400  malformed JSON or msgpack, missing or wrong fields
+        │   └── InvalidField      400  a field missing, of the wrong type, or a value that cannot be
+        │                              stored (too deep, lone surrogate, beyond 64 bits, NaN); ``field``
         ├── Unauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
         ├── Forbidden             403  visible to the caller, but only its owner may do this
         │   └── FunctionNotAllowed 403 the endpoint's allow-list does not name the function
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
         ├── Conflict              409  the name is taken (a group of the caller's)
+        │   └── BatchConflict     409  a batch id sent again with other content
+        ├── BatchGone             410  a batch sent again after its tasks were purged
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
         ├── UnsupportedMediaType  415  a request body in a ``Content-Encoding`` the service does not decode
         ├── RateLimited           429  too many requests from one user; ``retry_after`` seconds
@@ -19,7 +23,8 @@
 
 An ``ApiError`` becomes the body ``{"error": {"type", "message", "request_id", ...}}`` with
 its ``status``; ``type`` is the class's ``error_type``, stable for clients to branch on, and
-``details()`` adds fields (``what``/``size``/``limit`` for 413, ``retry_after`` for 429).
+``details()`` adds fields (``field`` for a 400 about one field, ``task_group_id`` for 410,
+``what``/``size``/``limit`` for 413, ``retry_after`` for 429).
 """
 
 from __future__ import annotations
@@ -58,6 +63,18 @@ class BadRequest(ApiError):
     error_type = "bad_request"
 
 
+class InvalidField(BadRequest):
+    """A field missing, of the wrong type, or with a value the service cannot take; ``field``
+    is its path (``a.b[0]``), added to the error body (``type`` stays ``bad_request``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+        self.field = field
+
+    def details(self) -> dict[str, object]:
+        return {"field": self.field}
+
+
 class Unauthorized(ApiError):
     status = 401
     error_type = "unauthorized"
@@ -75,6 +92,24 @@ class FunctionNotAllowed(Forbidden):
 class Conflict(ApiError):
     status = 409
     error_type = "conflict"
+
+
+class BatchConflict(Conflict):
+    error_type = "batch_conflict"
+
+
+class BatchGone(ApiError):
+    """A batch sent again (same ``batch_id``) after some of its tasks were purged."""
+
+    status = 410
+    error_type = "batch_gone"
+
+    def __init__(self, message: str, *, task_group_id: str) -> None:
+        super().__init__(message)
+        self.task_group_id = task_group_id
+
+    def details(self) -> dict[str, object]:
+        return {"task_group_id": self.task_group_id}
 
 
 class NotFound(ApiError):

@@ -11,6 +11,7 @@ import fabric
 
 EXPORTED = [
     "AuthError",
+    "BatchGone",
     "Client",
     "ContainerError",
     "ContainerNotAllowed",
@@ -34,6 +35,7 @@ EXPORTED = [
     "ResourcesUnavailable",
     "SerializationError",
     "ServiceError",
+    "ServiceInternalError",
     "ServiceUnavailable",
     "ShellCommandFailed",
     "ShellFunction",

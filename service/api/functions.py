@@ -17,7 +17,7 @@ from flask import Blueprint, Response
 from fabric.serialize import function_id as content_hash
 from service.api import sharing
 from service.api.common import b64decode, b64encode, current_user, field, json_body, services
-from service.errors import BadRequest, NotFound, PayloadTooLarge
+from service.errors import InvalidField, NotFound, PayloadTooLarge
 from service.openapi import operation
 from service.records import OWNER
 from service.store import FunctionRecord, access
@@ -46,17 +46,18 @@ def register_function() -> dict[str, Any]:
         raise PayloadTooLarge("function body", len(encoded) * 3 // 4, limit)
     body = b64decode(encoded, "body")
     if not body:
-        raise BadRequest("the function body is empty")
+        raise InvalidField("body", "is empty")
     if len(body) > limit:
         raise PayloadTooLarge("function body", len(body), limit)
     function_id = content_hash(body)
     claimed = field(data, "function_id", str, required=False)
     if claimed is not None and claimed != function_id:
-        raise BadRequest(f"function_id {claimed!r} is not the hash of the body ({function_id})")
+        raise InvalidField("function_id", f"{claimed[:64]!r} is not the hash of the body ({function_id})")
     name = field(data, "name", str, required=False, default="")
     description = field(data, "description", str, required=False, default="")
     if len(name) > 256 or len(description) > 4096:
-        raise BadRequest("name (256) or description (4096 characters) too long")
+        raise InvalidField("name" if len(name) > 256 else "description",
+                           "is too long (name: 256, description: 4096 characters)")
     user = current_user()
     record = services().store.put_function(user.user_id, function_id, name, description, body)
     return _describe(record, OWNER, user.name)
