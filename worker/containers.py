@@ -57,7 +57,9 @@ def container_command(config: ContainerConfig, environ: Mapping[str, str]) -> li
     if config.type == "bubblewrap":
         return _bubblewrap(config, env) + ["--", *inner]
     if config.type in ("podman", "docker"):
-        command = [config.type, "run", "--rm", "-i", "--tmpfs", "/tmp", "--label", f"{CONTAINER_WORKER_LABEL}={os.getpid()}"]
+        private_tmp = "/tmp:notmpcopyup" if config.type == "podman" else "/tmp"  # never copy the node's /tmp in
+        command = [config.type, "run", "--rm", "-i", "--tmpfs", private_tmp,
+                   "--label", f"{CONTAINER_WORKER_LABEL}={os.getpid()}"]
         if config.type == "podman":
             command += PODMAN_DEFAULTS
         if not config.network:
@@ -84,7 +86,8 @@ def container_command(config: ContainerConfig, environ: Mapping[str, str]) -> li
 
 def _inside_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """What the runner inside needs: our import path, a writable sandbox root, MPI settings."""
-    env = {"PYTHONPATH": child_environment()["PYTHONPATH"], "FABRIC_TASK_SANDBOX_ROOT": INSIDE_SANDBOX_ROOT}
+    paths = dict.fromkeys(child_environment()["PYTHONPATH"].split(os.pathsep))
+    env = {"PYTHONPATH": os.pathsep.join(paths), "FABRIC_TASK_SANDBOX_ROOT": INSIDE_SANDBOX_ROOT}
     for key in (MPI_LAUNCHER_VARIABLE, MPI_OPTIONS_VARIABLE, "FABRIC_LOG_LEVEL"):
         if environ.get(key):
             env[key] = environ[key]
