@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 """Where record directories go by default (git-ignored)."""
 
 SECTION_MODULES = {"endpoint": "benchmarks.sweep", "service": "benchmarks.sweep", "peers": "benchmarks.peers",
-                   "scale": "benchmarks.scale", "micro": "benchmarks.micro.runner",
+                   "scale": "benchmarks.scale", "micro": "benchmarks.micro.runner", "routing": "benchmarks.routing",
                    "environments": "benchmarks.environments"}
 
 NOT_MEASURED: dict[str, str] = {}

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fabric.errors import (AuthError, BatchGone, ContainerError, ContainerNotAllowed, EndpointError, EndpointShutdown,
-                           FabricError, Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost, NotFound,
-                           PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError, ResourcesUnavailable,
-                           ResourceSpecError, SerializationError, ServiceError, ServiceInternalError,
-                           ServiceUnavailable, ShellCommandFailed, TaskCancelled, TaskError, TaskPending, TaskTimeout,
-                           TemplateKeyMissing, WorkerLost)
+                           FabricError, Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost, NoEligibleEndpoint,
+                           NotFound, PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError,
+                           ResourcesUnavailable, ResourceSpecError, SerializationError, ServiceError,
+                           ServiceInternalError, ServiceUnavailable, ShellCommandFailed, TaskCancelled, TaskError,
+                           TaskPending, TaskTimeout, TemplateKeyMissing, WorkerLost)
 
 if TYPE_CHECKING:
     from fabric.functions import MPIFunction, ShellFunction, ShellResult
@@ -36,10 +36,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError", "BatchGone", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
-    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
-    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceInternalError",
-    "ServiceUnavailable", "TaskCancelled", "TaskError",
-    "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
+    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NoEligibleEndpoint",
+    "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError",
+    "ServiceError", "ServiceInternalError", "ServiceUnavailable", "TaskCancelled", "TaskError", "TaskPending",
+    "TaskTimeout", "WorkerLost", "__version__",
     "ContainerError", "ContainerNotAllowed", "MPIFunction", "ResourceSpecError", "ResourcesUnavailable",
     "ShellCommandFailed", "ShellFunction", "ShellResult", "TemplateKeyMissing",
 ]

@@ -26,7 +26,7 @@ EXPORTED = [
     "InvalidRequest",
     "MPIFunction",
     "ManagerLost",
-    "NotFound",
+    "NoEligibleEndpoint", "NotFound",
     "PayloadTooLarge",
     "ProtocolError",
     "RateLimited",

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fabric.protocol import Task
-from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts,
-                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, Sharing, TaskRecord, Unset,
-                             User)
+from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointGroupRecord, EndpointRecord, EndpointReport,
+                             FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome,
+                             RoutedBatch, RouteRecord, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
+from service.routing import Placement
 
 
 class Store(abc.ABC):
@@ -17,12 +18,36 @@ class Store(abc.ABC):
 
     # -- users and tokens ----------------------------------------------------------------
     @abc.abstractmethod
-    def add_user(self, name: str) -> tuple[User, str]:
-        """Create user ``name`` if new; issue and return a new token for it."""
+    def add_user(self, name: str, token_name: str | None = None) -> tuple[User, str]:
+        """Create user ``name`` if new; issue and return a new token for it (named
+        ``token_name``, None: by its id). A user may hold several tokens."""
 
     @abc.abstractmethod
     def user_for_token(self, token: str) -> User | None:
-        """The user a token belongs to, or None."""
+        """The user a token belongs to, or None (a revoked token, a removed user)."""
+
+    @abc.abstractmethod
+    def find_user(self, reference: str) -> User | None:
+        """The local user of this name or id."""
+
+    @abc.abstractmethod
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name, with how many tokens each holds."""
+
+    @abc.abstractmethod
+    def list_tokens(self, user_id: str | None, prefix: str = "") -> list[TokenRecord]:
+        """The user's tokens (None: everyone's) whose id starts with ``prefix``; never their secrets."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, user_id: str | None = None) -> bool:
+        """Delete the token (only if it is ``user_id``'s, unless None): refused from the next request on."""
+
+    @abc.abstractmethod
+    def remove_user(self, user_id: str) -> list[str] | None:
+        """Delete the user, their tokens and identities, their groups and memberships, their
+        endpoints and functions and what they shared or was shared with them; returns the
+        ids of their task groups with unfinished tasks (``cancel_group`` stops them), None
+        if there is no such user."""
 
     @abc.abstractmethod
     def user_for_identity(self, provider: str, subject: str, username: str) -> User:
@@ -54,11 +79,12 @@ class Store(abc.ABC):
 
     # -- endpoints -----------------------------------------------------------------------
     @abc.abstractmethod
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
+    def register_endpoint(self, owner: str, name: str, public_key: str, *, rotate_keys: bool = False,
                           allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
-        """The owner's endpoint called ``name``, now holding these keys (new, or rotated: the
-        old key pair no longer connects) and, unless ``UNSET``, this allow-list (None: any
-        function); (record, created)."""
+        """The owner's endpoint called ``name`` and, unless ``UNSET``, now with this allow-list
+        (None: any function); (record, created). A new endpoint gets ``public_key``; an
+        existing one keeps its key unless ``rotate_keys`` (then the old key pair no longer
+        connects): looking an endpoint up never rotates its keys."""
 
     @abc.abstractmethod
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:
@@ -186,6 +212,64 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
         """How many of the endpoint's tasks are in each unfinished state (none: left out)."""
+
+    # -- routing (``service.store.routes``) -----------------------------------------------
+    @abc.abstractmethod
+    def record_report(self, endpoint_id: str, report: dict[str, Any], measured: dict[str, Any], now: float) -> None:
+        """The endpoint's last hardware and load report, and the service's measurements of it."""
+
+    @abc.abstractmethod
+    def endpoint_reports(self, endpoint_ids: Iterable[str]) -> dict[str, EndpointReport]:
+        """The last reports of these endpoints (those never reported left out)."""
+
+    @abc.abstractmethod
+    def create_endpoint_group(self, owner: str, name: str, members: Sequence[str]) -> EndpointGroupRecord | None:
+        """A new endpoint group; None if the owner has one of that name."""
+
+    @abc.abstractmethod
+    def endpoint_group_access(self, user_id: str, group_id: str) -> tuple[EndpointGroupRecord, str] | None:
+        """The endpoint group and how the user reaches it (owner, shared, public); None if they cannot."""
+
+    @abc.abstractmethod
+    def visible_endpoint_groups(self, user_id: str) -> list[tuple[EndpointGroupRecord, str]]:
+        """Endpoint groups the user owns or that were shared with them or their groups."""
+
+    @abc.abstractmethod
+    def delete_endpoint_group(self, owner: str, group_id: str) -> bool:
+        """Delete the owner's endpoint group and its sharing (tasks already routed keep their route)."""
+
+    @abc.abstractmethod
+    def add_routed(self, owner: str, tasks: NewTasks, endpoint_group_id: str, spec: dict[str, Any],
+                   members: Sequence[str], placed: Sequence[Placement] = ()) -> RoutedBatch | None:
+        """Store a batch for a group: the first tasks ``placed`` on endpoints at once
+        (``dispatched``, with the reasons), the rest waiting under a route (policy ``spec``
+        over ``members``) until placed; None as ``add_tasks``. A batch id seen before adds
+        nothing (``sent`` empty, ``waiting`` 0)."""
+
+    @abc.abstractmethod
+    def get_route(self, route_id: str) -> RouteRecord | None: ...
+
+    @abc.abstractmethod
+    def waiting_routes(self) -> dict[str, int]:
+        """Routes with tasks waiting to be placed, and how many."""
+
+    @abc.abstractmethod
+    def take_routed(self, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
+        """Place up to ``limit`` waiting tasks of the route on the endpoint, now ``dispatched``, with the reason."""
+
+    @abc.abstractmethod
+    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> dict[str, int]:
+        """The endpoint's routed tasks not yet sent (and, if ``dispatched``, those sent and
+        unfinished) wait under their routes again; a late result from it is then ignored.
+        Returns the routes concerned, and how many tasks of each."""
+
+    @abc.abstractmethod
+    def routed_endpoints(self) -> set[str]:
+        """Endpoints holding routed unfinished tasks."""
+
+    @abc.abstractmethod
+    def placements(self, task_group_id: str) -> dict[str, int]:
+        """How many of the group's routed tasks were placed on each endpoint (moves deducted)."""
 
     # -- whole task groups ---------------------------------------------------------------
     @abc.abstractmethod

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import itertools
 import json
 import logging
 import operator
 import os
-import secrets
 import sqlite3
 import threading
 import time
@@ -25,14 +22,18 @@ from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
-                             ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
+                             ResultPage, RetryOutcome, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
+from service.routing import Placement
 from service.store import access, batches
 from service.store import purge as purging
-from service.store import task_groups
+from service.store import routes
+from service.store.routing_methods import RoutingMethods
+from service.store import task_groups, users
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
 from service.store.schema import chunks as _chunks
-from service.store.schema import ROWS_PER_STATEMENT, create_or_migrate, next_task_rowids, row_chunks
+from service.store.schema import (ROWS_PER_STATEMENT, SCHEMA_VERSION, check_integrity, create_or_migrate,
+                                  make_private, next_task_rowids, row_chunks)
 from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
@@ -44,14 +45,10 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the -wal file is cut back to after a checkpoint (it never shrinks on its own)."""
 
 
-def hash_secret(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
-                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
-_ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
-                     "managers, workers, interchange_queued, interchange_outstanding, allowed_functions")
+                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, route_id, route_reason")
+_ENDPOINT_COLUMNS = ("id, owner, name, public_key, created, connected, last_heartbeat, hostname, pid, managers, "
+                     "workers, interchange_queued, interchange_outstanding, allowed_functions")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
 _FUNCTION_LISTED = "id, owner, name, description, x'', created"  # without bodies
 _SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id, resource_spec"
@@ -65,8 +62,8 @@ def _task_record(row: tuple[Any, ...]) -> TaskRecord:
 
 def _endpoint_record(row: tuple[Any, ...]) -> EndpointRecord:
     values = list(row)
-    values[6] = bool(values[6])
-    values[14] = access.decode_allowed(values[14])
+    values[5] = bool(values[5])
+    values[13] = access.decode_allowed(values[13])
     return EndpointRecord(*values)
 
 
@@ -94,12 +91,12 @@ _UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
 @functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
 def _insert_tasks(count: int) -> str:
     """An INSERT of ``count`` tasks (one of ``ROWS_PER_STATEMENT``): the columns they share
-    bound once (``?1`` to ``?11``), then rowid, id, function id and arguments of each (a
+    bound once (``?1`` to ``?13``), then rowid, id, function id and arguments of each (a
     multi-row statement costs 40% less than a statement per row)."""
     rows = ",".join(["(?,?,?,?)"] * count)
     return ("INSERT INTO tasks (rowid, id, function_id, args, owner, endpoint_id, task_group_id, state, created, "
-            "retries, walltime, priority, resource_spec, dispatched, dispatch_count) "
-            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 "
+            "retries, walltime, priority, resource_spec, dispatched, dispatch_count, route_id, route_reason) "
+            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
             f"FROM (VALUES {rows})")
 
 
@@ -119,7 +116,7 @@ def new_task_ids(count: int) -> list[str]:
     return [f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}" for t in texts]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(RoutingMethods, Store):
     """The store in one SQLite file (WAL mode); one connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
@@ -134,8 +131,21 @@ class SQLiteStore(Store):
         self._closed = False
         self._acknowledged: dict[str, int] = {}  # task group -> seq, until purge() writes it
         self._acknowledged_lock = threading.Lock()
+        make_private(self.path)
         with self._write() as db:
-            create_or_migrate(db, self.path)
+            db.execute("PRAGMA secure_delete = ON")  # a migration leaves no copy of what it drops
+            try:
+                found = create_or_migrate(db, self.path)
+            finally:
+                db.execute("PRAGMA secure_delete = OFF")
+        if found < 4:  # version 4 dropped the endpoints' secret keys: no copy stays in the WAL either
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            logger.info("store %s migrated from schema version %d to %d", self.path, found, SCHEMA_VERSION)
+
+    def check_integrity(self) -> None:
+        """``PRAGMA quick_check`` of the whole file; ``StoreError`` naming what is damaged (a
+        damaged page otherwise shows only when a request reads it: a 503 for each that does)."""
+        check_integrity(self._db(), self.path)
 
     # -- connections and transactions ----------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -198,28 +208,37 @@ class SQLiteStore(Store):
                 db.close()
 
     # -- users and tokens ----------------------------------------------------------------
-    def add_user(self, name: str) -> tuple[User, str]:
-        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-        now = time.time()
+    def add_user(self, name: str, token_name: str | None = None) -> tuple[User, str]:
         with self._write() as db:
-            row = db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
-            user_id = row[0] if row else str(uuid.uuid4())
-            if row is None:
-                db.execute("INSERT INTO users (id, name, created) VALUES (?, ?, ?)", (user_id, name, now))
-            db.execute("INSERT INTO tokens (id, user_id, hash, created) VALUES (?, ?, ?, ?)",
-                       (token_id, user_id, hash_secret(secret), now))
-        return User(user_id, name), f"{token_id}.{secret}"
+            user_id, _ = users.new_user(db, name)
+            _, token = users.issue_token(db, user_id, token_name)
+        return User(user_id, name), token
 
     def user_for_token(self, token: str) -> User | None:
-        token_id, _, secret = token.partition(".")
-        if not token_id or not secret:
-            return None
         with self._read() as db:
-            row = db.execute("SELECT t.hash, u.id, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
-                             "WHERE t.id = ?", (token_id,)).fetchone()
-        if row is None or not hmac.compare_digest(bytes(row[0]), hash_secret(secret)):
-            return None
-        return User(row[1], row[2])
+            return users.user_for_token(db, token)
+
+    def find_user(self, reference: str) -> User | None:
+        with self._read() as db:
+            return users.find_user(db, reference)
+
+    def list_users(self) -> list[UserRecord]:
+        with self._read() as db:
+            return users.list_users(db)
+
+    def list_tokens(self, user_id: str | None, prefix: str = "") -> list[TokenRecord]:
+        with self._read() as db:
+            return users.list_tokens(db, user_id, prefix)
+
+    def revoke_token(self, token_id: str, user_id: str | None = None) -> bool:
+        with self._write() as db:
+            return users.revoke_token(db, token_id, user_id)
+
+    def remove_user(self, user_id: str) -> list[str] | None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                return None
+            return users.remove_user(db, user_id)
 
     def user_for_identity(self, provider: str, subject: str, username: str) -> User:
         with self._read() as db:  # the usual case: known, same username; no write lock taken
@@ -274,18 +293,17 @@ class SQLiteStore(Store):
         return bodies
 
     # -- endpoints -----------------------------------------------------------------------
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
+    def register_endpoint(self, owner: str, name: str, public_key: str, *, rotate_keys: bool = False,
                           allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
         with self._write() as db:
             row = db.execute("SELECT id FROM endpoints WHERE owner = ? AND name = ?", (owner, name)).fetchone()
             created = row is None
             endpoint_id = str(uuid.uuid4()) if created else row[0]
             if created:
-                db.execute("INSERT INTO endpoints (id, owner, name, public_key, secret_key, created) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, owner, name, public_key, secret_key, time.time()))
-            else:  # registering again rotates the keys: the old pair can no longer connect
-                db.execute("UPDATE endpoints SET public_key = ?, secret_key = ? WHERE id = ?",
-                           (public_key, secret_key, endpoint_id))
+                db.execute("INSERT INTO endpoints (id, owner, name, public_key, created) VALUES (?, ?, ?, ?, ?)",
+                           (endpoint_id, owner, name, public_key, time.time()))
+            elif rotate_keys:  # the old pair can no longer connect
+                db.execute("UPDATE endpoints SET public_key = ? WHERE id = ?", (public_key, endpoint_id))
             if not isinstance(allowed_functions, Unset):
                 access.set_allowed(db, endpoint_id, allowed_functions)
             row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
@@ -405,17 +423,25 @@ class SQLiteStore(Store):
         return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority, needs)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
-    def _insert(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str], bool] | None:
-        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
+    def _insert(self, owner: str, tasks: NewTasks, state: str, route_id: str | None = None,
+                placed: Sequence[Placement] = ()) -> tuple[str, list[str], bool] | None:
+        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's.
+        ``placed``: the first tasks go, in these numbers, to these endpoints, ``dispatched``
+        (a group's batch placed at submit); the rest are ``state`` on ``tasks.endpoint_id``."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
-        sent = count if state == DISPATCHED else 0
+        segments: list[tuple[int, int, str, str, str | None]] = []
+        start = 0
+        for placement in placed:
+            segments.append((start, start + placement.count, placement.endpoint_id, DISPATCHED, placement.reason))
+            start += placement.count
+        if start < count:
+            segments.append((start, count, tasks.endpoint_id, state, None))
+        sent = sum(end - begin for begin, end, _, seg_state, _ in segments if seg_state == DISPATCHED)
         digest = batches.content_digest(tasks) if tasks.batch_id is not None else b""
-        shared = (owner, tasks.endpoint_id, group_id, state, now, tasks.retries, tasks.walltime, tasks.priority, spec,
-                  now if sent else None, 1 if sent else 0)
         with self._write() as db:
             if tasks.batch_id is not None:
                 seen = batches.find(db, tasks.batch_id)
@@ -429,10 +455,17 @@ class SQLiteStore(Store):
             db.execute("UPDATE task_groups SET task_count = task_count + ?, sent_count = sent_count + ?, updated = ? "
                        "WHERE id = ?", (count, sent, now, group_id))
             first = next_task_rowids(db, count)
-            for start, end in row_chunks(count):
-                db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
-                    range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
-                    tasks.payloads[start:end]))))
+            for begin, finish, endpoint_id, seg_state, reason in segments:
+                dispatched = seg_state == DISPATCHED
+                shared = (owner, endpoint_id, group_id, seg_state, now, tasks.retries, tasks.walltime, tasks.priority,
+                          spec, now if dispatched else None, 1 if dispatched else 0, route_id, reason)
+                for start, end in row_chunks(finish - begin):
+                    start, end = start + begin, end + begin
+                    db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
+                        range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
+                        tasks.payloads[start:end]))))
+            if placed:
+                routes.count_placed(db, group_id, {p.endpoint_id: p.count for p in placed})
             if tasks.batch_id is not None:
                 batches.remember(db, tasks.batch_id, owner, group_id, first, count, now, digest)
         return group_id, task_ids, True
@@ -494,24 +527,26 @@ class SQLiteStore(Store):
         results = list(results)
         by_id = {r[0]: r for r in results if isinstance(r[0], str)}
         ids = list(by_id)
-        found: list[tuple[int, str, str, str]] = []
+        found: list[tuple[int, str, str, str, float | None]] = []
         with self._write() as db:
             for chunk in _chunks(ids):
                 found += db.execute(
-                    f"SELECT rowid, id, task_group_id, state FROM tasks WHERE id IN ({_marks(len(chunk))}) "
+                    f"SELECT rowid, id, task_group_id, state, dispatched FROM tasks WHERE id IN ({_marks(len(chunk))}) "
                     f"AND +endpoint_id = ? AND +{_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
                 # the unary + keep SQLite on the id index: by (endpoint, state) it walked every
                 # unfinished task of the endpoint for each chunk (81 us a result at 100k unfinished)
             found.sort()
             per_group: dict[str, list[tuple[int, task_groups.Result]]] = defaultdict(list)
             unsent: Counter[str] = Counter()
-            for rowid, task_id, group_id, state in found:
+            for rowid, task_id, group_id, state, _ in found:
                 per_group[group_id].append((rowid, by_id[task_id]))
                 if state in _UNSENT:  # a stale result (of a run before a retry): it still counts
                     unsent[group_id] += 1
             for group_id, finished in per_group.items():
                 task_groups.finish(db, group_id, finished, unsent[group_id], now)
-        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
+        sent = [now - f[4] for f in found if f[4] is not None]
+        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group),
+                             sum(sent) / len(sent) if sent else None)
 
     def task_group_owner(self, task_group_id: str) -> str | None:
         with self._read() as db:
