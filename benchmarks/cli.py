@@ -186,6 +186,14 @@ def add_micro_arguments(parser: argparse.ArgumentParser) -> None:
     _add_output(parser, "pytest-benchmark limited to about 10 ms per benchmark, no warm-up, few rounds")
 
 
+def add_environments_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=at_least(1), default=4,
+                        help="fresh endpoints, alternating the order of the environments (default: 4)")
+    parser.add_argument("--tasks", type=at_least(1), default=200,
+                        help="tasks per figure: sequential round trips, then as many at once (default: 200)")
+    _add_output(parser, "1 round of 5 tasks")
+
+
 def add_all_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", type=name_list(SECTIONS, everything="none"), default=[], metavar="SECTION[,...]",
                         help=f"sections to leave out ({', '.join(SECTIONS)})")
@@ -258,6 +266,9 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
     "micro": ("benchmarks.micro.runner",
               "pytest-benchmark micro benchmarks: serialization, protocol, scheduler, worker function cache",
               add_micro_arguments),
+    "environments": ("benchmarks.environments",
+                     "containers (podman, bubblewrap) cold start and warm per-task cost; ShellFunction vs a no-op",
+                     add_environments_arguments),
     "all": ("benchmarks.suite", "every section above into one record directory, then the charts",
             add_all_arguments),
     "routing": ("benchmarks.routing",
@@ -283,6 +294,11 @@ DESCRIPTIONS = {
              "expiry. Reports dispatch rate and heartbeat cost per manager count and where the curve bends.",
     "micro": "Run benchmarks/micro with pytest-benchmark (--benchmark-only, JSON saved as micro.json) and write "
              "record.json and report.md. The same files run as: pytest benchmarks/micro --benchmark-only.",
+    "environments": "On a local endpoint with one worker, in rounds of a fresh endpoint whose order alternates: "
+                    "the cold start of a container (bubblewrap; podman on the node's own root, --rootfs /:O), "
+                    "its warm per-task round trip (median, p90) and throughput against no container, and a "
+                    "ShellFunction('true') against a Python no-op. One JSON line per environment and round; "
+                    "record.json and report.md. Runtimes not installed are left out and named.",
     "all": "Run endpoint and service (all kinds, swept workers; the service table gains ratios service / "
            "endpoint), peers, scale and micro into one record directory, then draw the charts if matplotlib "
            "is installed.",

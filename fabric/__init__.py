@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fabric.errors import (AuthError, BatchGone, DataOnlyError, EndpointError, EndpointShutdown, FabricError,
-                           Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost, NoEligibleEndpoint, NotFound,
-                           PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError, SerializationError,
-                           SerializerNotAllowed, ServiceError, ServiceInternalError, ServiceUnavailable, TaskCancelled,
-                           TaskError, TaskPending, TaskTimeout, WorkerLost, DependencyFailed)
+from fabric.errors import (AuthError, BatchGone, ContainerError, ContainerNotAllowed, DataOnlyError, EndpointError,
+                           EndpointShutdown, FabricError, Forbidden, FunctionNotAllowed, InvalidRequest, ManagerLost,
+                           NoEligibleEndpoint, NotFound, PayloadTooLarge, ProtocolError, RateLimited,
+                           RemoteExecutionError, ResourcesUnavailable, ResourceSpecError, SerializationError,
+                           SerializerNotAllowed, ServiceError, ServiceInternalError, ServiceUnavailable,
+                           ShellCommandFailed, TaskCancelled, TaskError, TaskPending, TaskTimeout, TemplateKeyMissing,
+                           WorkerLost, DependencyFailed)
 
 if TYPE_CHECKING:
+    from fabric.functions import MPIFunction, ShellFunction, ShellResult
     from sdk.client import Client
     from sdk.endpoint import Endpoint, EndpointStatus
     from fabric.dependencies import NotAFabricFuture, TaskRef
@@ -38,11 +41,15 @@ __all__ = [
     "EndpointStatus", "Executor", "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost",
     "NoEligibleEndpoint", "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError",
     "SerializationError", "SerializerNotAllowed", "ServiceError", "ServiceInternalError", "ServiceUnavailable",
-    "TaskCancelled", "TaskError", "DependencyFailed", "NotAFabricFuture", "TaskRef", "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
+    "TaskCancelled", "TaskError", "DependencyFailed", "NotAFabricFuture", "TaskRef", "TaskPending", "TaskTimeout",
+    "WorkerLost", "__version__",
+    "ContainerError", "ContainerNotAllowed", "MPIFunction", "ResourceSpecError", "ResourcesUnavailable",
+    "ShellCommandFailed", "ShellFunction", "ShellResult", "TemplateKeyMissing",
 ]
 
 _LAZY = {"Client": "sdk.client", "Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint",
-         "Executor": "sdk.executor", "NotAFabricFuture": "fabric.dependencies", "TaskRef": "fabric.dependencies"}
+         "Executor": "sdk.executor", "NotAFabricFuture": "fabric.dependencies", "TaskRef": "fabric.dependencies",
+         "MPIFunction": "fabric.functions", "ShellFunction": "fabric.functions", "ShellResult": "fabric.functions"}
 
 
 def __getattr__(name: str) -> Any:

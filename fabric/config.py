@@ -59,10 +59,16 @@ class _JsonConfig:
 
 
 def _nested(cls: type, name: str, value: Any) -> Any:
-    """A nested configuration given as a JSON object becomes its configuration class."""
+    """A nested configuration given as a JSON object becomes its configuration class
+    (also the values of a ``dict[str, SomeConfig]``)."""
     if not isinstance(value, dict):
         return value
     hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is dict:
+        item = typing.get_args(hint)[1]
+        if isinstance(item, type) and issubclass(item, _JsonConfig):
+            return {key: item.from_dict(v) if isinstance(v, dict) else v for key, v in value.items()}
+        return value
     for candidate in (hint, *typing.get_args(hint)):
         if isinstance(candidate, type) and issubclass(candidate, _JsonConfig):
             return candidate.from_dict(value)
@@ -167,6 +173,8 @@ class ManagerConfig(_JsonConfig):
     never unpickling them. ``sandbox_workers``: workers hide ``hidden_paths`` (and the key
     file's folder) from the code they run (``fabric.sandbox``); None: if the system allows,
     with a warning otherwise; True: a worker that cannot is not started; False: no sandbox.
+
+    ``containers``, ``mpi_launcher`` and ``mpi_options``: as in ``InterchangeConfig``.
     """
 
     interchange_address: str
@@ -186,9 +194,13 @@ class ManagerConfig(_JsonConfig):
     data_only_arguments: bool = False
     sandbox_workers: bool | None = False
     hidden_paths: list[str] = dataclasses.field(default_factory=list)
+    containers: dict[str, ContainerConfig] = dataclasses.field(default_factory=dict)
+    mpi_launcher: str = "auto"
+    mpi_options: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._check_types()
+        _check_mpi_launcher(self.mpi_launcher)
         if self.workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
         if (self.curve_server_key is None) != (self.curve_key_file is None):
@@ -198,6 +210,74 @@ class ManagerConfig(_JsonConfig):
         _check_prefetch(self.prefetch)
         _positive("max_result_bytes", self.max_result_bytes)
         _check_heartbeats(self.heartbeat_period, self.heartbeat_threshold)
+
+CONTAINER_TYPES = ("podman", "docker", "bubblewrap", "apptainer")
+MPI_LAUNCHERS = ("auto", "mpiexec", "mpirun", "srun")
+
+
+def _check_mpi_launcher(launcher: str) -> None:
+    if launcher not in MPI_LAUNCHERS:
+        raise ConfigError(f"mpi_launcher must be one of {MPI_LAUNCHERS}, got {launcher!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ContainerConfig(_JsonConfig):
+    """A container an endpoint's workers may run in, named in ``InterchangeConfig.containers``.
+
+    ``type``: ``podman``, ``docker``, ``bubblewrap`` or ``apptainer``. ``image``: the image
+    (podman, docker, apptainer; never pulled: it must be on the node), or ``rootfs``: a
+    root filesystem folder (podman ``--rootfs``; ``/:O`` is the node's own root, copy on
+    write; bubblewrap: the folder bound read-only as ``/``, default the node's ``/``).
+    ``binds``: ``host:container[:ro]`` mounts; ``options``: extra command-line options of
+    the runtime. ``python``: the interpreter inside (None: the endpoint's own path, right
+    when the container sees the node's filesystem). The fabric's own code and environment
+    are bound in read-only; the network is off (``--network=none`` / ``--unshare-all``)
+    unless ``network`` is true.
+    """
+
+    type: str
+    image: str | None = None
+    rootfs: str | None = None
+    binds: list[str] = dataclasses.field(default_factory=list)
+    options: list[str] = dataclasses.field(default_factory=list)
+    python: str | None = None
+    network: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if self.type not in CONTAINER_TYPES:
+            raise ConfigError(f"container type must be one of {CONTAINER_TYPES}, got {self.type!r}")
+        if self.image is not None and self.rootfs is not None:
+            raise ConfigError("a container has an image or a rootfs, not both")
+        if self.type in ("docker", "apptainer") and not self.image:
+            raise ConfigError(f"a {self.type} container needs an image")
+        if self.type == "podman" and not (self.image or self.rootfs):
+            raise ConfigError("a podman container needs an image or a rootfs")
+        for bind in self.binds:
+            if ":" not in bind or not bind.split(":")[0] or not bind.split(":")[1]:
+                raise ConfigError(f"a bind mount is host:container[:ro], got {bind!r}")
+
+
+CONTAINERS_VARIABLE = "FABRIC_CONTAINERS"
+CONTAINER_WORKER_LABEL = "fabric.worker-pid"
+"""The label of the podman and docker containers a worker starts: its pid (so its manager can
+remove what a killed worker left behind)."""
+MPI_LAUNCHER_VARIABLE = "FABRIC_MPI_LAUNCHER"
+MPI_OPTIONS_VARIABLE = "FABRIC_MPI_OPTIONS"
+
+
+def worker_settings(config: ManagerConfig) -> dict[str, str]:
+    """The environment variables that carry a manager's container and MPI settings to its
+    workers (read by ``worker.environments``); empty when there are none."""
+    env = {}
+    if config.containers:
+        env[CONTAINERS_VARIABLE] = json.dumps({name: dataclasses.asdict(c) for name, c in config.containers.items()})
+    if config.mpi_launcher != "auto":
+        env[MPI_LAUNCHER_VARIABLE] = config.mpi_launcher
+    if config.mpi_options:
+        env[MPI_OPTIONS_VARIABLE] = json.dumps(config.mpi_options)
+    return env
+
 
 PROVIDER_KINDS = ("local", "slurm", "pbspro", "kubernetes")
 LAUNCHERS = ("auto", "single", "srun", "mpiexec")
@@ -353,6 +433,12 @@ class InterchangeConfig(_JsonConfig):
     temporary folder; the folder is removed when the interchange stops. Kubernetes pods
     cannot read such files: with the ``kubernetes`` provider it must be off (None means off).
 
+    ``containers``: the containers (``ContainerConfig``) by name that tasks may ask for
+    (``Task.spec["container"]``); a task asking for another is answered with
+    ``ContainerNotAllowed`` and never runs. ``mpi_launcher`` starts an ``MPIFunction``'s
+    ranks (``auto``: ``srun`` inside a Slurm job, else ``mpiexec``), with ``mpi_options``
+    (e.g. ``["--oversubscribe"]``).
+
     ``labels``: what the endpoint declares about itself for routing (``site``,
     ``cost_per_core_hour``, ``near``: a list of places, or any name), sent with each status
     report; a group's tasks may require a label (``requires={"site": "aps"}``).
@@ -402,10 +488,14 @@ class InterchangeConfig(_JsonConfig):
     data_only_arguments: bool | None = None
     sandbox_workers: bool | None = None
     hidden_paths: list[str] | None = None
+    containers: dict[str, ContainerConfig] = dataclasses.field(default_factory=dict)
+    mpi_launcher: str = "auto"
+    mpi_options: list[str] = dataclasses.field(default_factory=list)
     labels: dict[str, str | float | bool | list[str]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_types()
+        _check_mpi_launcher(self.mpi_launcher)
         _check_allowed_functions(self.allowed_functions)
         if len(self.labels) > MAX_LABELS or not all(0 < len(k) <= 256 for k in self.labels):
             raise ConfigError(f"labels: at most {MAX_LABELS}, each named by 1 to 256 characters")
@@ -471,6 +561,9 @@ class InterchangeConfig(_JsonConfig):
             data_only_arguments=self.data_only_enabled,
             sandbox_workers=self.sandbox_workers,
             hidden_paths=self.hidden_paths_resolved,
+            containers=self.containers,
+            mpi_launcher=self.mpi_launcher,
+            mpi_options=self.mpi_options,
         )
 
     @property

@@ -8,6 +8,10 @@
     │   └── DataOnlyError        a value that is not data where only data may go (an
     │                            endpoint's data-only policy, results of others' endpoints)
     ├── ConfigError              a configuration value that cannot work
+    ├── TemplateKeyMissing       a shell command template names a key the call did not give
+    ├── ResourceSpecError        a resource_specification that cannot work (0 ranks, too many nodes)
+    ├── ShellCommandFailed       a ShellFunction(raise_on_error=True) command exited non-zero
+    ├── ContainerError           a container the endpoint offers could not be started
     ├── PayloadTooLarge          arguments or a result bigger than the configured limit
     ├── EndpointError            the local endpoint cannot take or finish work
     │   └── EndpointShutdown     submitted to (or pending in) an endpoint that shut down
@@ -32,7 +36,9 @@
         ├── TaskCancelled        the task was cancelled before it ran
         ├── DependencyFailed     an input of the task (a future passed as an argument) failed
         ├── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
-        └── SerializerNotAllowed the endpoint's data-only policy refused the task's arguments
+        ├── SerializerNotAllowed the endpoint's data-only policy refused the task's arguments
+        ├── ContainerNotAllowed  the task asked for a container the endpoint does not offer
+        └── ResourcesUnavailable the task asked for resources the endpoint cannot give (nodes, ranks)
 
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
 as pickles, so the interchange and manager can create them without unpickling anything
@@ -87,6 +93,37 @@ class PayloadTooLarge(FabricError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.what} of {self.size} bytes exceeds the limit of {self.limit} bytes"
+
+
+class TemplateKeyMissing(FabricError, ValueError):
+    """A ``ShellFunction``'s command template names ``key``, which the call did not give."""
+
+    def __init__(self, key: str, template: str) -> None:
+        super().__init__(key, template)
+        self.key, self.template = key, template
+
+    def __str__(self) -> str:
+        return f"the command template {self.template!r} needs {self.key!r}, which the call did not give"
+
+
+class ResourceSpecError(FabricError, ValueError):
+    """A task's ``resource_specification`` cannot be met (bad values, more nodes than a block has)."""
+
+
+class ShellCommandFailed(FabricError):
+    """A ``ShellFunction(raise_on_error=True)`` command exited with a non-zero ``returncode``."""
+
+    def __init__(self, cmd: str, returncode: int, stderr: str = "") -> None:
+        super().__init__(cmd, returncode, stderr)
+        self.cmd, self.returncode, self.stderr = cmd, returncode, stderr
+
+    def __str__(self) -> str:
+        tail = f"; stderr ends with: {self.stderr[-500:]}" if self.stderr else ""
+        return f"command {self.cmd!r} exited with status {self.returncode}{tail}"
+
+
+class ContainerError(FabricError):
+    """A container the endpoint offers could not be started (its runtime failed or is missing)."""
 
 
 class ServiceError(FabricError):
@@ -316,3 +353,29 @@ class SerializerNotAllowed(TaskError):
     def __str__(self) -> str:
         return (f"task {self.task_id}: this endpoint takes only data-only arguments, not {self.serializer} "
                 f"(submit with an SDK that encodes them data-only)")
+
+
+class ContainerNotAllowed(TaskError):
+    """The task asked for a container the endpoint does not offer (its ``containers`` setting);
+    it never runs, inside or outside a container."""
+
+    fields = ("task_id", "container", "allowed")
+    task_id: Any
+    container: str | None
+    allowed: list[str] | None
+
+    def __str__(self) -> str:
+        return (f"container {self.container!r} is not offered by this endpoint "
+                f"(it offers {sorted(self.allowed or [])}; task {self.task_id})")
+
+
+class ResourcesUnavailable(TaskError):
+    """The task's ``resource_specification`` cannot be met by the endpoint (more nodes than a
+    block has, ranks that do not fit); it never ran."""
+
+    fields = ("task_id", "reason")
+    task_id: Any
+    reason: str | None
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} cannot run on this endpoint: {self.reason}"

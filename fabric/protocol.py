@@ -26,8 +26,10 @@ manager then reports the loss and starts a fresh worker).
 
 Tasks and results
 -----------------
-A task is ``Task(task_id, function_id, payload, walltime, retries, priority)``; task ids
-are opaque msgpack scalars (ints on a local endpoint, strings from the service). A
+A task is ``Task(task_id, function_id, payload, walltime, retries, priority, spec)``;
+``spec`` is None or a map of what the task needs (``container``, ``num_nodes``,
+``ranks_per_node``, ``num_ranks``), sent as the optional ``specs`` column of a batch only
+when some task of it has one. Task ids are opaque msgpack scalars (ints on a local endpoint, strings from the service). A
 result is ``(task_id, kind, payload)`` where ``kind`` is ``RESULT_OK`` (payload: the
 serialized return value), ``RESULT_REMOTE_ERROR`` (payload: msgpack map with
 ``remote_type``, ``message``, ``traceback`` and optionally a dill-pickled ``exception``,
@@ -90,6 +92,9 @@ class Task(NamedTuple):
     walltime: float | None = None
     retries: int = 0
     priority: int = 0
+    spec: dict[str, Any] | None = None
+    """What the task needs from its endpoint (None: nothing): ``container`` (a name the
+    endpoint offers) and the MPI ``resource_specification`` keys (``fabric.functions``)."""
 
 
 _REGISTRY: dict[str, type[Message]] = {}
@@ -298,6 +303,9 @@ class TaskBatch(Message):
             "retries": [t[4] for t in tasks],
             "priorities": [t[5] for t in tasks],
         }
+        specs = [t[6] for t in tasks]
+        if specs.count(None) != len(specs):
+            header["specs"] = specs
         return [_packb(header), b"".join([t[2] for t in tasks])]
 
     @classmethod
@@ -316,7 +324,13 @@ class TaskBatch(Message):
         if not all(w is None or isinstance(w, (int, float)) for w in walltimes):  # type: ignore[union-attr]
             raise ProtocolError("tasks: walltimes must be numbers or nil")
         payloads = _split(frames[1], sizes)  # type: ignore[arg-type]
-        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))  # type: ignore[arg-type, misc]
+        specs = header.get("specs")
+        if specs is None:
+            return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))  # type: ignore[arg-type, misc]
+        if (not isinstance(specs, list) or len(specs) != len(ids)  # type: ignore[arg-type]
+                or not all(s is None or isinstance(s, dict) for s in specs)):
+            raise ProtocolError("tasks: specs must be a list of maps or nil, one per task")
+        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities, specs)))  # type: ignore[arg-type, misc]
 
 
 @dataclasses.dataclass(slots=True)
@@ -328,7 +342,9 @@ class ResultBatch(Message):
     its workers right after this message, so any of them may have started by the time the
     interchange reads it (a lost manager's handed tasks count as started, its others were
     only prefetched); ``capacity`` is the sender's current task capacity (None: unchanged); ``elapsed`` is
-    the worker time spent on these results, in seconds.
+    the worker time spent on these results, in seconds. ``timings`` (None: none) maps a
+    task id to how its environment started, for tasks that ran in a container:
+    ``{"container": name, "start": "cold" | "warm", "start_seconds": s}``.
     """
 
     tag = "results"
@@ -340,6 +356,7 @@ class ResultBatch(Message):
     capacity: int | None = None
     elapsed: float = 0.0
     handed: list[Any] = dataclasses.field(default_factory=list)
+    timings: dict[Any, dict[str, Any]] | None = None
 
     def to_frames(self) -> list[Frame]:
         header = {
@@ -347,6 +364,8 @@ class ResultBatch(Message):
             "sizes": self.sizes, "started": self.started, "capacity": self.capacity,
             "elapsed": self.elapsed,
         }
+        if self.timings:
+            header["timings"] = self.timings
         if self.handed:
             header["handed"] = self.handed
         return [_packb(header), self.blob]
@@ -374,8 +393,13 @@ class ResultBatch(Message):
             raise ProtocolError("results: capacity must be an integer")
         if not isinstance(elapsed, (int, float)):
             raise ProtocolError("results: elapsed must be a number")
+        timings = header.get("timings")
+        if timings is not None and (not isinstance(timings, dict)
+                                    or not all(isinstance(t, dict) for t in timings.values())):
+            raise ProtocolError("results: timings must map task ids to maps")
         return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,  # type: ignore[arg-type]
-                   capacity=capacity, elapsed=float(elapsed), handed=handed)  # type: ignore[arg-type]
+                   capacity=capacity, elapsed=float(elapsed), handed=handed,  # type: ignore[arg-type]
+                   timings=timings or None)
 
     def __len__(self) -> int:
         return len(self.task_ids)
@@ -423,6 +447,7 @@ class ResultBatch(Message):
             started=[i for b in batches for i in b.started],
             elapsed=sum(b.elapsed for b in batches),
             handed=[i for b in batches for i in b.handed],
+            timings={k: v for b in batches if b.timings for k, v in b.timings.items()} or None,
         )
         for name, value in fields.items():
             setattr(merged, name, value)

@@ -38,6 +38,7 @@ import zmq
 from fabric import process, protocol
 from fabric.config import InterchangeConfig, is_loopback
 from fabric.errors import ProtocolError
+from fabric.functions import TaskRequirements
 from fabric.untrusted import printable
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
                              InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
@@ -66,7 +67,8 @@ class Interchange:
                                    held_results=self.spool if self.spool is not None else (),
                                    report_started=config.service_mode,
                                    allowed_functions=config.allowed_functions,
-                                   data_only_arguments=config.data_only_enabled)
+                                   data_only_arguments=config.data_only_enabled,
+                                   requirements=TaskRequirements(config.containers, config.provider.nodes_per_block))
         self.context: zmq.Context[Any] = zmq.Context.instance()
         self.manager_keys: ManagerKeys | None = None
         try:

@@ -37,6 +37,7 @@ from typing import Any
 
 from fabric.data_only import is_data_only, payload_serializer, serializer_name
 from fabric.errors import FunctionNotAllowed, ManagerLost, SerializerNotAllowed, TaskCancelled
+from fabric.functions import TaskRequirements
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, Drain, FunctionDefinitions, ManagerRegistration,
                              Message, ResultBatch, Task, TaskBatch, batches_of, task_error_result)
 
@@ -46,6 +47,7 @@ MAX_REFUSED_FUNCTIONS = 10_000
 """Refused function ids remembered (each is logged once); beyond it the memory starts again."""
 
 _function_id = operator.attrgetter("function_id")
+_spec = operator.itemgetter(6)
 
 
 def _without(batch: ResultBatch, positions: set[int]) -> ResultBatch:
@@ -231,7 +233,8 @@ class Scheduler:
 
     def __init__(self, *, heartbeat_threshold: float, batch_bytes: int = MAX_BATCH_BYTES,
                  held_results: Container[Any] = (), report_started: bool = False,
-                 allowed_functions: Iterable[str] | None = None, data_only_arguments: bool = False) -> None:
+                 allowed_functions: Iterable[str] | None = None, data_only_arguments: bool = False,
+                 requirements: TaskRequirements | None = None) -> None:
         self.heartbeat_threshold = heartbeat_threshold
         self.report_started = report_started  # forward which tasks began running (the service shows it)
         self._started: list[Any] = []
@@ -245,6 +248,7 @@ class Scheduler:
         self._results: list[ResultBatch] = []
         self.allowed_functions = None if allowed_functions is None else frozenset(allowed_functions)
         self.data_only_arguments = data_only_arguments
+        self.requirements = requirements or TaskRequirements((), 1)
         self.refused = 0  # tasks answered with FunctionNotAllowed
         self.refused_functions: set[str] = set()
         self._answered: list[Any] = []  # refused task ids, known until the next flush sends their results
@@ -301,7 +305,8 @@ class Scheduler:
             self._started = []
         if self._results:
             for batch in ResultBatch.merge_within(self._results, self.batch_bytes):
-                actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob)))
+                actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob,
+                                                        timings=batch.timings)))
             self._results = []
         return actions
 
@@ -341,6 +346,8 @@ class Scheduler:
             if refused:
                 self._refuse_serializer(refused)
                 tasks = [t for t in tasks if is_data_only(t.payload)]
+        if any(map(_spec, tasks)):
+            tasks = self._check_requirements(tasks)
         self.queue.extend(tasks)
 
     def _refuse_serializer(self, tasks: list[Task]) -> None:
@@ -351,6 +358,22 @@ class Scheduler:
             task_error_result(t.task_id, SerializerNotAllowed(
                 task_id=t.task_id, serializer=serializer_name(payload_serializer(t.payload)[0])))
             for t in tasks]))
+
+    def _check_requirements(self, tasks: list[Task]) -> list[Task]:
+        """Tasks whose spec this endpoint can meet; the others are answered (never queued)."""
+        kept, refused = [], []
+        for task in tasks:
+            error = self.requirements.refusal(task)
+            if error is None:
+                kept.append(task)
+            else:
+                refused.append(task_error_result(task.task_id, error))
+        if refused:
+            logger.warning("refusing %d tasks whose container or resources this endpoint cannot give",
+                           len(refused))
+            self._answered += [r[0] for r in refused]
+            self._results.append(ResultBatch.build(refused))
+        return kept
 
     def _refuse(self, tasks: list[Task]) -> None:
         new = [f for f in dict.fromkeys(t.function_id for t in tasks) if f not in self.refused_functions]

@@ -48,7 +48,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from fabric import protocol
-from fabric.config import ManagerConfig
+from fabric.config import ManagerConfig, worker_settings
 from fabric.control import WorkerControl
 from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, parent_alive, pidfd, spawn
@@ -58,6 +58,7 @@ from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionD
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
                              WorkerReady)
 from manager.accelerators import discover_accelerators, plan_worker_env
+from manager.containers import remove_worker_containers, runtimes_in_use
 from manager.scheduler import (DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
                                StartWorker, StopRequested, TasksArrived, Tick, WorkerDied, WorkerResults,
                                WorkerStarted)
@@ -123,6 +124,7 @@ class Manager:
             devices = discover_accelerators(os.environ)
         self.accelerators = list(devices)
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        self.container_runtimes = runtimes_in_use(c.type for c in config.containers.values())
         self.plans = plan_worker_env(config.workers, self.accelerators, config.cpu_affinity, available_cpus=cpus)
 
     @property
@@ -164,8 +166,8 @@ class Manager:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
         args += self.worker_policy_args
         self.control.reset(index)
-        process = spawn("worker", args, env=worker_environment(child_environment(plan.env)), python=self.config.python,
-                        pass_fds=(theirs.fileno(), self.control.fd))
+        process = spawn("worker", args, env=worker_environment(child_environment({**plan.env, **worker_settings(self.config)})),
+                        python=self.config.python, pass_fds=(theirs.fileno(), self.control.fd))
         theirs.close()
         stream = MessageStream(ours)
         self.streams[worker_id] = stream
@@ -324,11 +326,14 @@ class Manager:
             self.poller.unregister(fd)
             os.close(fd)
             worker_id = self.pidfds.pop(fd)
-            self.dying.append((now, worker_id, self.processes.pop(worker_id).wait()))
+            process = self.processes.pop(worker_id)
+            self.dying.append((now, worker_id, process.wait()))
+            remove_worker_containers(self.container_runtimes, process.pid)
         if not self.pidfds:  # no pidfd support: poll the processes
             for worker_id, process in list(self.processes.items()):
                 if process.poll() is not None:
                     del self.processes[worker_id]
+                    remove_worker_containers(self.container_runtimes, process.pid)
                     self.dying.append((now, worker_id, process.returncode))
         while self.dying and now - self.dying[0][0] >= DEATH_GRACE:
             _, worker_id, code = self.dying.pop(0)

@@ -31,8 +31,9 @@ from typing import Any
 import zmq
 
 from fabric import protocol
-from fabric.config import InterchangeConfig, ProviderConfig, ScalingConfig
+from fabric.config import ContainerConfig, InterchangeConfig, ProviderConfig, ScalingConfig
 from fabric.errors import ConfigError, EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
+from fabric.functions import TaskRequirements, check_call, check_resource_specification
 from fabric.process import child_environment, pidfd, spawn, stop
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
                              ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
@@ -88,6 +89,13 @@ class Endpoint(concurrent.futures.Executor):
     A task of any other function never reaches a worker: its future raises ``FunctionNotAllowed``.
     ``data_only_arguments``: arguments travel data-only (``fabric.data_only``; ``submit``
     raises ``DataOnlyError`` for others); None: with an allow-list (see ``InterchangeConfig``).
+    ``containers``: the containers (``ContainerConfig`` by name) this endpoint's tasks may
+    ask for; ``container``: the one every task runs in unless ``submit_task`` names another
+    (a name not in ``containers`` raises ``ContainerNotAllowed`` at submit).
+    ``resource_specification``: the MPI resources of every task (``num_nodes``,
+    ``ranks_per_node``, ``num_ranks``; see ``fabric.functions.MPIFunction``) unless
+    ``submit_task`` gives its own; more nodes than a block has, or ranks below 1, raise
+    ``ResourceSpecError`` at submit. ``mpi_launcher`` and ``mpi_options``: see ``InterchangeConfig``.
     """
 
     def __init__(self, *, workers: int | None = None, managers: int = 1, prefetch: int | None = None,
@@ -98,7 +106,10 @@ class Endpoint(concurrent.futures.Executor):
                  log_level: str | None = None, manager_curve: bool | None = None,
                  allowed_functions: Iterable[str] | None = None, manager_host: str = "127.0.0.1",
                  manager_port: int = 0, manager_port_range: tuple[int, int] = (54000, 55000),
-                 data_only_arguments: bool | None = None) -> None:
+                 data_only_arguments: bool | None = None,
+                 containers: dict[str, ContainerConfig] | None = None, container: str | None = None,
+                 resource_specification: dict[str, int] | None = None, mpi_launcher: str = "auto",
+                 mpi_options: list[str] | None = None) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         allowed = _as_list(allowed_functions)
@@ -117,9 +128,14 @@ class Endpoint(concurrent.futures.Executor):
             provider=provider or ProviderConfig(), scaling=scaling, manager_curve=manager_curve,
             allowed_functions=allowed, manager_host=manager_host, manager_port=manager_port,
             manager_port_range=manager_port_range, data_only_arguments=data_only_arguments,
+            containers=dict(containers or {}), mpi_launcher=mpi_launcher, mpi_options=list(mpi_options or []),
         )
         self.config = config
         self._data_only = config.data_only_enabled  # the endpoint's policy: arguments must be data
+        self.container = container
+        self.resource_specification = resource_specification
+        self._requirements = TaskRequirements(config.containers, config.provider.nodes_per_block)
+        self._default_spec = self._task_spec(resource_specification, container, None)
         self._max_payload = config.max_payload_bytes
         self._batch_bytes = min(MAX_BATCH_BYTES, self._max_payload)
         self._max_inflight_bytes = max_inflight_bytes
@@ -151,17 +167,24 @@ class Endpoint(concurrent.futures.Executor):
         _live_endpoints.add(self)
 
     # -- submitting --------------------------------------------------------------------
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Run ``fn(*args, **kwargs)`` on a worker; returns its future."""
         return self.submit_task(fn, args, kwargs)
 
     def submit_task(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
                     *, walltime: float | None = None, retries: int | None = None,
-                    priority: int = 0) -> concurrent.futures.Future[Any]:
+                    priority: int = 0, resource_specification: dict[str, int] | None = None,
+                    container: str | None = None) -> TaskFuture:
         """``submit`` with task options: ``walltime`` seconds (then ``TaskTimeout``),
-        ``retries`` after a lost worker or manager, ``priority`` (higher goes first)."""
+        ``retries`` after a lost worker or manager, ``priority`` (higher goes first),
+        ``resource_specification`` and ``container`` (instead of the endpoint's)."""
         if self._closing or self._broken is not None:
             raise EndpointShutdown(f"endpoint {self.endpoint_id} is shut down") from self._broken
+        check_call(fn, args, kwargs or {})
+        spec = self._default_spec
+        if resource_specification is not None or container is not None:
+            spec = self._task_spec(resource_specification or self.resource_specification,
+                                   container or self.container, None)
         function_id = self._function_ids.get(fn)
         if function_id is None:
             function_id = self._register(fn)
@@ -173,12 +196,24 @@ class Endpoint(concurrent.futures.Executor):
         future.payload_size = len(payload)
         self._futures[task_id] = future
         self._outgoing.append(Task(task_id, function_id, payload, walltime,
-                                   self.retries if retries is None else retries, priority))
+                                   self.retries if retries is None else retries, priority, spec))
         if not self._wake_pending:
             self._wake()
         if self._closing and self._futures.pop(task_id, None) is not None:  # lost a race with shutdown
             future.set_exception(self._broken or EndpointShutdown(f"endpoint {self.endpoint_id} is shut down"))
         return future
+
+    def _task_spec(self, resources: dict[str, int] | None, container: str | None,
+                   task_id: Any) -> dict[str, Any] | None:
+        """A task's spec, checked now: ``ResourceSpecError`` or ``ContainerNotAllowed``."""
+        spec: dict[str, Any] = dict(check_resource_specification(
+            resources, nodes_per_block=self.config.provider.nodes_per_block) or {})
+        if container is not None:
+            spec["container"] = container
+        error = self._requirements.refusal(Task(task_id, "", b"", spec=spec)) if spec else None
+        if error is not None:
+            raise error
+        return spec or None
 
     def _register(self, fn: Callable[..., Any]) -> str:
         function_id, body = serialize_function(fn)
@@ -364,6 +399,11 @@ class Endpoint(concurrent.futures.Executor):
 
     def _resolve(self, batch: ResultBatch) -> None:
         futures = self._futures
+        if batch.timings:  # tasks that ran in a container: how it started (future.timing)
+            for task_id, timing in batch.timings.items():
+                future = futures.get(task_id)
+                if future is not None:
+                    future.timing = timing
         for task_id, kind, payload in batch.results():
             future = futures.pop(task_id, None)
             if future is None:

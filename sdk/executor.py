@@ -53,7 +53,9 @@ from typing import Any
 
 from fabric import data
 from fabric.dependencies import NotAFabricFuture, collect_inputs, reduce_task_ref
-from fabric.errors import BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, SerializationError
+from fabric.errors import (BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, ResourceSpecError,
+                           SerializationError)
+from fabric.functions import RESOURCE_KEYS, check_call, check_resource_specification
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.credentials import resolve
@@ -130,18 +132,23 @@ class Executor(concurrent.futures.Executor):
     ``{"site": "aps"}``); ``NoEligibleEndpoint`` (on the futures) if none does. The first
     upload warns (``RuntimeWarning``) if the workers run another Python than this one.
 
-    ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
-    (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
-    while they are set. ``memoize``: True (or a ttl in seconds) answers a call repeated with
-    the same arguments from its earlier result, without running it (``sdk.memo``; functions
-    marked with ``sdk.memo.memoize`` are memoized either way). ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
-    shows a progress bar (None: when stderr is a terminal or in a notebook).
+    ``task_group_id``: the group to add tasks to (None: a new one).
+    ``resource_specification`` (e.g. ``{"walltime": 60, "priority": 1}``, and for an
+    ``MPIFunction`` ``{"num_nodes": 2, "ranks_per_node": 4}``; ``resource_spec`` is its
+    old name), ``container`` (the name of a container the endpoint offers; its tasks run
+    only there) and ``retries`` apply to tasks submitted while they are set.
+    ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress`` shows a progress bar
+    (None: when stderr is a terminal or in a notebook).
+    ``memoize``: True (or a ttl in seconds) answers a call repeated with the same arguments
+    from its earlier result, without running it (``sdk.memo``; functions marked with
+    ``sdk.memo.memoize`` are memoized either way).
     ``allow_pickled_results``: unpickle results (and remote exceptions) from an endpoint you
     do not own; its owner can then run any code in this process (see the module's text).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
-                 task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
+                 task_group_id: str | None = None, resource_specification: dict[str, Any] | None = None,
+                 resource_spec: dict[str, Any] | None = None, container: str | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  max_queued_tasks: int = 100_000, progress: bool | None = None,
                  endpoint_group: str | None = None, policy: str | None = None,
@@ -157,7 +164,10 @@ class Executor(concurrent.futures.Executor):
         self._python_checked = False
         self.client = client if client is not None else _shared_client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
-        self.resource_spec = resource_spec
+        if resource_spec is not None and resource_specification is not None:
+            raise TypeError("give resource_specification or its old name resource_spec, not both")
+        self.resource_specification = resource_specification if resource_specification is not None else resource_spec
+        self.container = container
         self.retries = retries
         self.memoize = memoize
         self.allow_pickled_results = allow_pickled_results
@@ -179,6 +189,15 @@ class Executor(concurrent.futures.Executor):
         self._submitter.start()
         _live_executors.add(self)
 
+    @property
+    def resource_spec(self) -> dict[str, Any] | None:
+        """The old name of ``resource_specification``."""
+        return self.resource_specification
+
+    @resource_spec.setter
+    def resource_spec(self, value: dict[str, Any] | None) -> None:
+        self.resource_specification = value
+
     def __repr__(self) -> str:
         where = f"endpoint_group={self.endpoint_group!r}" if self.endpoint_group else f"endpoint_id={self.endpoint_id!r}"
         return f"Executor({where}, task_group_id={self.task_group_id!r})"
@@ -188,6 +207,7 @@ class Executor(concurrent.futures.Executor):
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
         if self.endpoint_id is None and self.endpoint_group is None:
             raise ValueError("the executor has no endpoint_id (nor endpoint_group)")
+        check_call(fn, args, kwargs)
         return self._enqueue(self._function_id(fn), args, kwargs, memo_option(fn, self.memoize))
 
     def submit_to_registered_function(self, function_id: str, args: Iterable[Any] = (),
@@ -233,7 +253,8 @@ class Executor(concurrent.futures.Executor):
                 raise
         if len(payload) > data.THRESHOLD:  # sent once to the data store; a reference rides in the task
             payload = data.by_reference(payload, self.client)
-        spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
+        spec = (service_spec(self.resource_specification, self.container)
+                if self.resource_specification or self.container is not None else None)
         future = ServiceTaskFuture()
         with self._lock:
             if self._closing:
@@ -524,6 +545,18 @@ def wait_for_task_id(future: ServiceTaskFuture, timeout: float = 300.0) -> str:
             raise TimeoutError(f"{future!r} was not uploaded within {timeout} s")
         time.sleep(0.005)
     return future.task_id
+
+
+def service_spec(resource_specification: dict[str, Any] | None,
+                 container: str | None) -> tuple[tuple[str, Any], ...] | None:
+    """A task's ``resource_spec`` as the service takes it, checked (``ResourceSpecError``)."""
+    spec = dict(resource_specification or {})
+    check_resource_specification({k: v for k, v in spec.items() if k in RESOURCE_KEYS})
+    if container is not None:
+        if not isinstance(container, str) or not container:
+            raise ResourceSpecError("container must be a container name (a non-empty string)")
+        spec["container"] = container
+    return tuple(sorted(spec.items())) if spec else None
 
 
 def _resolve(future: ServiceTaskFuture, ok: bool, value: Any) -> None:

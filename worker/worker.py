@@ -23,6 +23,7 @@ import logging
 import os
 import select
 import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from fabric import data
 from fabric import dependencies  # noqa: F401 - registers the WithInputs strategy (arguments with inputs)
 from fabric.serialize import DATA_ONLY_RESULT, deserialize, deserialize_arguments, serialize, serialize_data
 from fabric.streams import MessageStream
+from worker.environments import TaskEnvironments
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ class Worker:
         self.bodies: dict[str, Any] = {}
         self.functions: dict[str, Callable[..., Any]] = {}
         self.stream = stream
+        self.environments = TaskEnvironments(  # containers, MPI: for tasks with a spec
+            os.environ, os.path.join(tempfile.gettempdir(), f"fabric-mpi-nodes-{manager_pid}"))
 
     def serve(self) -> str:
         """Run until told to stop; returns why it stopped."""
@@ -120,8 +124,16 @@ class Worker:
             if body is None:
                 raise SerializationError(f"function {function_id} was never sent to this worker")
             fn = self.functions[function_id] = deserialize(body)
-            del self.bodies[function_id]
+            if not self.environments.containers:  # else kept: a container's runner may need it
+                del self.bodies[function_id]
         return fn
+
+    def body(self, function_id: str) -> bytes:
+        """A function's serialized body, as it came (for a container's runner)."""
+        body = self.bodies.get(function_id)
+        if body is None:
+            raise SerializationError(f"function {function_id} was never sent to this worker")
+        return bytes(body)
 
     def run_chunk(self, tasks: list[protocol.Task]) -> None:
         results: list[tuple[Any, int, bytes]] = []
@@ -146,6 +158,11 @@ class Worker:
             self.send_results(results, time.perf_counter() - started)
 
     def run(self, task: protocol.Task) -> tuple[Any, int, bytes]:
+        if task.spec:  # a container or MPI resources: worker.environments
+            return self.environments.run(task, self.body, self.run_here, describe_exception)
+        return self.run_here(task)
+
+    def run_here(self, task: protocol.Task) -> tuple[Any, int, bytes]:
         payload = task.payload
         data_result = False
         try:
@@ -165,9 +182,13 @@ class Worker:
             return task.task_id, RESULT_REMOTE_ERROR, describe_exception(exc, task.task_id, not data_result)
 
     def send_results(self, results: list[tuple[Any, int, bytes]], elapsed: float) -> None:
-        self.stream.send(ResultBatch.build(results, elapsed=elapsed).to_frames())
+        timings = self.environments.timings  # containers' cold or warm starts, if any ran
+        if timings:
+            self.environments.timings = {}
+        self.stream.send(ResultBatch.build(results, elapsed=elapsed, timings=timings or None).to_frames())
 
     def close(self) -> None:
+        self.environments.close()
         self.stream.close()
 
 

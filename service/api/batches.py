@@ -21,6 +21,8 @@ A batch body is a msgpack map::
                                                    # the same call (service.api.memo)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
+                                    # also "container" (a name the endpoint offers) and the MPI
+                                    # "num_nodes", "ranks_per_node", "num_ranks" (positive integers)
 
 Every value must be storable (``service.api.common.checked``: integers within 64 bits, finite
 numbers, nesting at most 32 deep); ``walltime`` is at most ``MAX_WALLTIME`` (a year).
@@ -59,6 +61,8 @@ from typing import Any
 
 from flask import Blueprint
 
+from fabric.errors import ResourceSpecError
+from fabric.functions import RESOURCE_KEYS, check_resource_specification
 from service import routing
 from service.api import dependencies, endpoint_groups, memo
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
@@ -101,6 +105,17 @@ def _resource_spec(data: dict[str, Any]) -> tuple[dict[str, Any] | None, float |
     priority = spec.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise InvalidField("resource_spec.priority", "must be an integer")
+    container = spec.get("container")
+    if container is not None and (not isinstance(container, str) or not container):
+        raise InvalidField("resource_spec.container", "must be a container name (a non-empty string)")
+    resources = {k: v for k, v in spec.items() if k in RESOURCE_KEYS}
+    for name, value in resources.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidField(f"resource_spec.{name}", "must be a positive integer")
+    try:
+        check_resource_specification(resources)
+    except ResourceSpecError as exc:
+        raise InvalidField("resource_spec", str(exc)) from exc
     return spec, walltime, priority
 
 

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from fabric.functions import TASK_SPEC_KEYS
 from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, WAITING_FOR_INPUTS,
@@ -51,7 +52,7 @@ _ENDPOINT_COLUMNS = ("id, owner, name, public_key, created, connected, last_hear
                      "workers, interchange_queued, interchange_outstanding, allowed_functions, data_only_arguments")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
 _FUNCTION_LISTED = "id, owner, name, description, x'', created"  # without bodies
-_SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id"
+_SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id, resource_spec"
 
 
 def _task_record(row: tuple[Any, ...]) -> TaskRecord:
@@ -74,7 +75,16 @@ def _function_record(row: tuple[Any, ...]) -> FunctionRecord:
 
 def _to_send(rows: Iterable[tuple[Any, ...]]) -> list[Task]:
     """Tasks from ``rowid, id, function_id, args, walltime, retries, priority, ...`` rows."""
-    return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6]) for r in rows]
+    return [Task(r[1], r[2], r[3] if r[3] is not None else b"", r[4], r[5], r[6], task_spec(r[8])) for r in rows]
+
+
+def task_spec(resource_spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of a task's ``resource_spec`` its endpoint must see (container, MPI resources)."""
+    if not resource_spec:
+        return None
+    spec = json.loads(resource_spec) if isinstance(resource_spec, str) else resource_spec
+    needs = {key: value for key, value in spec.items() if key in TASK_SPEC_KEYS}
+    return needs or None
 
 
 _UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
@@ -419,7 +429,8 @@ class SQLiteStore(RoutingMethods, Store):
         if not fresh:
             return group_id, task_ids, []
         payloads, walltime, retries, priority = tasks.payloads, tasks.walltime, tasks.retries, tasks.priority
-        return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
+        needs = task_spec(tasks.resource_spec)
+        return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority, needs)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
     def add_dependent_tasks(self, owner: str, tasks: NewTasks,

@@ -213,6 +213,8 @@ walltimes = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False) |
 tasks_strategy = st.builds(
     Task, task_ids, st.text(max_size=32), st.binary(max_size=64), walltimes,
     st.integers(0, 100), st.integers(-(2**31), 2**31),
+    st.none() | st.dictionaries(st.sampled_from(["container", "num_nodes", "num_ranks"]),
+                                st.integers(1, 64) | st.text(max_size=8)),
 )
 
 
