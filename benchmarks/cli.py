@@ -18,7 +18,7 @@ from benchmarks.workloads import KINDS
 SYSTEMS = ("fabric", "processpool", "dask", "ray", "parsl")
 """Systems the side-by-side run knows: ours first, then the peers."""
 
-PEER_KINDS = ("noop", "sleep10ms", "payload100k")
+PEER_KINDS = ("noop", "sleep10ms", "payload100k", "oneway100k")
 SWEEP_WORKERS = (1, 2, 4, 8)
 SCALE_MANAGERS = (10, 100, 1000, 10000)
 SECTIONS = ("endpoint", "service", "peers", "scale", "micro")
@@ -138,9 +138,20 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
         log_level="log level of the endpoint's processes (default: FABRIC_LOG_LEVEL or WARNING)")
 
 
+CALLERS = (16,)
+CALLS_PER_CALLER = 100
+
+
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     _add_path_arguments(parser, tasks=_per_kind("service_tasks"), samples=_per_kind("service_latency_samples"),
                         log_level="log level of the service's and the endpoint's processes (default: WARNING)")
+    parser.add_argument("--callers", type=int_list(1), default=list(CALLERS), metavar="N[,N...]",
+                        help="the concurrent-callers cell: N threads share the one Executor, each calling "
+                             "submit(noop).result() in a loop; one cell per N (default: "
+                             f"{','.join(map(str, CALLERS))}; with --quick: 2)")
+    parser.add_argument("--calls-per-caller", type=at_least(0), default=None,
+                        help=f"sequential calls of each caller thread; 0 leaves the cell out "
+                             f"(default: {CALLS_PER_CALLER}; with --quick: 3)")
 
 
 def add_peers_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +189,15 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=at_least(1), default=3,
                         help="repeats of each measurement; the table shows the median and the spread (default: 3)")
     _add_output(parser, "at most 1,000 managers, at most 20 turns, 1 repeat")
+
+
+def add_floor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--samples", type=at_least(1), default=1000,
+                        help="round trips of each side in each round (default: 1000)")
+    parser.add_argument("--repeat", type=at_least(1), default=3,
+                        help="rounds, the chain and the endpoint taking turns in each (default: 3)")
+    parser.add_argument("--workers", type=at_least(1), default=2, help="the endpoint's workers (default: 2)")
+    _add_output(parser, "1 round of 5 round trips a side")
 
 
 def add_micro_arguments(parser: argparse.ArgumentParser) -> None:
@@ -263,6 +283,9 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
     "scale": ("benchmarks.scale",
               "the interchange scheduler driven by 10 to 10,000 simulated managers: dispatch and heartbeat cost",
               add_scale_arguments),
+    "floor": ("benchmarks.floor",
+              "the bare 4-process pyzmq chain (no fabric code) beside the endpoint's round trip: their ratio",
+              add_floor_arguments),
     "micro": ("benchmarks.micro.runner",
               "pytest-benchmark micro benchmarks: serialization, protocol, scheduler, worker function cache",
               add_micro_arguments),
@@ -292,6 +315,10 @@ DESCRIPTIONS = {
     "scale": "Drive the real interchange Scheduler (handle/flush, no sockets) with an event-level simulation of "
              "many managers: registration, dispatch of a large queue, results freeing capacity, heartbeats and "
              "expiry. Reports dispatch rate and heartbeat cost per manager count and where the curve bends.",
+    "floor": "Time the bare 4-process ZeroMQ chain (client DEALER -> ROUTER/ROUTER broker -> DEALER -> "
+             "socketpair -> worker; plain pyzmq on 127.0.0.1, no fabric code) and a local Endpoint's no-op round "
+             "trip in the same run, taking turns round by round; reports both latencies and the ratio endpoint / "
+             "chain per round, with its spread. Prints ONE JSON line, writes record.json and report.md.",
     "micro": "Run benchmarks/micro with pytest-benchmark (--benchmark-only, JSON saved as micro.json) and write "
              "record.json and report.md. The same files run as: pytest benchmarks/micro --benchmark-only.",
     "environments": "On a local endpoint with one worker, in rounds of a fresh endpoint whose order alternates: "

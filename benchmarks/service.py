@@ -19,6 +19,11 @@ measurement (one kind, one worker count) prints ONE JSON line, with the same fie
 ``latency_ms_by_argument_bytes``
     the same for ``len`` of a bytes argument of each size in ``ARGUMENT_SIZES`` (100 B to
     100 kB; the result is tiny), ``latency_samples_per_size`` round trips each.
+``concurrent_callers``
+    one cell per ``--callers`` N: N threads share the one ``Executor`` (a model-serving hub),
+    each calling ``submit(noop).result()`` ``--calls-per-caller`` times in a row, all released
+    at once: ``calls_per_second`` (from the release to the last result) and ``latency_ms``
+    over every call (median, p99, ...).
 ``startup_seconds``
     from starting the endpoint process to the first result of a no-op task through the service.
 ``peak_rss_by_role``
@@ -48,6 +53,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -185,6 +191,41 @@ def measure_latency_by_size(executor: Any, samples: int) -> dict[str, dict[str, 
     return {str(size): latency_summary(found) for size, found in durations.items()}
 
 
+def measure_concurrent_callers(executor: Any, threads: int, calls: int) -> dict[str, Any]:
+    """``threads`` threads share ``executor`` (a model-serving hub), each making ``calls`` sequential
+    ``submit(noop).result()`` calls, all released at once: calls per second from the release to the
+    last result, and every call's round trip."""
+    barrier = threading.Barrier(threads + 1)
+    durations: list[list[float]] = [[] for _ in range(threads)]
+    wrong: list[Any] = []
+
+    def caller(found: list[float]) -> None:
+        barrier.wait()
+        for _ in range(calls):
+            started = time.perf_counter()
+            try:
+                value = executor.submit(workloads.tasks.noop).result(START_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - a failed call is a wrong result, reported
+                value = exc
+            found.append(time.perf_counter() - started)
+            if value is not None:
+                wrong.append(value)
+
+    pool = [threading.Thread(target=caller, args=(found,), name=f"caller-{i}") for i, found in enumerate(durations)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if wrong:
+        raise BenchmarkError(f"{len(wrong)} of {threads * calls} concurrent calls went wrong, e.g. {wrong[0]!r}")
+    return {"threads": threads, "calls_per_thread": calls, "calls": threads * calls, "seconds": round(elapsed, 4),
+            "calls_per_second": round(threads * calls / elapsed, 1) if elapsed > 0 else None,
+            "latency_ms": latency_summary([d for found in durations for d in found])}
+
+
 WINDOW = 50_000
 """Unfinished tasks at most while the throughput is measured (``Executor.map``'s default window,
 ``sdk.executor.MAP_WINDOW``)."""
@@ -235,13 +276,25 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     by_size = measure_latency_by_size(executor, per_size)
                     rss.rediscover()
                     elapsed = measure_streamed_throughput(executor, kind, count, tally)
+                    callers = [measure_concurrent_callers(executor, threads, calls)
+                               for threads, calls in _callers(options) if calls]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     measured = sweep.Measured(kind, count, tally, durations, elapsed, startup, rss)
     record = sweep.path_record(sweep.SERVICE, options, measured)
     record["latency_ms_by_argument_bytes"] = by_size
     record["latency_samples_per_size"] = per_size
+    record["concurrent_callers"] = callers
     return record
+
+
+def _callers(options: argparse.Namespace) -> list[tuple[int, int]]:
+    """(threads, calls per thread) of each concurrent-callers cell."""
+    calls = options.calls_per_caller
+    if calls is None:
+        calls = 3 if options.quick else cli.CALLS_PER_CALLER
+    threads = [2] if options.quick and options.callers == list(cli.CALLERS) else options.callers
+    return [(n, calls) for n in threads]
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

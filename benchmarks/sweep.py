@@ -191,6 +191,10 @@ def cell_command(path: SweptPath, options: argparse.Namespace, kind: str, worker
         command += ["--prefetch", str(options.prefetch)]
     if options.log_level:
         command += ["--log-level", options.log_level]
+    if getattr(options, "callers", None) is not None:  # the service path's concurrent-callers cell
+        command += ["--callers", ",".join(map(str, options.callers))]
+    if getattr(options, "calls_per_caller", None) is not None:
+        command += ["--calls-per-caller", str(options.calls_per_caller)]
     return command
 
 

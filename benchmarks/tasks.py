@@ -36,6 +36,11 @@ def echo(payload: bytes) -> bytes:
     return payload
 
 
+def size_of(payload: bytes) -> tuple[int, int]:
+    """Return the payload's first 8 bytes as an integer and its length: a large argument, a small result."""
+    return int.from_bytes(payload[:8], "little"), len(payload)
+
+
 def add_one(array: Any) -> Any:
     """Return ``array + 1`` (a new numpy array): an array in, an array out."""
     return array + 1

@@ -6,7 +6,10 @@ together (opportunistic batching, no timers). Rules:
 
 * Queued tasks leave FIFO within a priority, higher priorities first.
 * A manager has ``capacity`` task slots; each flush fills every manager's free slots
-  with one batch, so dispatch happens the moment results free capacity.
+  with one batch, so dispatch happens the moment results free capacity. Managers with
+  the most free slots go first (ties: the earliest registered). A heap of the managers
+  whose free slots changed keeps that order, so a flush costs what it dispatches, not the
+  number of managers (``_FreeSlots``).
 * A function body goes to each manager once, just before the first task that uses it.
 * Held and draining managers get nothing new.
 * Any message from a manager counts as liveness; ``Tick`` expires managers silent for
@@ -29,6 +32,8 @@ together (opportunistic batching, no timers). Rules:
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import logging
 import operator
 from collections import deque
@@ -120,6 +125,7 @@ class ManagerState:
     functions: set[str] = dataclasses.field(default_factory=set)
     held: bool = False
     draining: bool = False
+    order: int = 0  # registration order: breaks ties between managers with as many free slots
 
     @property
     def free(self) -> int:
@@ -136,6 +142,38 @@ class ManagerState:
             "block_id": r.block_id,
             "held": self.held, "draining": self.draining, "idle_seconds": round(now - self.last_seen, 3),
         }
+
+
+class _FreeSlots:
+    """Managers with free slots, most first (ties: lowest ``order``), as a heap of
+    ``(-free, order, push number, manager)`` entries pushed whenever a manager's free slots may
+    have changed (the push number keeps two entries of one manager from comparing managers).
+    An entry is stale once its manager's ``free`` differs or the manager is gone; stale entries
+    are skipped when popped, and the heap is rebuilt when they outnumber the managers."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, int, ManagerState]] = []
+        self._pushes = itertools.count()
+
+    def changed(self, manager: ManagerState) -> None:
+        free = manager.free
+        if free > 0:
+            heapq.heappush(self._heap, (-free, manager.order, next(self._pushes), manager))
+
+    def compact(self, managers: dict[str, ManagerState]) -> None:
+        """Drop stale entries when the heap has grown past twice the managers (amortized O(1) a push)."""
+        if len(self._heap) > 2 * len(managers) + 64:
+            self._heap = [(-m.free, m.order, next(self._pushes), m) for m in managers.values() if m.free > 0]
+            heapq.heapify(self._heap)
+
+    def take(self, managers: dict[str, ManagerState]) -> ManagerState | None:
+        """The manager with the most free slots (popped; ``changed`` puts it back), or None."""
+        heap = self._heap
+        while heap:
+            free, _, _, manager = heapq.heappop(heap)
+            if -free == manager.free and managers.get(manager.registration.manager_id) is manager:
+                return manager
+        return None
 
 
 # --- events ---------------------------------------------------------------------------
@@ -245,6 +283,8 @@ class Scheduler:
         self.queue = TaskQueue()
         self.functions: dict[str, Any] = {}
         self.managers: dict[str, ManagerState] = {}
+        self._free = _FreeSlots()
+        self._joined = 0  # managers ever registered: the next one's ``order``
         self._results: list[ResultBatch] = []
         self.allowed_functions = None if allowed_functions is None else frozenset(allowed_functions)
         self.data_only_arguments = data_only_arguments
@@ -271,8 +311,11 @@ class Scheduler:
                 self._add_functions(function_ids, bodies)
             case ManagerJoined(registration, now):
                 actions = self._lose(registration.manager_id, "registered again")
-                self.managers[registration.manager_id] = ManagerState(
-                    registration=registration, capacity=max(1, registration.capacity), last_seen=now)
+                self._joined += 1
+                manager = self.managers[registration.manager_id] = ManagerState(
+                    registration=registration, capacity=max(1, registration.capacity), last_seen=now,
+                    order=self._joined)
+                self._free.changed(manager)
                 return actions
             case ManagerLeft(manager_id, reason, unstarted):
                 return self._lose(manager_id, reason, unstarted)
@@ -293,11 +336,7 @@ class Scheduler:
             self.task_ids.difference_update(self._answered)
             self._answered = []
         if self.queue:
-            for manager in sorted(self.managers.values(), key=lambda m: -m.free):
-                free = manager.free
-                if free <= 0 or not self.queue:
-                    break
-                actions += self._dispatch(manager, self.queue.pop(min(free, MAX_BATCH_TASKS)))
+            actions += self._fill()
         if self._started:  # those finished meanwhile: their results say it all (one store write less each)
             started = [task_id for task_id in self._started if task_id in self.task_ids]
             if started:
@@ -308,6 +347,23 @@ class Scheduler:
                 actions.append(SendUpstream(ResultBatch(batch.task_ids, batch.kinds, batch.sizes, batch.blob,
                                                         timings=batch.timings)))
             self._results = []
+        return actions
+
+    def _fill(self) -> list[Action]:
+        """One batch to each manager with free slots, most free first, while the queue lasts."""
+        actions: list[Action] = []
+        served: set[ManagerState] = set()
+        while self.queue:
+            manager = self._free.take(self.managers)
+            if manager is None:
+                break
+            if manager in served:  # still free after a batch capped by MAX_BATCH_TASKS: once a flush, as before
+                continue
+            served.add(manager)
+            actions += self._dispatch(manager, self.queue.pop(min(manager.free, MAX_BATCH_TASKS)))
+        for manager in served:
+            self._free.changed(manager)
+        self._free.compact(self.managers)
         return actions
 
     def _submit(self, tasks: list[Task]) -> list[Action]:
@@ -415,6 +471,7 @@ class Scheduler:
         manager.last_seen = now
         if batch.capacity is not None:
             manager.capacity = max(1, batch.capacity)
+            self._free.changed(manager)
         started, outstanding = manager.started, manager.outstanding
         if batch.handed:  # possibly started from now on
             started.update(batch.handed)
@@ -430,6 +487,7 @@ class Scheduler:
             self.task_ids.difference_update(batch.task_ids)
             if batch.task_ids:
                 self._results.append(batch)
+                self._free.changed(manager)
 
     def _lose(self, manager_id: str, reason: str, unstarted: Iterable[Any] = ()) -> list[Action]:
         manager = self.managers.pop(manager_id, None)
@@ -474,6 +532,7 @@ class Scheduler:
             manager.held = True
         elif action == "release":
             manager.held = False
+            self._free.changed(manager)
         elif action == "drain":
             manager.draining = True
             return [SendToManager(manager_id, Drain())]

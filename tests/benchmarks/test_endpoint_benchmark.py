@@ -38,7 +38,8 @@ def json_line(stdout: str) -> dict[str, Any]:
     return record
 
 
-@pytest.mark.parametrize("kind, count", [("noop", 300), ("sleep10ms", 40), ("payload100k", 60)])
+@pytest.mark.parametrize("kind, count", [("noop", 300), ("sleep10ms", 40), ("payload100k", 60),
+                                                 ("oneway100k", 60)])
 def test_each_kind_prints_one_checked_json_line(kind: str, count: int) -> None:
     completed = run_benchmark("--kind", kind, "--tasks", str(count), "--workers", "2", "--latency-samples", "10")
     assert completed.returncode == 0, completed.stderr
@@ -94,6 +95,8 @@ def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     ("payload100k", benchmark._payload(5), benchmark._payload(6)),
     ("payload100k", benchmark._payload(5), benchmark._payload(5)[:-1]),
     ("payload100k", benchmark._payload(5), benchmark._payload(5)[:-1] + b"?"),
+    ("oneway100k", (5, tasks.PAYLOAD_BYTES), (6, tasks.PAYLOAD_BYTES)),
+    ("oneway100k", (5, tasks.PAYLOAD_BYTES), (5, tasks.PAYLOAD_BYTES - 1)),
 ])
 def test_result_checks_reject_wrong_results(kind: str, right: Any, wrong: Any) -> None:
     check = benchmark.KINDS[kind].check
@@ -106,6 +109,13 @@ def test_task_functions_do_what_the_checks_expect() -> None:
         arguments = kind.arguments(3)
         assert kind.check(3, kind.function(*arguments))
     assert len(benchmark._payload(0)) == tasks.PAYLOAD_BYTES
+
+
+def test_the_one_way_kind_sends_a_large_argument_and_gets_a_small_result() -> None:
+    kind = benchmark.KINDS["oneway100k"]
+    (argument,) = kind.arguments(7)
+    assert len(argument) == tasks.PAYLOAD_BYTES
+    assert kind.function(argument) == (7, tasks.PAYLOAD_BYTES)
 
 
 def test_latency_summary_uses_nearest_rank() -> None:

@@ -29,7 +29,7 @@ TIMEOUT = 120.0
 KEYS = {"benchmark", "kind", "tasks", "workers", "managers", "prefetch", "oversubscribed", "correct",
         "wrong_results", "tasks_per_second", "throughput_seconds", "latency_ms", "startup_seconds", "peak_rss_mb",
         "peak_processes", "peak_rss_by_role", "machine", "fabric_version", "timestamp", "errors",
-        "latency_ms_by_argument_bytes", "latency_samples_per_size"}
+        "latency_ms_by_argument_bytes", "latency_samples_per_size", "concurrent_callers"}
 ROLES = {"client", "service", "interchange", "manager", "worker"}
 
 
@@ -63,7 +63,21 @@ def test_a_quick_cell_prints_one_checked_json_line_with_every_field() -> None:
     assert list(by_size) == ["100", "1000", "10000", "100000"]
     assert all(figures["samples"] == record["latency_samples_per_size"] and figures["median"] > 0
                for figures in by_size.values())
+    (callers,) = record["concurrent_callers"]  # --quick: one cell of 2 threads, 3 calls each
+    assert (callers["threads"], callers["calls_per_thread"], callers["calls"]) == (2, 3, 6)
+    assert callers["calls_per_second"] > 0 and callers["seconds"] > 0
+    assert callers["latency_ms"]["samples"] == 6
+    assert 0 < callers["latency_ms"]["median"] <= callers["latency_ms"]["p99"]
     assert "record written" not in completed.stderr
+
+
+def test_the_concurrent_callers_cells_follow_the_options() -> None:
+    completed = run("benchmarks.service", "--quick", "--kind", "noop", "--workers", "1", "--callers", "1,4",
+                    "--calls-per-caller", "2")
+    assert completed.returncode == 0, completed.stderr
+    (record,) = json_lines(completed.stdout)
+    assert [(c["threads"], c["calls"], c["latency_ms"]["samples"]) for c in record["concurrent_callers"]] == [
+        (1, 2, 2), (4, 8, 8)]
 
 
 def test_a_quick_sweep_writes_a_line_per_cell_a_record_and_the_service_table(tmp_path: Path) -> None:
