@@ -100,9 +100,14 @@ def hidden_existing(paths: Iterable[str]) -> list[str]:
     return kept
 
 
-def enter_sandbox(hidden: Sequence[str]) -> None:
+def enter_sandbox(hidden: Sequence[str], *, keep_capabilities: bool = False) -> None:
     """Cover every folder of ``hidden`` with an empty read-only tmpfs in a mount namespace of
     this process alone, then drop every capability outside it (a user namespace of its own).
+
+    ``keep_capabilities``: skip that last step, for a worker that starts containers (podman
+    cannot mount a container's root from a user namespace without capabilities); its tasks
+    are then isolated by their containers, and the covers hold only against code that does
+    not undo mounts.
 
     Call it single-threaded, before importing user code. ``SandboxUnavailable`` if the kernel
     refuses (nothing is hidden then)."""
@@ -123,11 +128,12 @@ def enter_sandbox(hidden: Sequence[str]) -> None:
     for folder in folders:
         _check(libc.mount(b"fabric-hidden", folder.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                           b"size=4k,mode=0555"), f"covering {folder}")
-    try:  # a user namespace of our own: the covers are locked, every capability outside is gone
-        _own_user_namespace(libc, CLONE_NEWNS)
-    except OSError as exc:
-        raise SandboxUnavailable("dropping capabilities (a user namespace)", exc.errno or 1) from exc
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if not keep_capabilities:
+        try:  # a user namespace of our own: the covers are locked, every capability outside is gone
+            _own_user_namespace(libc, CLONE_NEWNS)
+        except OSError as exc:
+            raise SandboxUnavailable("dropping capabilities (a user namespace)", exc.errno or 1) from exc
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     try:  # a working directory inside a covered folder would still reach what is under the cover
         os.chdir(cwd)
     except OSError:

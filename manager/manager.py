@@ -134,6 +134,8 @@ class Manager:
         args = ["--data-only-arguments"] if config.data_only_arguments else []
         if config.sandbox_workers is not False:
             args += ["--sandbox", "required" if config.sandbox_workers else "auto"]
+            if config.containers:  # podman needs its capabilities; container tasks are isolated by it
+                args.append("--sandbox-keep-capabilities")
             hidden = [*config.hidden_paths]
             if config.curve_key_file is not None:
                 hidden.append(os.path.dirname(os.path.abspath(config.curve_key_file)))

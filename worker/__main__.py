@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(auto, a warning otherwise) or without fail (required: exit if it cannot)")
     parser.add_argument("--hide", action="append", default=[], metavar="PATH",
                         help="a folder tasks must not see (with --sandbox; repeat for more)")
+    parser.add_argument("--sandbox-keep-capabilities", action="store_true",
+                        help="with --sandbox: hide the folders but keep capabilities (a worker that starts "
+                             "containers: its tasks are isolated by them)")
     parser.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or WARNING)")
     return parser.parse_args(argv)
 
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from fabric.process import configure_logging
 
     configure_logging(args.log_level)
-    if args.sandbox is not None and not sandbox(args.hide, required=args.sandbox == "required"):
+    if args.sandbox is not None and not sandbox(args.hide, required=args.sandbox == "required",
+                                                keep_capabilities=args.sandbox_keep_capabilities):
         from fabric.sandbox import SANDBOX_REFUSED_EXIT
 
         return SANDBOX_REFUSED_EXIT
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def sandbox(hidden: list[str], *, required: bool) -> bool:
+def sandbox(hidden: list[str], *, required: bool, keep_capabilities: bool = False) -> bool:
     """Enter the sandbox (``fabric.sandbox``) before any task's code is imported; False if
     it is required and unavailable (the worker must not start)."""
     import logging
@@ -59,7 +63,7 @@ def sandbox(hidden: list[str], *, required: bool) -> bool:
     from fabric.sandbox import SandboxUnavailable, enter_sandbox
 
     try:
-        enter_sandbox(hidden)
+        enter_sandbox(hidden, keep_capabilities=keep_capabilities)
     except SandboxUnavailable as exc:
         if required:
             logging.getLogger("worker").error("%s; sandbox_workers is required: not starting", exc)
