@@ -164,8 +164,10 @@ UPDATE tokens SET name = id
 def _migrate_routing(db: sqlite3.Connection) -> None:
     """Routing (issue 14): endpoint groups, endpoint reports, routes and placements (created
     by ``_TABLES``), and each task's route and the reason it went where it did."""
-    db.execute("ALTER TABLE tasks ADD COLUMN route_id TEXT")
-    db.execute("ALTER TABLE tasks ADD COLUMN route_reason TEXT")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for column in ("route_id", "route_reason"):  # idempotent, as the later migrations are
+        if column not in columns:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
 
 
 def _statements(script: str) -> list[str]:
