@@ -41,6 +41,7 @@ import math
 from collections import deque
 from typing import Any
 
+from fabric.sansio import assert_never
 from interchange.providers.base import JobState, JobStatus
 
 HISTORY = 20
@@ -219,8 +220,12 @@ class EnterError:
     message: str
 
 
+Event = (Start | Load | BlockSubmitted | BlockSubmitFailed | JobsPolled | PollFailed | CancelFailed | ManagerRegistered
+         | ManagerRetired | Stop)
+"""Everything that may happen to the strategy (``fabric.sansio`` has the contract)."""
 Action = (SubmitBlock | CancelBlocks | PollJobs | HoldManagers | ReleaseManagers | BlockFailed | BlockEnded
           | EnterError)
+"""Everything the strategy may ask the interchange's scaling to do."""
 
 
 class Strategy:
@@ -258,7 +263,7 @@ class Strategy:
         }
 
     # -- events ------------------------------------------------------------------------
-    def handle(self, event: object) -> list[Action]:
+    def handle(self, event: Event) -> list[Action]:
         match event:
             case Load(now, queued, managers):
                 return self._on_load(now, queued, managers)
@@ -290,7 +295,8 @@ class Strategy:
             case Stop(now):
                 self.stopped = True
                 return self._cancel([b for b in self.blocks.values() if b.job_id is not None and not b.cancel_sent])
-        raise TypeError(f"unknown event {event!r}")
+            case _:
+                assert_never(event)
 
     # -- internals ---------------------------------------------------------------------
     def _submit(self, now: float) -> SubmitBlock:

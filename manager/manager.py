@@ -38,11 +38,12 @@ from fabric.config import ManagerConfig
 from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, pidfd, spawn, stop
 from fabric.streams import MessageStream, stream_pair
+from fabric.sansio import assert_never
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
                              WorkerReady)
 from manager.accelerators import discover_accelerators, plan_worker_env
-from manager.scheduler import (DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
+from manager.scheduler import (Action, DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
                                StartWorker, TasksArrived, Tick, WorkerDied, WorkerResults, WorkerStarted)
 
 logger = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class Manager:
         self.walltime_draining = True
         given_back = len(self.scheduler.buffer)
         self.scheduler.buffer.clear()  # never started: re-queued by the interchange when we leave
-        self.scheduler.handle(DrainRequested())
+        self.execute(self.scheduler.handle(DrainRequested()))
         logger.info("the job's walltime is near: draining (%d unstarted tasks go back)", given_back)
 
     def receive_from_interchange(self) -> None:
@@ -190,7 +191,7 @@ class Manager:
         match message:
             case TaskBatch(tasks):
                 if not self.walltime_draining:  # else left unstarted: re-queued when we leave
-                    self.scheduler.handle(TasksArrived(tasks))
+                    self.execute(self.scheduler.handle(TasksArrived(tasks)))
             case FunctionDefinitions(function_ids, bodies):
                 self.functions.update(zip(function_ids, bodies))
             case Heartbeat():
@@ -202,7 +203,7 @@ class Manager:
                 self.heartbeat_period, self.heartbeat_threshold = period, threshold
             case Drain():
                 logger.info("draining")
-                self.scheduler.handle(DrainRequested())
+                self.execute(self.scheduler.handle(DrainRequested()))
             case Shutdown(reason):
                 self.exit_reason = f"shutdown: {reason}"
             case _:
@@ -226,9 +227,9 @@ class Manager:
                 stream.closed = True
             for message in messages:
                 if isinstance(message, ResultBatch):
-                    self.scheduler.handle(WorkerResults(worker_id, message))
+                    self.execute(self.scheduler.handle(WorkerResults(worker_id, message)))
                 elif isinstance(message, WorkerReady):
-                    self.scheduler.handle(WorkerStarted(worker_id))
+                    self.execute(self.scheduler.handle(WorkerStarted(worker_id)))
             if stream.closed:  # the worker exited; reap_workers reports it
                 self.close_stream(worker_id)
 
@@ -256,7 +257,8 @@ class Manager:
             self.exit_reason = f"interchange silent for {now - self.last_heard:.1f} s"
 
     # -- actions ---------------------------------------------------------------------
-    def execute(self, actions: list[Any]) -> None:
+    def execute(self, actions: list[Action]) -> None:
+        """Carry out what the scheduler asked for (``fabric.sansio``)."""
         for action in actions:
             match action:
                 case SendTasks(worker_id, tasks, new_functions):
@@ -275,6 +277,8 @@ class Manager:
                         process.kill()
                 case Exit(reason):
                     self.exit_reason = reason
+                case _:
+                    assert_never(action)
 
     def send(self, message: protocol.Message) -> None:
         self.interchange.send_multipart(message.to_frames(), copy=False)

@@ -30,6 +30,7 @@ from typing import Any
 
 from fabric.errors import TaskTimeout, WorkerLost
 from fabric.protocol import MAX_BATCH_BYTES, ResultBatch, Task, task_error_result
+from fabric.sansio import assert_never
 
 CHUNK = 128
 MIN_DEPTH = 2
@@ -107,7 +108,10 @@ class Exit:
     reason: str
 
 
+Event = TasksArrived | WorkerStarted | WorkerResults | WorkerDied | Tick | DrainRequested
+"""Everything that may happen to the manager's scheduler (``fabric.sansio`` has the contract)."""
 Action = SendTasks | StartWorker | KillWorker | ReportResults | Exit
+"""Everything the scheduler may ask the manager to do."""
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -154,7 +158,7 @@ class ManagerScheduler:
         self.slots[worker_id] = WorkerSlot(worker_id=worker_id, index=index)
 
     # -- events ----------------------------------------------------------------------
-    def handle(self, event: object) -> list[Action]:
+    def handle(self, event: Event) -> list[Action]:
         match event:
             case TasksArrived(tasks):
                 self.buffer.extend(tasks)
@@ -174,7 +178,8 @@ class ManagerScheduler:
             case DrainRequested():
                 self.draining = True
                 return []
-        raise TypeError(f"unknown event {event!r}")
+            case _:
+                assert_never(event)
 
     def flush(self) -> list[Action]:
         """Hand buffered tasks to workers with room and report what finished."""
