@@ -16,11 +16,14 @@ from typing import Any, TypeVar
 
 from fabric.errors import ConfigError
 
-T = TypeVar("T", bound="_JsonConfig")
+T = TypeVar("T", bound="JsonConfig")
 
 
-class _JsonConfig:
-    """JSON round trip and type checking shared by the configuration classes."""
+class JsonConfig:
+    """JSON round trip and type checking shared by the configuration classes (these and
+    ``service.config.ServiceConfig``): ``from_dict`` refuses unknown settings and builds
+    nested configurations; ``_check_types``, called first in ``__post_init__``, refuses a
+    value that is not of its field's annotated type."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))  # type: ignore[call-overload]
@@ -58,13 +61,16 @@ class _JsonConfig:
                 raise ConfigError(f"{type(self).__name__}.{field.name}: {value!r} is not {hints[field.name]}")
 
 
+_JsonConfig = JsonConfig  # its name before service.config used it too
+
+
 def _nested(cls: type, name: str, value: Any) -> Any:
     """A nested configuration given as a JSON object becomes its configuration class."""
     if not isinstance(value, dict):
         return value
     hint = typing.get_type_hints(cls)[name]
     for candidate in (hint, *typing.get_args(hint)):
-        if isinstance(candidate, type) and issubclass(candidate, _JsonConfig):
+        if isinstance(candidate, type) and issubclass(candidate, JsonConfig):
             return candidate.from_dict(value)
     return value
 
@@ -143,7 +149,7 @@ def _check_heartbeats(period: float, threshold: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ManagerConfig(_JsonConfig):
+class ManagerConfig(JsonConfig):
     """One manager: the node agent that runs ``workers`` worker processes.
 
     ``prefetch`` is how many tasks beyond one per worker the manager asks for; ``None``
@@ -199,7 +205,7 @@ def _optional_positive(name: str, value: float | None) -> None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ProviderConfig(_JsonConfig):
+class ProviderConfig(JsonConfig):
     """Where an endpoint's blocks (units of allocation running managers) come from.
 
     ``kind``: ``local`` (managers as child processes, the default), ``slurm``, ``pbspro``
@@ -274,7 +280,7 @@ class ProviderConfig(_JsonConfig):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ScalingConfig(_JsonConfig):
+class ScalingConfig(JsonConfig):
     """How many blocks an endpoint holds (``interchange.strategy`` has the rules).
 
     ``init_blocks`` are submitted at start; the endpoint never holds fewer than
@@ -312,7 +318,7 @@ class ScalingConfig(_JsonConfig):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class InterchangeConfig(_JsonConfig):
+class InterchangeConfig(JsonConfig):
     """One interchange: binds a ROUTER for managers and connects out to its upstream.
 
     ``upstream_address`` is where tasks come from (the local ``Endpoint`` or the service).

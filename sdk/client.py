@@ -27,7 +27,6 @@ import base64
 import contextlib
 import json as _json_module
 import dataclasses
-import enum
 import random
 import threading
 import time
@@ -38,28 +37,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgpack
-import urllib3
 
 from fabric.errors import (AuthError, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
                            ServiceError, ServiceUnavailable, TaskPending)
+from fabric.rest import FINISHED, UNSET, Oversized, ResultPage, Unset
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
 from sdk.progress import Progress
-from sdk.results import outcome
+from sdk.results import outcome, outcomes
+from sdk.transport import Request, Response, Transport, Urllib3Transport
 
 MSGPACK = "application/msgpack"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
-FINISHED_STATES = frozenset({"success", "failed"})
 COMPRESS_FROM = 64 * 1024
-
-
-class Unset(enum.Enum):
-    """The type of ``UNSET``: an argument left out (where None means something)."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
 """Batch bodies from this size on are uploaded compressed."""
 
 
@@ -86,32 +76,17 @@ class TaskResult:
         return self.value
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResultPage:
-    """Results of a task group after a cursor: columns, the next cursor, how many are unfinished."""
-
-    task_ids: list[str]
-    kinds: list[int]
-    payloads: list[bytes]
-    cursor: int
-    pending: int
-
-    def outcomes(self) -> list[tuple[str, bool, Any]]:
-        """``(task id, ok, value or exception)`` for each result (deserialized here, client side)."""
-        return [(task_id, *outcome(kind, payload))
-                for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
-
-
 class Client:
     """One user's connection to the service.
 
     ``service_url`` and ``token`` default to ``FABRIC_SERVICE_URL`` / ``FABRIC_TOKEN``,
     then to what ``fabric login`` stored. ``timeout`` bounds one HTTP request (long polls
     add their wait); ``retry_for`` is how long transient failures are retried.
+    ``transport`` carries the requests (``sdk.transport``; default: urllib3's pool).
     """
 
     def __init__(self, service_url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
-                 retry_for: float = 30.0) -> None:
+                 retry_for: float = 30.0, transport: Transport | None = None) -> None:
         credentials = resolve(service_url, token)
         if credentials.service_url is None:
             raise ConfigError("no service URL: pass service_url, set FABRIC_SERVICE_URL, or run `fabric login`")
@@ -122,7 +97,7 @@ class Client:
         self._token = credentials.token
         self.timeout = timeout
         self.retry_for = retry_for
-        self._pool = urllib3.PoolManager(maxsize=8, block=False)  # keep-alive connections, thread-safe
+        self._transport = transport or Urllib3Transport(maxsize=8)  # keep-alive connections, thread-safe
         self._headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fabric-sdk"}
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
@@ -201,7 +176,7 @@ class Client:
         is enforced again on the endpoint and replaces this list at its next start."""
         body = {"allowed_functions": None if function_ids is None else list(function_ids)}
         reply = self._json("PUT", f"/v1/endpoints/{endpoint_id}/allowed_functions", json=body)
-        return reply["allowed_functions"]  # type: ignore[no-any-return]
+        return reply["allowed_functions"]
 
     # -- sharing and groups ------------------------------------------------------------
     def share_endpoint(self, endpoint_id: str, *, users: Sequence[str] = (), groups: Sequence[str] = (),
@@ -312,7 +287,7 @@ class Client:
     def get_result(self, task_id: str) -> Any:
         """The task's value; raises ``TaskPending`` while it runs, or the task's own exception."""
         record = self.get_task(task_id)
-        if record["state"] not in FINISHED_STATES:
+        if record["state"] not in FINISHED:
             raise TaskPending(task_id, record["state"])
         ok, value = outcome(record["result_kind"], record["result"] or b"")
         if not ok:
@@ -338,7 +313,7 @@ class Client:
         cursor = after
         while True:
             page = self.get_results(task_group_id, after=cursor, wait=wait)
-            for task_id, ok, value in page.outcomes():
+            for task_id, ok, value in outcomes(page):
                 yield TaskResult(task_id, ok, value)
             cursor = page.cursor
             if not page.pending and not page.task_ids:
@@ -372,7 +347,7 @@ class Client:
             options["headers"] = {"Content-Type": "application/json"}
         response = self._request(method, path, **options)
         try:
-            data = _json_module.loads(response.data)
+            data = _json_module.loads(response.content)
         except ValueError as exc:
             raise ServiceError(f"{method} {path}: undecodable answer: {exc}") from exc
         if not isinstance(data, dict):
@@ -382,7 +357,7 @@ class Client:
     def _msgpack(self, method: str, path: str, **options: Any) -> dict[str, Any]:
         response = self._request(method, path, **options)
         try:
-            data = msgpack.unpackb(response.data, raw=False)
+            data = msgpack.unpackb(response.content, raw=False)
         except Exception as exc:  # noqa: BLE001 - any undecodable answer is the service's fault
             raise ServiceError(f"{method} {path}: undecodable answer: {exc}") from exc
         if not isinstance(data, dict):
@@ -390,7 +365,7 @@ class Client:
         return data
 
     def _request(self, method: str, path: str, *, timeout: float | None = None,
-                 **options: Any) -> urllib3.BaseHTTPResponse:
+                 **options: Any) -> Response:
         """One request, retried on transient failures for up to ``retry_for`` seconds."""
         deadline = time.monotonic() + self.retry_for
         attempt = 0
@@ -406,14 +381,11 @@ class Client:
                 time.sleep(pause)
 
     def _attempt(self, method: str, path: str, timeout: float, *, body: bytes | None = None,
-                 headers: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> urllib3.BaseHTTPResponse:
+                 headers: dict[str, str] | None = None,
+                 params: dict[str, Any] | None = None) -> Response:
         url = self.service_url + path + (f"?{urlencode(params)}" if params else "")
-        try:
-            response = self._pool.request(method, url, body=body, headers={**self._headers, **(headers or {})},
-                                          timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
-                                          retries=False, redirect=False)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ServiceUnavailable(f"cannot reach the service at {self.service_url}: {exc}") from exc
+        response = self._transport.handle_request(
+            Request(method, url, {**self._headers, **(headers or {})}, body, timeout))
         if response.status < 400:
             return response
         raise _error(response)
@@ -443,19 +415,18 @@ def _cached(cache: dict[Any, str], function: Callable[..., Any]) -> str | None:
         return None
 
 
-def _error(response: urllib3.BaseHTTPResponse) -> Exception:
+def _error(response: Response) -> Exception:
     """The typed exception for an error response (``{"error": {"type", "message", "request_id", ...}}``)."""
     status = response.status
     try:
-        body = _json_module.loads(response.data)["error"]
+        body = _json_module.loads(response.content)["error"]
         message, error_type, request_id = str(body["message"]), str(body["type"]), str(body.get("request_id", ""))
     except (ValueError, KeyError, TypeError):
-        text = response.data[:500].decode("utf-8", errors="replace")
-        body, message, error_type, request_id = {}, text or str(response.reason), "", ""
+        text = response.content[:500].decode("utf-8", errors="replace")
+        body, message, error_type, request_id = {}, text or response.reason, "", ""
     if status == 413:
-        error = PayloadTooLarge(int(body.get("size") or 0), int(body.get("limit") or 0), str(body.get("what", "request")))
-        error.request_id = request_id  # type: ignore[attr-defined]
-        return error
+        return PayloadTooLarge(int(body.get("size") or 0), int(body.get("limit") or 0),
+                               str(body.get("what", Oversized.REQUEST)), request_id=request_id)
     kind: type[ServiceError] = ServiceError
     if status == 429:
         return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), status=status,

@@ -41,10 +41,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fabric.errors import AuthError, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
+from fabric.rest import Oversized
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.futures import TaskFuture
 from sdk.progress import Progress
+from sdk.results import outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +230,7 @@ class Executor(concurrent.futures.Executor):
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
                 return
-            if exc.what == "task arguments" and exc.limit:
+            if exc.what == Oversized.TASK_ARGUMENTS and exc.limit:
                 for queued in batch:
                     if len(queued.payload) > exc.limit:
                         queued.future.set_exception(PayloadTooLarge(len(queued.payload), exc.limit, exc.what))
@@ -298,7 +300,7 @@ class Executor(concurrent.futures.Executor):
                     pause = min(5.0, max(0.1, pause * 2))
                     continue
                 pause = 0.0
-                self._deliver(page.outcomes(), page.cursor, generation)
+                self._deliver(outcomes(page), page.cursor, generation)
         except BaseException as exc:
             reason = f"failed: {exc!r}"
             logger.exception("the executor's result watcher failed")

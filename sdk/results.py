@@ -8,6 +8,7 @@ import msgpack
 
 from fabric.errors import RemoteExecutionError, SerializationError, TaskError
 from fabric.protocol import RESULT_OK, RESULT_REMOTE_ERROR
+from fabric.rest import ResultPage
 from fabric.serialize import deserialize
 
 
@@ -41,3 +42,9 @@ def outcome(kind: int, payload: bytes | memoryview) -> tuple[bool, Any]:
         except SerializationError as exc:
             return False, exc
     return False, task_exception(kind, payload)
+
+
+def outcomes(page: ResultPage) -> list[tuple[str, bool, Any]]:
+    """``(task id, ok, value or exception)`` for each result of ``page`` (deserialized here, client side)."""
+    return [(task_id, *outcome(kind, payload))
+            for task_id, kind, payload in zip(page.task_ids, page.kinds, page.payloads)]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from fabric.errors import ConfigError
 from service.config import GLOBUS_SECRET_VARIABLE, ServiceConfig
-from service.errors import ServiceError
+from service.errors import ServerError
 
 
 def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "fabric service") -> int
         if args.action == "status":
             return _status(args)
         return _start(args)
-    except (ConfigError, ServiceError, OSError) as exc:
+    except (ConfigError, ServerError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 

@@ -1,30 +1,19 @@
-"""The records the store hands out, and the task states (plain data, no behaviour)."""
+"""The records the store hands out (plain data, no behaviour). The task states, ``UNSET`` and
+``ResultPage`` are the REST contract's (``fabric.rest``), named here too for the store's code."""
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Sequence
 from typing import Any
 
-RECEIVED = "received"
-WAITING = "waiting-for-endpoint"
-DISPATCHED = "dispatched"
-RUNNING = "running"
-SUCCESS = "success"
-FAILED = "failed"
-STATES = (RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
-UNFINISHED = (RECEIVED, WAITING, DISPATCHED, RUNNING)
+from fabric.rest import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, UNSET, WAITING, ResultPage,
+                         Unset)
 
-
-
-class Unset(enum.Enum):
-    """The type of ``UNSET``: a value left out, so left as it is (where None means something)."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
+__all__ = ["ACCESS", "CancelOutcome", "CommitOutcome", "DISPATCHED", "EndpointRecord", "FAILED", "FunctionRecord",
+           "GroupCounts", "GroupRecord", "NewTasks", "OWNER", "PUBLIC", "PurgeOutcome", "RECEIVED", "RUNNING",
+           "ResultPage", "RetryOutcome", "SHARED", "STATES", "SUCCESS", "Sharing", "TaskRecord", "UNFINISHED", "UNSET",
+           "Unset", "User", "WAITING"]
 
 OWNER = "owner"
 SHARED = "shared"
@@ -109,17 +98,6 @@ class TaskRecord:
     resource_spec: dict[str, Any] | None
     dispatch_count: int
     seq: int | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResultPage:
-    """Results of one task group after a cursor: columns, the next cursor, unfinished count."""
-
-    task_ids: list[str]
-    kinds: list[int]
-    payloads: list[bytes]
-    cursor: int
-    pending: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

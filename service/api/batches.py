@@ -31,8 +31,9 @@ from typing import Any
 
 from flask import Blueprint
 
+from fabric.rest import Oversized
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from service.errors import BadRequest, FunctionNotAllowed, NotFound, PayloadTooLarge
+from service.errors import HTTPBadRequest, HTTPFunctionNotAllowed, HTTPNotFound, HTTPPayloadTooLarge
 from service.openapi import operation
 from service.store import RECEIVED, WAITING, NewTasks
 
@@ -45,7 +46,7 @@ def _function_ids(data: dict[str, Any], count: int) -> list[str]:
     if "function_ids" in data:
         ids: list[str] = field(data, "function_ids", list)
         if len(ids) != count or not all(isinstance(i, str) for i in ids):
-            raise BadRequest("function_ids must be a list of strings, one per task")
+            raise HTTPBadRequest("function_ids must be a list of strings, one per task")
         return ids
     return [field(data, "function_id", str)] * count
 
@@ -55,14 +56,14 @@ def _resource_spec(data: dict[str, Any]) -> tuple[dict[str, Any] | None, float |
     if spec is None:
         return None, None, 0
     if not all(isinstance(v, (str, int, float, bool)) or v is None for v in spec.values()):
-        raise BadRequest("resource_spec values must be strings, numbers, booleans or nil")
+        raise HTTPBadRequest("resource_spec values must be strings, numbers, booleans or nil")
     walltime = spec.get("walltime")
     if walltime is not None and (not isinstance(walltime, (int, float)) or isinstance(walltime, bool)
                                  or not math.isfinite(walltime) or walltime <= 0):
-        raise BadRequest("resource_spec.walltime must be a positive number of seconds")
+        raise HTTPBadRequest("resource_spec.walltime must be a positive number of seconds")
     priority = spec.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
-        raise BadRequest("resource_spec.priority must be an integer")
+        raise HTTPBadRequest("resource_spec.priority must be an integer")
     return spec, walltime, priority
 
 
@@ -70,17 +71,17 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
     config = services().config
     args = field(data, "args", list)
     if not args:
-        raise BadRequest("a batch needs at least one task")
+        raise HTTPBadRequest("a batch needs at least one task")
     if len(args) > config.max_batch_tasks:
-        raise PayloadTooLarge("batch", len(args), config.max_batch_tasks, "tasks")
+        raise HTTPPayloadTooLarge(Oversized.BATCH, len(args), config.max_batch_tasks, "tasks")
     for payload in args:
         if not isinstance(payload, bytes):
-            raise BadRequest("args must be a list of binary payloads")
+            raise HTTPBadRequest("args must be a list of binary payloads")
         if len(payload) > config.max_task_bytes:
-            raise PayloadTooLarge("task arguments", len(payload), config.max_task_bytes)
+            raise HTTPPayloadTooLarge(Oversized.TASK_ARGUMENTS, len(payload), config.max_task_bytes)
     retries = field(data, "retries", int, required=False, default=0)
     if not 0 <= retries <= MAX_RETRIES:
-        raise BadRequest(f"retries must be between 0 and {MAX_RETRIES}")
+        raise HTTPBadRequest(f"retries must be between 0 and {MAX_RETRIES}")
     group = field(data, "task_group_id", str, required=False)
     batch_id = field(data, "batch_id", str, required=False)
     spec, walltime, priority = _resource_spec(data)
@@ -99,13 +100,13 @@ def submit_batch() -> tuple[dict[str, Any], int]:
     tasks = _parse_batch(msgpack_body(parts.config.max_request_bytes))
     reached = parts.store.endpoint_access(owner, tasks.endpoint_id)
     if reached is None:
-        raise NotFound(f"no endpoint {tasks.endpoint_id!r}")
+        raise HTTPNotFound(f"no endpoint {tasks.endpoint_id!r}")
     allowed = reached[0].allowed_functions
     for function_id in set(tasks.function_ids):
         if parts.store.function_access(owner, function_id) is None:
-            raise NotFound(f"no function {function_id!r}")
+            raise HTTPNotFound(f"no function {function_id!r}")
         if allowed is not None and function_id not in allowed:
-            raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
+            raise HTTPFunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
     count = len(tasks.payloads)
     if parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
         dispatched = None
@@ -120,7 +121,7 @@ def submit_batch() -> tuple[dict[str, Any], int]:
         if added is not None:
             parts.dispatcher.tasks_added(tasks.endpoint_id)
     if added is None:
-        raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
+        raise HTTPNotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
     group_id, task_ids = added
     return {"task_group_id": group_id, "task_ids": task_ids}, 201
 
@@ -130,7 +131,7 @@ def submit_batch() -> tuple[dict[str, Any], int]:
 def get_task(task_id: str) -> dict[str, Any]:
     record = services().store.get_task(current_user().user_id, task_id)
     if record is None:
-        raise NotFound(f"no task {task_id!r}")
+        raise HTTPNotFound(f"no task {task_id!r}")
     return {"task_id": record.task_id, "state": record.state, "function_id": record.function_id,
             "endpoint_id": record.endpoint_id, "task_group_id": record.task_group_id, "created": record.created,
             "dispatched": record.dispatched, "started": record.started, "completed": record.completed,

@@ -19,9 +19,10 @@ from typing import Any
 import msgpack
 from flask import Response, current_app, g, request
 
+from fabric.rest import Oversized
 from service.auth import IdentityProvider, RateLimiter
 from service.config import ServiceConfig
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import HTTPBadRequest, HTTPPayloadTooLarge, HTTPUnsupportedMediaType
 from service.events import Dispatcher, ResultSignal
 from service.store import Store, User
 
@@ -44,11 +45,11 @@ class Services:
 
 
 def services() -> Services:
-    return current_app.extensions["fabric"]  # type: ignore[no-any-return]
+    return current_app.extensions["fabric"]
 
 
 def current_user() -> User:
-    return g.user  # type: ignore[no-any-return]
+    return g.user
 
 
 def request_body() -> bytes:
@@ -59,7 +60,8 @@ def request_body() -> bytes:
         return raw
     wbits = _WBITS.get(encoding)
     if wbits is None:
-        raise UnsupportedMediaType(f"Content-Encoding {encoding[:64]!r} is not supported (use gzip, deflate or none)")
+        raise HTTPUnsupportedMediaType(
+            f"Content-Encoding {encoding[:64]!r} is not supported (use gzip, deflate or none)")
     return decompress(raw, wbits, services().config.max_request_bytes, encoding)
 
 
@@ -69,13 +71,13 @@ def decompress(data: bytes, wbits: int, limit: int, encoding: str) -> bytes:
     try:
         body = decoder.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+        raise HTTPBadRequest(f"the body is not valid {encoding} data: {exc}") from None
     if len(body) > limit:
-        raise PayloadTooLarge("decompressed request body", len(body), limit)
+        raise HTTPPayloadTooLarge(Oversized.DECOMPRESSED_REQUEST_BODY, len(body), limit)
     if not decoder.eof:
-        raise BadRequest(f"the {encoding} body is truncated")
+        raise HTTPBadRequest(f"the {encoding} body is truncated")
     if decoder.unused_data:
-        raise BadRequest(f"the {encoding} body has {len(decoder.unused_data)} bytes after its end")
+        raise HTTPBadRequest(f"the {encoding} body has {len(decoder.unused_data)} bytes after its end")
     return body
 
 
@@ -85,9 +87,9 @@ def json_body() -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        raise HTTPBadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
+        raise HTTPBadRequest("the body must be a JSON object")
     return data
 
 
@@ -98,9 +100,9 @@ def msgpack_body(max_bin_len: int) -> dict[str, Any]:
         data = msgpack.unpackb(raw, raw=False, strict_map_key=True,
                                max_bin_len=max_bin_len, max_str_len=1024 * 1024)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many types for malformed input
-        raise BadRequest(f"the body is not a valid msgpack map: {type(exc).__name__}: {exc}") from None
+        raise HTTPBadRequest(f"the body is not a valid msgpack map: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest("the body must be a msgpack map")
+        raise HTTPBadRequest("the body must be a msgpack map")
     return data
 
 
@@ -113,11 +115,11 @@ def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
     """``data[name]``, checked to be of ``kind`` (400 if missing or wrong)."""
     if name not in data or data[name] is None:
         if required:
-            raise BadRequest(f"missing field {name!r}")
+            raise HTTPBadRequest(f"missing field {name!r}")
         return default
     value = data[name]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise BadRequest(f"field {name!r} has the wrong type ({type(value).__name__})")
+        raise HTTPBadRequest(f"field {name!r} has the wrong type ({type(value).__name__})")
     return value
 
 
@@ -128,14 +130,14 @@ def uuid_text(value: str, what: str) -> str:
             return value
     except (ValueError, TypeError):
         pass
-    raise BadRequest(f"{what} must be a UUID in canonical form")
+    raise HTTPBadRequest(f"{what} must be a UUID in canonical form")
 
 
 def b64decode(value: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest(f"{what} is not valid base64") from None
+        raise HTTPBadRequest(f"{what} is not valid base64") from None
 
 
 def b64encode(value: bytes | None) -> str | None:
@@ -150,7 +152,7 @@ def query_number(name: str, default: float, low: float, high: float, *, integer:
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be a number") from None
+        raise HTTPBadRequest(f"query parameter {name!r} must be a number") from None
     if value != value:  # NaN
-        raise BadRequest(f"query parameter {name!r} must be a number")
+        raise HTTPBadRequest(f"query parameter {name!r} must be a number")
     return min(high, max(low, value))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.api.common import current_user, field, json_body, services
-from service.errors import BadRequest, Forbidden, NotFound
+from service.errors import HTTPBadRequest, HTTPForbidden, HTTPNotFound
 from service.records import OWNER, Sharing
 from service.store import access
 
@@ -25,10 +25,10 @@ MAX_GRANTEES = 1000
 def owned(found: tuple[Any, str] | None, what: str, *, action: str) -> Any:
     """The record if the caller owns it: 404 if they cannot see it, 403 if it is only shared with them."""
     if found is None:
-        raise NotFound(f"no {what}")
+        raise HTTPNotFound(f"no {what}")
     record, how = found
     if how != OWNER:
-        raise Forbidden(f"only the owner of {what} may {action}")
+        raise HTTPForbidden(f"only the owner of {what} may {action}")
     return record
 
 
@@ -38,18 +38,18 @@ def grantees(data: dict[str, Any]) -> list[str]:
     users: list[Any] = field(data, "users", list, required=False, default=[])
     groups: list[Any] = field(data, "groups", list, required=False, default=[])
     if not all(isinstance(u, str) and 0 < len(u) <= 256 for u in users + groups):
-        raise BadRequest("users and groups must be lists of names or ids")
+        raise HTTPBadRequest("users and groups must be lists of names or ids")
     if len(users) + len(groups) > MAX_GRANTEES:
-        raise BadRequest(f"share with at most {MAX_GRANTEES} users and groups")
+        raise HTTPBadRequest(f"share with at most {MAX_GRANTEES} users and groups")
     store, caller = services().store, current_user().user_id
     found = store.find_users(users)
     unknown = [reference for reference, user in found.items() if user is None]
     if unknown:
-        raise BadRequest(f"no user {unknown[0]!r}")
+        raise HTTPBadRequest(f"no user {unknown[0]!r}")
     mine = {g.group_id for g in store.list_groups(caller)}
     foreign = [group_id for group_id in groups if group_id not in mine]
     if foreign:
-        raise BadRequest(f"no group {foreign[0]!r} among the caller's groups")
+        raise HTTPBadRequest(f"no group {foreign[0]!r} among the caller's groups")
     granted = [access.PUBLIC_GRANTEE] if public else []
     granted += [access.grantee_of_user(user.user_id) for user in found.values() if user and user.user_id != caller]
     granted += [access.grantee_of_group(group_id) for group_id in groups]
