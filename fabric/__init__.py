@@ -34,7 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
     "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
-    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceUnavailable", "TaskCancelled", "TaskError",
+    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceUnavailable",
+    "TaskCancelled", "TaskError",
     "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]
 

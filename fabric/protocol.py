@@ -297,19 +297,19 @@ class TaskBatch(Message):
     def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
         if len(frames) != 2:
             raise ProtocolError(f"tasks: expected 2 frames, got {len(frames)}")
-        columns = [header.get(k) for k in ("ids", "fns", "sizes", "walltimes", "retries", "priorities")]
-        if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:  # type: ignore[arg-type]
+        columns: list[Any] = [header.get(k) for k in ("ids", "fns", "sizes", "walltimes", "retries", "priorities")]
+        if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
             raise ProtocolError("tasks: header columns missing or of different lengths")
         ids, fns, sizes, walltimes, retries, priorities = columns
-        _check_ids(ids, "tasks")  # type: ignore[arg-type]
-        if not all(isinstance(f, str) for f in fns):  # type: ignore[union-attr]
+        _check_ids(ids, "tasks")
+        if not all(isinstance(f, str) for f in fns):
             raise ProtocolError("tasks: function ids must be strings")
-        if not all(isinstance(r, int) for r in itertools.chain(retries, priorities)):  # type: ignore[arg-type]
+        if not all(isinstance(r, int) for r in itertools.chain(retries, priorities)):
             raise ProtocolError("tasks: retries and priorities must be integers")
-        if not all(w is None or isinstance(w, (int, float)) for w in walltimes):  # type: ignore[union-attr]
+        if not all(w is None or isinstance(w, (int, float)) for w in walltimes):
             raise ProtocolError("tasks: walltimes must be numbers or nil")
-        payloads = _split(frames[1], sizes)  # type: ignore[arg-type]
-        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))  # type: ignore[arg-type, misc]
+        payloads = _split(frames[1], sizes)
+        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))
 
 
 @dataclasses.dataclass(slots=True)
@@ -343,17 +343,19 @@ class ResultBatch(Message):
     def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
         if len(frames) != 2:
             raise ProtocolError(f"results: expected 2 frames, got {len(frames)}")
-        ids, kinds, sizes = header.get("ids"), header.get("kinds"), header.get("sizes")
-        started = header.get("started", [])
+        ids: Any = header.get("ids")  # wire data: checked below, typed by what the checks prove
+        kinds: Any = header.get("kinds")
+        sizes: Any = header.get("sizes")
+        started: Any = header.get("started", [])
         if not all(isinstance(c, list) for c in (ids, kinds, sizes, started)):
             raise ProtocolError("results: ids, kinds, sizes and started must be lists")
-        if not len(ids) == len(kinds) == len(sizes):  # type: ignore[arg-type]
+        if not len(ids) == len(kinds) == len(sizes):
             raise ProtocolError("results: columns of different lengths")
-        _check_ids(ids, "results")  # type: ignore[arg-type]
-        _check_ids(started, "results")  # type: ignore[arg-type]
-        if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):  # type: ignore[union-attr, arg-type]
+        _check_ids(ids, "results")
+        _check_ids(started, "results")
+        if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):
             raise ProtocolError("results: sizes do not match the payload frame")
-        if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):  # type: ignore[union-attr]
+        if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):
             raise ProtocolError("results: unknown result kind")
         capacity = header.get("capacity")
         elapsed = header.get("elapsed", 0.0)
@@ -361,7 +363,7 @@ class ResultBatch(Message):
             raise ProtocolError("results: capacity must be an integer")
         if not isinstance(elapsed, (int, float)):
             raise ProtocolError("results: elapsed must be a number")
-        return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,  # type: ignore[arg-type]
+        return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,
                    capacity=capacity, elapsed=float(elapsed))
 
     def __len__(self) -> int:

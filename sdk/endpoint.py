@@ -34,9 +34,9 @@ from fabric import protocol
 from fabric.config import InterchangeConfig, ProviderConfig, ScalingConfig
 from fabric.errors import ConfigError, EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
 from fabric.process import child_environment, pidfd, spawn, stop
-from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
-                             ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
-                             batches_of)
+from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions,
+                             Heartbeat, InterchangeRegistration, ManagerCommand, ResultBatch, Shutdown, StatusReport,
+                             StatusRequest, Task, TaskBatch, batches_of)
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.futures import TaskFuture
 from sdk.results import outcome
