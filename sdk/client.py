@@ -18,7 +18,9 @@ sent with a ``batch_id`` so a retried upload never adds its tasks twice, and com
 (zlib) when it is large and that helps.
 
 The client is safe to use from several threads (a pool of keep-alive connections; urllib3
-directly, which costs a third of what ``requests`` adds per call).
+directly, which costs a third of what ``requests`` adds per call). The HTTP layer is a
+transport (``sdk.transport``, httpx's shape) that ``Client(transport=...)`` replaces; the
+wire values both sides share (error types, task states, ``ResultPage``) are ``fabric.rest``.
 """
 
 from __future__ import annotations
