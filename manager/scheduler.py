@@ -245,11 +245,12 @@ class ManagerScheduler:
             share = math.ceil(len(buffer) / (len(open_slots) - position))
             room = min(self.depth - len(slot.queue), share)
             while room > 0 and buffer:
-                if buffer[0].walltime is not None:
+                walltime = buffer[0].walltime
+                if walltime is not None:
                     if slot.queue:
                         break
                     chunk = [buffer.popleft()]
-                    slot.deadline = self.now + chunk[0].walltime  # type: ignore[operator]
+                    slot.deadline = self.now + walltime
                     room = 0
                 else:
                     chunk = []
