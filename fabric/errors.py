@@ -14,9 +14,12 @@
     │   │   └── Forbidden        403: known caller, not allowed (not the owner; a function
     │   │                        the endpoint does not allow)
     │   ├── NotFound             404: no such function, endpoint, task or group *for you*
-    │   ├── InvalidRequest       400/405/409/415: a request the service cannot take
+    │   ├── InvalidRequest       400/405/409/415: a request the service cannot take (409
+    │   │                        ``batch_conflict``: a batch id reused with other content)
+    │   ├── BatchGone            410: a batch replayed after its tasks were purged
     │   ├── RateLimited          429: too many requests; ``retry_after`` seconds
-    │   └── ServiceUnavailable   5xx, or the service cannot be reached
+    │   ├── ServiceUnavailable   502/503/504, or the service cannot be reached (retried)
+    │   └── ServiceInternalError 500: the service failed on this request (never retried)
     ├── TaskPending              the task has no result yet (``task_id``, ``state``)
     └── TaskError                a task ended without a result
         ├── RemoteExecutionError the function raised; carries the remote type, message, traceback
@@ -101,15 +104,25 @@ class InvalidRequest(ServiceError, ValueError):
 
 
 class RateLimited(ServiceError):
-    """Too many requests; retry after ``retry_after`` seconds."""
+    """Too many requests; retry after ``retry_after`` seconds (None: the service did not say)."""
 
-    def __init__(self, message: str, *, retry_after: float = 1.0, **fields: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = 1.0, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.retry_after = retry_after
 
 
+class BatchGone(ServiceError):
+    """A batch sent again (same ``batch_id``) after its tasks were purged: the service can no
+    longer name them, so the replay adds nothing and the submitter's futures fail with this."""
+
+
 class ServiceUnavailable(ServiceError):
-    """The service could not be reached, or failed to answer (5xx)."""
+    """The service could not be reached, or answered 502, 503 or 504: worth retrying."""
+
+
+class ServiceInternalError(ServiceError):
+    """The service failed on this request (500): sent again, it would fail again, so the
+    client raises it at once with the service's message and ``request_id`` (for its log)."""
 
 
 class TaskPending(FabricError):

@@ -15,9 +15,12 @@ Versions and unknown fields
 ---------------------------
 A header whose version is not ``PROTOCOL_VERSION`` is rejected with ``ProtocolError``.
 Unknown keys in a header are ignored, so a newer sender may add optional fields within
-a version. A missing required field, a field of the wrong type, an unknown tag, a header
-that is not msgpack, or payload frames that do not match the header raise
-``ProtocolError``; the interchange and the manager log it and drop the message, they
+a version. A missing required field, a field of the wrong type or out of bounds (a string
+longer than ``MAX_TEXT`` characters, an integer beyond 64 bits, and what a message's
+``limits`` add: e.g. a hostname of at most 255 characters, a pid below 2**32), an
+unknown tag, a header that is not msgpack, or payload frames that do not match the
+header raise ``ProtocolError`` (whose text never quotes more than a few characters of
+what was sent); the interchange and the manager log it and drop the message, they
 never crash. A worker exits on a malformed message from its own manager (fail fast: its
 manager then reports the loss and starts a fresh worker).
 
@@ -56,6 +59,7 @@ from typing import Any, ClassVar, NamedTuple, Union
 import msgpack
 
 from fabric.errors import ProtocolError
+from fabric.untrusted import check_field, printable
 
 PROTOCOL_VERSION = 1
 
@@ -111,6 +115,8 @@ class Message:
     """Base of every message. Subclasses set ``tag``; plain fields travel in the header."""
 
     tag: ClassVar[str] = ""
+    limits: ClassVar[dict[str, int | tuple[int, int]]] = {}
+    """Bounds beyond the defaults: a string field's most characters, an integer field's (low, high)."""
     _checks: ClassVar[tuple[tuple[str, tuple[type, ...], bool], ...]] = ()
 
     def __init_subclass__(cls) -> None:
@@ -151,6 +157,7 @@ class Message:
             value = header[name]
             if allowed and not isinstance(value, allowed):
                 raise ProtocolError(f"{cls.tag}: field {name!r} has type {type(value).__name__}")
+            check_field(cls.tag, name, value, cls.limits.get(name))
             values[name] = value
         if len(frames) != 1:
             raise ProtocolError(f"{cls.tag}: expected 1 frame, got {len(frames)}")
@@ -174,17 +181,17 @@ def decode(frames: Sequence[Any]) -> Message:
         raise ProtocolError("header is not a map")
     version = header.get("v")
     if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {version!r} is not {PROTOCOL_VERSION}")
+        raise ProtocolError(f"protocol version {printable(repr(version), 32)} is not {PROTOCOL_VERSION}")
     tag = header.get("t")
     cls = _REGISTRY.get(tag) if isinstance(tag, str) else None
     if cls is None:
-        raise ProtocolError(f"unknown message tag {header.get('t')!r}")
+        raise ProtocolError(f"unknown message tag {printable(repr(tag), 32)}")
     try:
         return cls.from_header(header, frames)
     except ProtocolError:
         raise
     except Exception as exc:  # malformed values deep inside a batch
-        raise ProtocolError(f"{cls.tag}: malformed message: {exc!r}") from exc
+        raise ProtocolError(f"{cls.tag}: malformed message: {printable(repr(exc))}") from exc
 
 
 _ID_TYPES = frozenset((int, str, bytes))
@@ -425,6 +432,7 @@ class ManagerRegistration(Message):
     """A manager introduces itself: first message on its connection."""
 
     tag = "register_manager"
+    limits = {"hostname": 255, "pid": (0, 2**32 - 1), "python_version": 64, "manager_id": 256}
     manager_id: str
     hostname: str
     pid: int
@@ -473,6 +481,7 @@ class WorkerReady(Message):
     """A worker process started and can take tasks."""
 
     tag = "worker_ready"
+    limits = {"pid": (0, 2**32 - 1)}
     worker_id: str
     pid: int
 
@@ -485,6 +494,8 @@ class InterchangeRegistration(Message):
     """The interchange introduces itself to its upstream after connecting."""
 
     tag = "register_interchange"
+    limits = {"endpoint_id": 64, "hostname": 255, "pid": (0, 2**32 - 1), "manager_address": 1024,
+              "protocol_version": (0, 2**31)}
     endpoint_id: str
     hostname: str
     pid: int

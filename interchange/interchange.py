@@ -44,6 +44,7 @@ from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, Com
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
                              TaskBatch)
 from fabric.sansio import assert_never
+from fabric.untrusted import printable
 from interchange.manager_keys import ManagerKeys
 from interchange.scaling import Scaling
 from interchange.scheduler import (Action, ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
@@ -220,11 +221,11 @@ class Interchange:
         elif manager_id in self.scheduler.managers:
             self.execute(self.scheduler.handle(ManagerSeen(manager_id, now)))
             if isinstance(message, ManagerExiting):
-                logger.info("manager %s leaving: %s", manager_id, message.reason)
+                logger.info("manager %s leaving: %s", printable(manager_id), printable(message.reason))
                 self.execute(self.scheduler.handle(ManagerLeft(manager_id, message.reason)))
             return
         if not isinstance(message, ManagerExiting):
-            logger.warning("message from unregistered manager %s: telling it to stop", manager_id)
+            logger.warning("message from unregistered manager %s: telling it to stop", printable(manager_id))
             self.send_manager(manager_id, Shutdown(reason="unknown manager: register first"))
 
     def register_manager(self, manager_id: str, registration: ManagerRegistration, now: float,
@@ -240,9 +241,9 @@ class Interchange:
             accepted=not refusal, reason=refusal, heartbeat_period=self.config.heartbeat_period,
             heartbeat_threshold=self.config.heartbeat_threshold))
         if refusal:
-            logger.warning("refused manager %s: %s", manager_id, refusal)
+            logger.warning("refused manager %s: %s", printable(manager_id), refusal)
             return
-        logger.info("manager %s registered from %s (%d workers)", manager_id, registration.hostname,
+        logger.info("manager %s registered from %s (%d workers)", manager_id, printable(registration.hostname),
                     registration.worker_count)
         self.execute(self.scheduler.handle(ManagerJoined(registration, now)))
         self.scaling.manager_registered(registration, now)
@@ -265,7 +266,7 @@ class Interchange:
             return protocol.decode(frames)
         except ProtocolError as exc:
             self.malformed += 1
-            logger.warning("dropping malformed message from %s: %s", source, exc)
+            logger.warning("dropping malformed message from %s: %s", printable(source), printable(exc, 300))
             return None
 
     # -- actions ---------------------------------------------------------------------
@@ -283,7 +284,7 @@ class Interchange:
                     logger.debug("%d tasks came again whose results are held: re-sending those", len(task_ids))
                     self.upstream.resend(task_ids)
                 case ForgetManager(manager_id, reason):
-                    logger.warning("manager %s lost: %s", manager_id, reason)
+                    logger.warning("manager %s lost: %s", printable(manager_id), printable(reason))
                 case _:
                     assert_never(action)
 

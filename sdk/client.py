@@ -10,10 +10,12 @@
     print(client.get_result(batch.task_ids[0]))          # TaskPending until it is done
 
 Every refusal of the service becomes a typed exception of ``fabric.errors``
-(``AuthError``, ``Forbidden``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``RateLimited``,
-``ServiceUnavailable``); a task's own failure is re-raised as the task's exception
-(``RemoteExecutionError``, ``TaskTimeout``, ...). Transient failures (no connection,
-502/503/504, 429) are retried with backoff for up to ``retry_for`` seconds; a batch is
+(``AuthError``, ``Forbidden``, ``NotFound``, ``InvalidRequest``, ``PayloadTooLarge``, ``BatchGone``,
+``RateLimited``, ``ServiceUnavailable``, ``ServiceInternalError``); a task's own failure is re-raised
+as the task's exception (``RemoteExecutionError``, ``TaskTimeout``, ...). Only what can succeed
+when sent again is retried, with backoff for up to ``retry_for`` seconds: no connection,
+502/503/504, and 429 with a ``Retry-After``. Anything else, a 500 included (the service failed
+on this very request), is raised at once with the service's message; a batch is
 sent with a ``batch_id`` so a retried upload never adds its tasks twice, and compressed
 (zlib) when it is large and that helps.
 
@@ -40,8 +42,8 @@ from typing import Any
 
 import msgpack
 
-from fabric.errors import (AuthError, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
-                           ServiceError, ServiceUnavailable, TaskPending)
+from fabric.errors import (AuthError, BatchGone, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge,
+                           RateLimited, ServiceError, ServiceInternalError, ServiceUnavailable, TaskPending)
 from fabric.rest import FINISHED, UNSET, Oversized, ResultPage, Unset
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
@@ -368,14 +370,20 @@ class Client:
 
     def _request(self, method: str, path: str, *, timeout: float | None = None,
                  **options: Any) -> Response:
-        """One request, retried on transient failures for up to ``retry_for`` seconds."""
+        """One request, retried for up to ``retry_for`` seconds while the failure is one a retry
+        can get past (``ServiceUnavailable``; ``RateLimited`` that says when to come back)."""
         deadline = time.monotonic() + self.retry_for
         attempt = 0
         while True:
             try:
                 return self._attempt(method, path, timeout or self.timeout, **options)
             except (ServiceUnavailable, RateLimited) as exc:
-                pause = exc.retry_after if isinstance(exc, RateLimited) else min(2.0, 0.05 * 2 ** attempt)
+                if isinstance(exc, RateLimited):
+                    if exc.retry_after is None:
+                        raise
+                    pause = exc.retry_after
+                else:
+                    pause = min(2.0, 0.05 * 2 ** attempt)
                 pause *= 0.5 + random.random()
                 if time.monotonic() + pause > deadline:
                     raise
@@ -431,7 +439,7 @@ def _error(response: Response) -> Exception:
                                str(body.get("what", Oversized.REQUEST)), request_id=request_id)
     kind: type[ServiceError] = ServiceError
     if status == 429:
-        return RateLimited(message, retry_after=float(body.get("retry_after") or 1.0), status=status,
+        return RateLimited(message, retry_after=_retry_after(response, body), status=status,
                            error_type=error_type, request_id=request_id)
     if status == 401:
         kind = AuthError
@@ -439,11 +447,26 @@ def _error(response: Response) -> Exception:
         kind = Forbidden
     elif status == 404:
         kind = NotFound
-    elif status in TRANSIENT_STATUSES or status >= 500 and status != 501:
+    elif status == 410:
+        kind = BatchGone
+    elif status in TRANSIENT_STATUSES:
         kind = ServiceUnavailable
+    elif status >= 500:
+        kind = ServiceInternalError
     elif 400 <= status < 500:
         kind = InvalidRequest
     return kind(message, status=status, error_type=error_type, request_id=request_id)
+
+
+def _retry_after(response: Response, body: dict[str, Any]) -> float | None:
+    """Seconds a 429 asks the client to wait (``Retry-After``, or ``retry_after`` in the body);
+    None when it does not say: then it is not retried."""
+    for value in (body.get("retry_after"), response.headers.get("Retry-After")):
+        with contextlib.suppress(TypeError, ValueError):
+            seconds = float(value)  # type: ignore[arg-type]
+            if 0 <= seconds < 3600:
+                return seconds
+    return None
 
 
 def _sharing(users: Sequence[str], groups: Sequence[str], public: bool) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fabric.errors import AuthError, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
+from fabric.errors import AuthError, BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
 from fabric.rest import Oversized
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
@@ -254,10 +254,16 @@ class Executor(concurrent.futures.Executor):
             for queued in batch:
                 queued.future.set_exception(exc)
             return
-        except FabricError as exc:
+        except FabricError as exc:  # BatchGone (a replay after a purge) and every other refusal
             logger.warning("uploading %d tasks failed: %s", len(batch), exc)
             for queued in batch:
                 queued.future.set_exception(exc)
+            return
+        if len(submitted.task_ids) != len(batch):  # never leave a future without a task
+            gone = BatchGone(f"the service named {len(submitted.task_ids)} tasks for a batch of {len(batch)}")
+            logger.warning("uploading %d tasks failed: %s", len(batch), gone)
+            for queued in batch:
+                queued.future.set_exception(gone)
             return
         self._attach(submitted.task_ids, [q.future for q in batch])
         self.progress.add_submitted(len(batch))

@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fabric.rest import ErrorType, Oversized
-
+from fabric.untrusted import printable
 from service.api import BLUEPRINTS
 from service.api.common import Services, services
 from service.auth import IdentityProvider, RateLimiter, make_identity
@@ -118,10 +118,10 @@ def _http_error(error: HTTPException) -> Response:
 
 
 def _store_error(error: StoreError) -> Response:
-    logger.error("store failure in %s %s: %s", request.method, request.path, error)
+    logger.error("store failure in %s %s: %s", request.method, printable(request.path), error)
     return _error(503, ErrorType.STORE_UNAVAILABLE, "the service's store is unavailable; retry later")
 
 
 def _internal_error(error: Exception) -> Response:
-    logger.exception("unexpected error in %s %s", request.method, request.path)
+    logger.exception("unexpected error in %s %s", request.method, printable(request.path))
     return _error(500, ErrorType.INTERNAL_ERROR, "the service failed to handle the request")

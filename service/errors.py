@@ -7,12 +7,16 @@
         ├── StoreError                the store cannot do what was asked (corrupt file, schema)
         └── HTTPError                 a request the REST API refuses; rendered as JSON with ``status``
             ├── HTTPBadRequest            400  malformed JSON or msgpack, missing or wrong fields
+            │   └── HTTPInvalidField      400  a field missing, of the wrong type, or a value that cannot be
+            │                                  stored (too deep, lone surrogate, beyond 64 bits, NaN); ``field``
             ├── HTTPUnauthorized          401  no ``Authorization: Bearer`` token, or an unknown one
             ├── HTTPForbidden             403  visible to the caller, but only its owner may do this
             │   └── HTTPFunctionNotAllowed 403 the endpoint's allow-list does not name the function
             ├── HTTPNotFound              404  no such id *for this user* (others' ids look missing too)
             ├── HTTPMethodNotAllowed      405  the route exists, the method does not
             ├── HTTPConflict              409  the name is taken (a group of the caller's)
+            │   └── HTTPBatchConflict     409  a batch id sent again with other content
+            ├── HTTPBatchGone             410  a batch sent again after its tasks were purged
             ├── HTTPPayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
             ├── HTTPUnsupportedMediaType  415  a request body in a ``Content-Encoding`` the service does not decode
             ├── HTTPRateLimited           429  too many requests from one user; ``retry_after`` seconds
@@ -20,8 +24,9 @@
 
 An ``HTTPError`` becomes the body ``{"error": {"type", "message", "request_id", ...}}`` with
 its ``status``; ``type`` is the class's ``error_type`` (a ``fabric.rest.ErrorType``), stable
-for clients to branch on, and ``details()`` adds fields (``what``/``size``/``limit`` for 413,
-``what`` an ``fabric.rest.Oversized``; ``retry_after`` for 429). The client's side of the
+for clients to branch on, and ``details()`` adds fields (``field`` for a 400 about one field,
+``task_group_id`` for 410, ``what``/``size``/``limit`` for 413, ``what`` an
+``fabric.rest.Oversized``; ``retry_after`` for 429). The client's side of the
 same answers is ``fabric.errors`` (``ServiceError`` and below).
 
 The names before the HTTP prefix (``ServiceError``, ``ApiError``, ``BadRequest``, ...) are
@@ -67,6 +72,18 @@ class HTTPBadRequest(HTTPError):
     error_type = ErrorType.BAD_REQUEST
 
 
+class HTTPInvalidField(HTTPBadRequest):
+    """A field missing, of the wrong type, or with a value the service cannot take; ``field``
+    is its path (``a.b[0]``), added to the error body (``type`` stays ``bad_request``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+        self.field = field
+
+    def details(self) -> dict[str, object]:
+        return {"field": self.field}
+
+
 class HTTPUnauthorized(HTTPError):
     status = 401
     error_type = ErrorType.UNAUTHORIZED
@@ -84,6 +101,24 @@ class HTTPFunctionNotAllowed(HTTPForbidden):
 class HTTPConflict(HTTPError):
     status = 409
     error_type = ErrorType.CONFLICT
+
+
+class HTTPBatchConflict(HTTPConflict):
+    error_type = ErrorType.BATCH_CONFLICT
+
+
+class HTTPBatchGone(HTTPError):
+    """A batch sent again (same ``batch_id``) after some of its tasks were purged."""
+
+    status = 410
+    error_type = ErrorType.BATCH_GONE
+
+    def __init__(self, message: str, *, task_group_id: str) -> None:
+        super().__init__(message)
+        self.task_group_id = task_group_id
+
+    def details(self) -> dict[str, object]:
+        return {"task_group_id": self.task_group_id}
 
 
 class HTTPNotFound(HTTPError):
@@ -138,10 +173,13 @@ class HTTPIdentityUnavailable(HTTPError):
 ServiceError = ServerError
 ApiError = HTTPError
 BadRequest = HTTPBadRequest
+InvalidField = HTTPInvalidField
 Unauthorized = HTTPUnauthorized
 Forbidden = HTTPForbidden
 FunctionNotAllowed = HTTPFunctionNotAllowed
 Conflict = HTTPConflict
+BatchConflict = HTTPBatchConflict
+BatchGone = HTTPBatchGone
 NotFound = HTTPNotFound
 MethodNotAllowed = HTTPMethodNotAllowed
 PayloadTooLarge = HTTPPayloadTooLarge

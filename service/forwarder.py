@@ -52,6 +52,7 @@ import zmq
 
 from fabric import protocol
 from fabric.errors import ProtocolError
+from fabric.untrusted import printable
 from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions,
                              Heartbeat, InterchangeRegistration, ResultBatch, ResultsAck, Shutdown, StatusReport,
                              StatusRequest, Task, TaskBatch, batches_of)
@@ -102,9 +103,13 @@ def error_text(kind: int, payload: Any) -> str | None:
         return "the task failed (unreadable error payload)"
     if not isinstance(data, dict):
         return "the task failed"
-    name = data.get("remote_type") or data.get("error") or "TaskError"
+    name = data.get("remote_type") or data.get("error")
+    name = name[:256] if isinstance(name, str) else "TaskError"
     message = data.get("message") or data.get("fields") or ""
-    return f"{name}: {message}"[:4096]
+    try:  # what the endpoint sent may be anything msgpack holds: 1,000 nested lists defeat repr
+        return f"{name}: {message}"[:4096]
+    except (RecursionError, ValueError):
+        return f"{name}: (an unreadable error message)"
 
 
 class Forwarder:
@@ -319,7 +324,7 @@ class Forwarder:
             message = protocol.decode(frames[1:])
         except ProtocolError as exc:
             self.malformed_messages += 1
-            logger.warning("dropping malformed message from endpoint %s: %s", endpoint_id, exc)
+            logger.warning("dropping malformed message from endpoint %s: %s", endpoint_id, printable(exc, 300))
             return
         if isinstance(message, InterchangeRegistration):
             self.on_registration(endpoint_id, identity, message, key)
@@ -365,7 +370,7 @@ class Forwarder:
             case Heartbeat():
                 pass
             case CommandReply(request_id, ok, text):
-                logger.debug("endpoint %s command %s: %s %s", session.endpoint_id, request_id, ok, text)
+                logger.debug("endpoint %s command %s: %s %s", session.endpoint_id, request_id, ok, printable(text))
             case _:
                 logger.warning("ignoring %s from endpoint %s", type(message).__name__, session.endpoint_id)
 
@@ -401,7 +406,8 @@ class Forwarder:
         session = Session(endpoint_id=endpoint_id, identity=identity, public_key=public_key, last_heard=now,
                           heard_at=wall)
         self.sessions[endpoint_id] = session
-        hostname, pid = (registration.hostname, registration.pid) if registration else (None, None)
+        # What the endpoint reports is bounded by the protocol and escaped here, for the log and the store.
+        hostname, pid = (printable(registration.hostname, 255), registration.pid) if registration else (None, None)
         self.store.set_connection(endpoint_id, True, wall, hostname, pid)
         unfinished = self.store.take_unfinished(endpoint_id, wall)
         logger.info("endpoint %s connected (%s); re-sending %d unfinished tasks", endpoint_id,

@@ -11,6 +11,7 @@ import fabric
 
 EXPORTED = [
     "AuthError",
+    "BatchGone",
     "Client",
     "Endpoint",
     "EndpointError",
@@ -29,6 +30,7 @@ EXPORTED = [
     "RemoteExecutionError",
     "SerializationError",
     "ServiceError",
+    "ServiceInternalError",
     "ServiceUnavailable",
     "TaskCancelled",
     "TaskError",

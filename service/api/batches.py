@@ -6,9 +6,14 @@ A batch body is a msgpack map::
      "args": [bytes, ...],                         # each task's serialized arguments
      "task_group_id": str,                         # optional: add to this group (a UUID)
      "batch_id": str,                              # optional: a UUID naming this request, so a
-                                                   # retry of it adds nothing (same reply)
+                                                   # retry of it adds nothing (same reply; 409
+                                                   # if its content differs, 410 once its
+                                                   # tasks were purged: service.store.batches)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
+
+Every value must be storable (``service.api.common.checked``: integers within 64 bits, finite
+numbers, nesting at most 32 deep); ``walltime`` is at most ``MAX_WALLTIME`` (a year).
 
 The caller must reach the endpoint and every function (their own, shared with them or
 their groups, or public; 404 otherwise), and the endpoint's allow-list, if it has one, must
@@ -26,27 +31,29 @@ finished); from then on it answers 404, like a task that never existed.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import Blueprint
 
 from fabric.rest import Oversized
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from service.errors import HTTPBadRequest, HTTPFunctionNotAllowed, HTTPNotFound, HTTPPayloadTooLarge
+from service.errors import HTTPFunctionNotAllowed, HTTPInvalidField, HTTPNotFound, HTTPPayloadTooLarge
 from service.openapi import operation
 from service.store import RECEIVED, WAITING, NewTasks
 
 blueprint = Blueprint("batches", __name__)
 
 MAX_RETRIES = 100
+MAX_WALLTIME = 366 * 24 * 3600
+"""The longest walltime a task may ask for (seconds): far past any real job, and small enough
+that every deadline computed from it stays a finite number of milliseconds."""
 
 
 def _function_ids(data: dict[str, Any], count: int) -> list[str]:
     if "function_ids" in data:
         ids: list[str] = field(data, "function_ids", list)
         if len(ids) != count or not all(isinstance(i, str) for i in ids):
-            raise HTTPBadRequest("function_ids must be a list of strings, one per task")
+            raise HTTPInvalidField("function_ids", "must be a list of strings, one per task")
         return ids
     return [field(data, "function_id", str)] * count
 
@@ -55,15 +62,17 @@ def _resource_spec(data: dict[str, Any]) -> tuple[dict[str, Any] | None, float |
     spec = field(data, "resource_spec", dict, required=False)
     if spec is None:
         return None, None, 0
-    if not all(isinstance(v, (str, int, float, bool)) or v is None for v in spec.values()):
-        raise HTTPBadRequest("resource_spec values must be strings, numbers, booleans or nil")
+    for name, value in spec.items():
+        if not (isinstance(value, (str, int, float, bool)) or value is None):
+            raise HTTPInvalidField(f"resource_spec.{name}", "must be a string, number, boolean or nil")
     walltime = spec.get("walltime")
     if walltime is not None and (not isinstance(walltime, (int, float)) or isinstance(walltime, bool)
-                                 or not math.isfinite(walltime) or walltime <= 0):
-        raise HTTPBadRequest("resource_spec.walltime must be a positive number of seconds")
+                                 or not 0 < walltime <= MAX_WALLTIME):
+        raise HTTPInvalidField("resource_spec.walltime",
+                               f"must be a positive number of seconds, at most {MAX_WALLTIME}")
     priority = spec.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
-        raise HTTPBadRequest("resource_spec.priority must be an integer")
+        raise HTTPInvalidField("resource_spec.priority", "must be an integer")
     return spec, walltime, priority
 
 
@@ -71,17 +80,17 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
     config = services().config
     args = field(data, "args", list)
     if not args:
-        raise HTTPBadRequest("a batch needs at least one task")
+        raise HTTPInvalidField("args", "is empty: a batch needs at least one task")
     if len(args) > config.max_batch_tasks:
         raise HTTPPayloadTooLarge(Oversized.BATCH, len(args), config.max_batch_tasks, "tasks")
     for payload in args:
         if not isinstance(payload, bytes):
-            raise HTTPBadRequest("args must be a list of binary payloads")
+            raise HTTPInvalidField("args", "must be a list of binary payloads")
         if len(payload) > config.max_task_bytes:
             raise HTTPPayloadTooLarge(Oversized.TASK_ARGUMENTS, len(payload), config.max_task_bytes)
     retries = field(data, "retries", int, required=False, default=0)
     if not 0 <= retries <= MAX_RETRIES:
-        raise HTTPBadRequest(f"retries must be between 0 and {MAX_RETRIES}")
+        raise HTTPInvalidField("retries", f"must be between 0 and {MAX_RETRIES}")
     group = field(data, "task_group_id", str, required=False)
     batch_id = field(data, "batch_id", str, required=False)
     spec, walltime, priority = _resource_spec(data)
@@ -93,7 +102,7 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
 
 @blueprint.post("/batches")
 @operation("Submit a batch of tasks (binary msgpack body); tasks are stored before the reply",
-           request="msgpack", status=201, errors=(400, 403, 404, 413, 415))
+           request="msgpack", status=201, errors=(400, 403, 404, 409, 410, 413, 415))
 def submit_batch() -> tuple[dict[str, Any], int]:
     parts = services()
     owner = current_user().user_id

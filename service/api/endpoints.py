@@ -24,7 +24,7 @@ from flask import Blueprint
 
 from service.api import sharing
 from service.api.common import current_user, field, json_body, services
-from service.errors import HTTPBadRequest, HTTPNotFound
+from service.errors import HTTPInvalidField, HTTPNotFound
 from service.keys import new_key_pair
 from service.openapi import operation
 from service.records import OWNER, UNSET, Unset
@@ -53,7 +53,7 @@ def _allowed_functions(data: dict[str, Any], name: str) -> list[str] | None | Un
         return None
     ids: list[Any] = field(data, name, list)
     if len(ids) > MAX_ALLOWED_FUNCTIONS or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in ids):
-        raise HTTPBadRequest(f"{name} must be null or a list of at most {MAX_ALLOWED_FUNCTIONS} function ids")
+        raise HTTPInvalidField(name, f"must be null or a list of at most {MAX_ALLOWED_FUNCTIONS} function ids")
     return ids
 
 
@@ -77,7 +77,7 @@ def register_endpoint() -> tuple[dict[str, Any], int]:
     data = json_body()
     name = field(data, "name", str)
     if not 0 < len(name) <= 128:
-        raise HTTPBadRequest("name must have 1 to 128 characters")
+        raise HTTPInvalidField("name", "must have 1 to 128 characters")
     allowed = _allowed_functions(data, "allowed_functions")
     keys = new_key_pair()
     record, created = services().store.register_endpoint(current_user().user_id, name, keys.public, keys.secret,
@@ -135,7 +135,7 @@ def put_allowed_functions(endpoint_id: str) -> dict[str, Any]:
     record = _owned(endpoint_id, "change its allowed functions")
     data = json_body()
     if "allowed_functions" not in data:
-        raise HTTPBadRequest("missing field 'allowed_functions' (null allows any function)")
+        raise HTTPInvalidField("allowed_functions", "is missing (null allows any function)")
     allowed = _allowed_functions(data, "allowed_functions")
     assert not isinstance(allowed, Unset)
     services().store.set_allowed_functions(record.endpoint_id, allowed)

@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from fabric.serialize import function_id as content_hash
 from fabric.rest import Oversized
+from fabric.serialize import function_id as content_hash
 from service.api import sharing
 from service.api.common import b64decode, b64encode, current_user, field, json_body, services
-from service.errors import HTTPBadRequest, HTTPNotFound, HTTPPayloadTooLarge
+from service.errors import HTTPInvalidField, HTTPNotFound, HTTPPayloadTooLarge
 from service.openapi import operation
 from service.records import OWNER
 from service.store import FunctionRecord, access
@@ -47,17 +47,18 @@ def register_function() -> dict[str, Any]:
         raise HTTPPayloadTooLarge(Oversized.FUNCTION_BODY, len(encoded) * 3 // 4, limit)
     body = b64decode(encoded, "body")
     if not body:
-        raise HTTPBadRequest("the function body is empty")
+        raise HTTPInvalidField("body", "is empty")
     if len(body) > limit:
         raise HTTPPayloadTooLarge(Oversized.FUNCTION_BODY, len(body), limit)
     function_id = content_hash(body)
     claimed = field(data, "function_id", str, required=False)
     if claimed is not None and claimed != function_id:
-        raise HTTPBadRequest(f"function_id {claimed!r} is not the hash of the body ({function_id})")
+        raise HTTPInvalidField("function_id", f"{claimed[:64]!r} is not the hash of the body ({function_id})")
     name = field(data, "name", str, required=False, default="")
     description = field(data, "description", str, required=False, default="")
     if len(name) > 256 or len(description) > 4096:
-        raise HTTPBadRequest("name (256) or description (4096 characters) too long")
+        raise HTTPInvalidField("name" if len(name) > 256 else "description",
+                           "is too long (name: 256, description: 4096 characters)")
     user = current_user()
     record = services().store.put_function(user.user_id, function_id, name, description, body)
     return _describe(record, OWNER, user.name)

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.api.common import current_user, field, json_body, services
-from service.errors import HTTPBadRequest, HTTPConflict, HTTPForbidden, HTTPNotFound
+from service.errors import HTTPBadRequest, HTTPConflict, HTTPForbidden, HTTPInvalidField, HTTPNotFound
 from service.openapi import operation
 from service.records import GroupRecord
 
@@ -55,7 +55,7 @@ def _owned(group_id: str, action: str) -> GroupRecord:
 def create_group() -> tuple[dict[str, Any], int]:
     name = field(json_body(), "name", str)
     if not 0 < len(name) <= 128:
-        raise HTTPBadRequest("name must have 1 to 128 characters")
+        raise HTTPInvalidField("name", "must have 1 to 128 characters")
     group = services().store.create_group(current_user().user_id, name)
     if group is None:
         raise HTTPConflict(f"you already have a group named {name!r}")
@@ -81,11 +81,11 @@ def add_members(group_id: str) -> dict[str, Any]:
     group = _owned(group_id, "add members")
     references: list[Any] = field(json_body(), "users", list)
     if len(references) > MAX_MEMBERS_PER_REQUEST or not all(isinstance(r, str) and r for r in references):
-        raise HTTPBadRequest(f"users must be a list of at most {MAX_MEMBERS_PER_REQUEST} user names or ids")
+        raise HTTPInvalidField("users", f"must be a list of at most {MAX_MEMBERS_PER_REQUEST} user names or ids")
     found = services().store.find_users(references)
     unknown = [reference for reference, user in found.items() if user is None]
     if unknown:
-        raise HTTPBadRequest(f"no user {unknown[0]!r}")
+        raise HTTPInvalidField("users", f"names no user {unknown[0][:64]!r}")
     updated = services().store.add_group_members(group.group_id, [u.user_id for u in found.values() if u])
     if updated is None:
         raise HTTPNotFound(f"no group {group_id!r}")

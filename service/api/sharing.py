@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.api.common import current_user, field, json_body, services
-from service.errors import HTTPBadRequest, HTTPForbidden, HTTPNotFound
+from service.errors import HTTPBadRequest, HTTPForbidden, HTTPInvalidField, HTTPNotFound
 from service.records import OWNER, Sharing
 from service.store import access
 
@@ -37,19 +37,20 @@ def grantees(data: dict[str, Any]) -> list[str]:
     public = field(data, "public", bool, required=False, default=False)
     users: list[Any] = field(data, "users", list, required=False, default=[])
     groups: list[Any] = field(data, "groups", list, required=False, default=[])
-    if not all(isinstance(u, str) and 0 < len(u) <= 256 for u in users + groups):
-        raise HTTPBadRequest("users and groups must be lists of names or ids")
+    for name, references in (("users", users), ("groups", groups)):
+        if not all(isinstance(r, str) and 0 < len(r) <= 256 for r in references):
+            raise HTTPInvalidField(name, "must be a list of names or ids (1 to 256 characters each)")
     if len(users) + len(groups) > MAX_GRANTEES:
         raise HTTPBadRequest(f"share with at most {MAX_GRANTEES} users and groups")
     store, caller = services().store, current_user().user_id
     found = store.find_users(users)
     unknown = [reference for reference, user in found.items() if user is None]
     if unknown:
-        raise HTTPBadRequest(f"no user {unknown[0]!r}")
+        raise HTTPInvalidField("users", f"names no user {unknown[0][:64]!r}")
     mine = {g.group_id for g in store.list_groups(caller)}
     foreign = [group_id for group_id in groups if group_id not in mine]
     if foreign:
-        raise HTTPBadRequest(f"no group {foreign[0]!r} among the caller's groups")
+        raise HTTPInvalidField("groups", f"names no group {foreign[0][:64]!r} among the caller's groups")
     granted = [access.PUBLIC_GRANTEE] if public else []
     granted += [access.grantee_of_user(user.user_id) for user in found.values() if user and user.user_id != caller]
     granted += [access.grantee_of_group(group_id) for group_id in groups]

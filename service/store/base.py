@@ -138,7 +138,8 @@ class Store(abc.ABC):
     def add_tasks(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str]] | None:
         """Write a batch in one transaction; (task group id, task ids), None if the
         group (or the batch id) belongs to someone else. A batch id seen before from the
-        same owner adds nothing and answers what the first request got (a safe retry)."""
+        same owner adds nothing and answers what the first request got (a safe retry), or
+        raises ``BatchConflict`` (other content) or ``BatchGone`` (tasks purged since)."""
 
     @abc.abstractmethod
     def add_dispatched(self, owner: str, tasks: NewTasks) -> tuple[str, list[str], list[Task]] | None:

@@ -29,6 +29,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from service.records import FAILED, SUCCESS, PurgeOutcome
+from service.store import batches
 from service.store.schema import CANCELLED
 
 Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
@@ -125,6 +126,7 @@ def _delete_empty_groups(write: Write, cutoff: float) -> tuple[int, bool]:
     with write() as db:
         groups = db.execute("SELECT id FROM task_groups WHERE purged_count = task_count AND updated < ? "
                             "ORDER BY updated LIMIT ?", (cutoff, GROUPS_PER_TRANSACTION)).fetchall()
+        db.executemany(batches.FORGET_GROUPS, groups)
         db.executemany("DELETE FROM batches WHERE task_group_id = ?", groups)
         db.executemany("DELETE FROM task_groups WHERE id = ?", groups)
     return len(groups), len(groups) == GROUPS_PER_TRANSACTION

@@ -25,6 +25,7 @@ from typing import Any
 from fabric.protocol import RESULT_TASK_ERROR
 from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
+from service.store import batches
 
 SCHEMA_VERSION = 3
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
     task_count INTEGER NOT NULL, created REAL NOT NULL);
-"""
+""" + batches.TABLE + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);

@@ -25,7 +25,7 @@ from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
-from service.store import access
+from service.store import access, batches
 from service.store import purge as purging
 from service.store import task_groups
 from service.store.base import Store
@@ -402,14 +402,14 @@ class SQLiteStore(Store):
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
         sent = count if state == DISPATCHED else 0
+        digest = batches.content_digest(tasks) if tasks.batch_id is not None else b""
         shared = (owner, tasks.endpoint_id, group_id, state, now, tasks.retries, tasks.walltime, tasks.priority, spec,
                   now if sent else None, 1 if sent else 0)
         with self._write() as db:
             if tasks.batch_id is not None:
-                seen = db.execute("SELECT owner, task_group_id, first_task, task_count FROM batches WHERE id = ?",
-                                  (tasks.batch_id,)).fetchone()
-                if seen is not None:
-                    known = self._batch_seen(db, owner, seen)
+                seen = batches.find(db, tasks.batch_id)
+                if seen is not None:  # sent before: the first answer, or 409/410 (see service.store.batches)
+                    known = batches.answer(db, owner, tasks.batch_id, seen, digest)
                     return None if known is None else (*known, False)
             db.execute("INSERT OR IGNORE INTO task_groups (id, owner, created, updated) VALUES (?, ?, ?, ?)",
                        (group_id, owner, now, now))
@@ -423,18 +423,8 @@ class SQLiteStore(Store):
                     range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
                     tasks.payloads[start:end]))))
             if tasks.batch_id is not None:
-                db.execute("INSERT INTO batches (id, owner, task_group_id, first_task, task_count, created) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (tasks.batch_id, owner, group_id, first, count, now))
+                batches.remember(db, tasks.batch_id, owner, group_id, first, count, now, digest)
         return group_id, task_ids, True
-
-    @staticmethod
-    def _batch_seen(db: sqlite3.Connection, owner: str, seen: tuple[Any, ...]) -> tuple[str, list[str]] | None:
-        batch_owner, group_id, first, count = seen
-        if batch_owner != owner:
-            return None
-        rows = db.execute("SELECT id FROM tasks WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
-                          (first, first + count - 1)).fetchall()
-        return group_id, [r[0] for r in rows]
 
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
         with self._read() as db:

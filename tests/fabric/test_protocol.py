@@ -728,3 +728,43 @@ def test_truncated_or_padded_payload_frame_is_always_rejected(message: Message, 
 def test_one_field_replaced_by_anything_raises_only_protocol_error(message: Message, field: str,
                                                                     value: Any) -> None:
     check_reencodes(decode_or_reject(with_header(encode(message), **{field: value})))
+
+
+# -- bounds on what a peer reports ---------------------------------------------------------
+def _registration(**fields: Any) -> list[bytes]:
+    header = {"v": PROTOCOL_VERSION, "t": "register_interchange", "endpoint_id": "e", "hostname": "node1",
+              "pid": 42, "manager_address": "tcp://127.0.0.1:1", **fields}
+    return [msgpack.packb(header, use_bin_type=True)]
+
+
+@pytest.mark.parametrize(("fields", "refusal"), [
+    ({"pid": 2**64 - 1}, "'pid' is out of range"),
+    ({"pid": -1}, "'pid' is out of range"),
+    ({"hostname": "h" * 256}, "'hostname' has 256 characters, more than 255"),
+    ({"hostname": "h" * 1_000_000}, "more than 255"),
+    ({"manager_address": "x" * 5000}, "'manager_address' has 5000 characters"),
+    ({"protocol_version": 2**63}, "'protocol_version' is out of range"),
+])
+def test_fields_out_of_bounds_are_refused(fields: dict[str, Any], refusal: str) -> None:
+    with pytest.raises(ProtocolError, match=refusal) as caught:
+        protocol.decode(_registration(**fields))
+    assert len(str(caught.value)) < 200
+
+
+def test_every_string_field_is_bounded_and_every_integer_is_64_bit() -> None:
+    shutdown = [msgpack.packb({"v": PROTOCOL_VERSION, "t": "shutdown", "reason": "r" * 5000}, use_bin_type=True)]
+    with pytest.raises(ProtocolError, match="'reason' has 5000 characters, more than 4096"):
+        protocol.decode(shutdown)
+    reply = [msgpack.packb({"v": PROTOCOL_VERSION, "t": "command_reply", "request_id": 2**63, "ok": True},
+                           use_bin_type=True)]
+    with pytest.raises(ProtocolError, match="'request_id' is out of range"):
+        protocol.decode(reply)
+    assert protocol.decode(_registration(hostname="h" * 255, pid=2**32 - 1)).hostname == "h" * 255  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("header", [{"v": "x" * 100_000, "t": "heartbeat"}, {"v": PROTOCOL_VERSION, "t": "t" * 100_000},
+                                    {"v": PROTOCOL_VERSION, "t": "registration_reply", "accepted": "\n" * 100_000}])
+def test_refusals_never_quote_much_of_what_was_sent(header: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode([msgpack.packb(header, use_bin_type=True)])
+    assert len(str(caught.value)) < 400 and "\n" not in str(caught.value)

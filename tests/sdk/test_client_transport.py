@@ -12,8 +12,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from fabric.errors import (AuthError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, RateLimited, ServiceError,
-                           ServiceUnavailable)
+from fabric.errors import (AuthError, BatchGone, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, RateLimited,
+                           ServiceError, ServiceInternalError, ServiceUnavailable)
 from fabric.rest import ErrorType, Oversized
 from sdk.client import Client
 from sdk.transport import Request, Response
@@ -92,6 +92,8 @@ def test_retries_end_with_the_last_failure_once_retry_for_is_spent() -> None:
     error_answer(400, ErrorType.BAD_REQUEST),
     error_answer(401, ErrorType.UNAUTHORIZED),
     error_answer(404, ErrorType.NOT_FOUND),
+    error_answer(500, ErrorType.INTERNAL_ERROR),  # it failed on this very request: it would again
+    error_answer(429, ErrorType.RATE_LIMITED),    # no retry_after: the service did not say when
 ])
 def test_a_refusal_is_not_retried(answer: Response) -> None:
     api, transport = client(answer, WHOAMI)
@@ -108,8 +110,11 @@ def test_a_refusal_is_not_retried(answer: Response) -> None:
     (error_answer(404, ErrorType.NOT_FOUND), NotFound, ErrorType.NOT_FOUND),
     (error_answer(405, ErrorType.METHOD_NOT_ALLOWED), InvalidRequest, ErrorType.METHOD_NOT_ALLOWED),
     (error_answer(409, ErrorType.CONFLICT), InvalidRequest, ErrorType.CONFLICT),
+    (error_answer(409, ErrorType.BATCH_CONFLICT), InvalidRequest, ErrorType.BATCH_CONFLICT),
+    (error_answer(410, ErrorType.BATCH_GONE), BatchGone, ErrorType.BATCH_GONE),
     (error_answer(415, ErrorType.UNSUPPORTED_MEDIA_TYPE), InvalidRequest, ErrorType.UNSUPPORTED_MEDIA_TYPE),
-    (error_answer(500, ErrorType.INTERNAL_ERROR), ServiceUnavailable, ErrorType.INTERNAL_ERROR),
+    (error_answer(500, ErrorType.INTERNAL_ERROR), ServiceInternalError, ErrorType.INTERNAL_ERROR),
+    (error_answer(503, ErrorType.STORE_UNAVAILABLE), ServiceUnavailable, ErrorType.STORE_UNAVAILABLE),
 ])
 def test_each_error_answer_becomes_its_typed_exception(answer: Response, kind: type[ServiceError],
                                                        error_type: str) -> None:
@@ -133,6 +138,13 @@ def test_a_429_past_retry_for_is_rate_limited_with_its_pause() -> None:
     with pytest.raises(RateLimited) as raised:
         api.whoami()
     assert raised.value.retry_after == 7.5
+
+
+def test_a_429_may_say_when_in_its_retry_after_header() -> None:
+    pause = Response(429, b"slow down", {"Retry-After": "0.01"})
+    api, transport = client(pause, WHOAMI)
+    assert api.whoami()["name"] == "alice"
+    assert len(transport.requests) == 2
 
 
 def test_an_error_answer_that_is_not_json_keeps_its_text() -> None:

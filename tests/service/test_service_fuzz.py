@@ -1,7 +1,8 @@
 """Fuzzing every route that takes a body (POST and PUT) of a real service process (hypothesis).
 
 Each example sends one request built from random or mutated parts: a body (random JSON or
-msgpack values, valid bodies with fields removed, replaced or added, random bytes, valid
+msgpack values, hostile ones among them: lone surrogates, integers past 64 bits, NaN,
+nesting 30 to 100,000 deep; valid bodies with fields removed, replaced or added, random bytes, valid
 encodings with bytes flipped, cut or inserted), a content type, sometimes a
 ``Content-Encoding`` (applied or only claimed), an ``Authorization`` header that is mostly
 valid, a ``Content-Length`` that sometimes undercounts, and for the routes of one task group,
@@ -33,7 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import msgpack
 import pytest
-from tests.support.fuzz_strategies import damaged, mutated_map
+from tests.support.fuzz_strategies import damaged, deep_json, deep_msgpack, hostile_values, mutated_map
 from tests.support.fuzz_strategies import values as msgpack_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -170,15 +171,17 @@ def mutated(draw: st.DrawFn, template: dict[str, Any], values: st.SearchStrategy
 @st.composite
 def encoded(draw: st.DrawFn, value: Any, as_msgpack: bool) -> bytes:
     """``value`` as msgpack or JSON, sometimes damaged; or random bytes."""
-    kind = draw(st.sampled_from(["msgpack", "json", "damaged", "random"]))
+    kind = draw(st.sampled_from(["msgpack", "json", "damaged", "random", "deep"]))
     if kind == "random":
         return draw(st.binary(max_size=300))
+    if kind == "deep":
+        return draw(deep_msgpack if as_msgpack else deep_json)
     try:
         if kind == "json" or (kind == "damaged" and not as_msgpack):
             data = json.dumps(value, default=lambda v: base64.b64encode(v).decode()).encode()
-        else:
-            data = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError):  # bytes keys in JSON, integers too big for msgpack
+        else:  # lone surrogates travel as the invalid UTF-8 they encode to
+            data = msgpack.packb(value, use_bin_type=True, unicode_errors="surrogatepass")
+    except (TypeError, ValueError, OverflowError, RecursionError):  # bytes keys in JSON, integers too big
         data = repr(value).encode()
     return draw(damaged(data)) if kind == "damaged" else data
 
@@ -196,7 +199,7 @@ class Request:
 def requests(draw: st.DrawFn, world: World, method: str, route: str) -> Request:
     as_msgpack = route == "/v1/batches"
     template = templates(world)[route]
-    value = draw(mutated(template, msgpack_values if as_msgpack else json_values))
+    value = draw(mutated(template, (msgpack_values if as_msgpack else json_values) | hostile_values))
     body = draw(encoded(value, as_msgpack))
     headers: dict[str, str] = {}
     content_type = draw(st.sampled_from(["application/msgpack", "application/json", "application/x-msgpack",

@@ -6,6 +6,12 @@ random frames, a template message as it is, or a template with its msgpack heade
 removed, replaced by random values (often of the same type) or added, with a frame
 damaged, or with frames dropped, repeated, added or swapped. Templates are real protocol messages, so most
 mutations get past the first checks and reach the code behind them.
+
+``hostile_values`` add what no parser should pass on to a store or a timer: lone surrogates
+(as JSON's ``\\ud800`` escapes make them), integers at and past the 64-bit bounds, NaN and
+the infinities, maps and lists nested far too deep, and long text with control characters
+(forged log lines). ``deep_json``/``deep_msgpack`` are bodies nested 100,000 deep, as bytes
+(no encoder writes them).
 """
 
 from __future__ import annotations
@@ -20,10 +26,36 @@ from fabric import protocol
 
 packb = functools.partial(msgpack.packb, use_bin_type=True)
 
+BOUNDARY_INTS = [2**63 - 1, 2**63, 2**64 - 1, -(2**63), 2**62, 2**31, -1]
+"""Integers at the 64-bit bounds that msgpack still packs (past them only JSON carries them)."""
+long_lines = st.integers(1000, 100_000).map(lambda n: "host\n2026-01-01 00:00:00 ERROR forged " * (n // 36 + 1))
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.floats()
-           | st.text(max_size=24) | st.binary(max_size=24))
+           | st.text(max_size=24) | st.binary(max_size=24) | st.sampled_from(BOUNDARY_INTS) | long_lines)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.text(max_size=8) | st.integers(-3, 3), inner, max_size=4), max_leaves=10)
+
+
+surrogate_text = st.builds(lambda before, surrogate, after: before + surrogate + after, st.text(max_size=6),
+                           st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]),
+                           st.text(max_size=6))
+hostile_scalars = (surrogate_text | st.sampled_from([*BOUNDARY_INTS, -(2**63) - 1, 2**64, 10**30]) | long_lines
+                   | st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e308, -1e308]))
+
+
+def _nest(depth: int, inner: Any, as_map: bool) -> Any:
+    for _ in range(depth):
+        inner = {"k": inner} if as_map else [inner]
+    return inner
+
+
+too_deep = st.builds(_nest, st.integers(30, 150), scalars, st.booleans())  # deeper: hypothesis recurses
+hostile_values = st.recursive(scalars | hostile_scalars | too_deep,
+                              lambda inner: st.lists(inner, max_size=4)
+                              | st.dictionaries(st.text(max_size=8) | surrogate_text, inner, max_size=4),
+                              max_leaves=8)
+deep_json = st.integers(1000, 100_000).map(lambda n: b"[" * n + b"]" * n) | st.integers(1000, 100_000).map(
+    lambda n: b'{"name": ' + b'{"a": ' * n + b"1" + b"}" * n + b"}")
+deep_msgpack = st.integers(1000, 100_000).map(lambda n: b"\x81\xa1a" * n + b"\xc0")
 
 
 def frames_of(message: protocol.Message) -> list[bytes]:
@@ -35,11 +67,11 @@ def like(value: Any) -> st.SearchStrategy[Any]:
     if isinstance(value, bool):
         return st.booleans()
     if isinstance(value, int):
-        return st.integers(min_value=-(2**63), max_value=2**64 - 1)
+        return st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.sampled_from(BOUNDARY_INTS)
     if isinstance(value, float):
         return st.floats()
     if isinstance(value, str):
-        return st.text(max_size=24)
+        return st.text(max_size=24) | long_lines
     if isinstance(value, bytes):
         return st.binary(max_size=64)
     if isinstance(value, list):  # short, or longer than most limits
