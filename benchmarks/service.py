@@ -16,6 +16,9 @@ measurement (one kind, one worker count) prints ONE JSON line, with the same fie
 ``latency_ms``
     ``--latency-samples`` sequential round trips (submit, then ``.result()``) after a
     warm-up: median, p99, p999, min, mean, max.
+``latency_ms_by_argument_bytes``
+    the same for ``len`` of a bytes argument of each size in ``ARGUMENT_SIZES`` (100 B to
+    100 kB; the result is tiny), ``latency_samples_per_size`` round trips each.
 ``startup_seconds``
     from starting the endpoint process to the first result of a no-op task through the service.
 ``peak_rss_by_role``
@@ -54,7 +57,7 @@ import psutil
 
 from benchmarks import cli, sweep, workloads
 from benchmarks.endpoint import _collect, measure_latency, warm_up
-from benchmarks.measure import BenchmarkError, RssSampler, Tally, module_role
+from benchmarks.measure import BenchmarkError, RssSampler, Tally, latency_summary, module_role
 
 ROLES = ("service", "interchange", "manager", "worker")
 START_TIMEOUT = 60.0
@@ -79,7 +82,7 @@ def _command(process: psutil.Process) -> list[str]:
 def running_service(data_dir: Path, log_level: str | None) -> Iterator[dict[str, Any]]:
     """A ``python -m service start`` process on free ports; yields its ``service.json`` (url, ...)."""
     settings = data_dir / "settings.json"
-    settings.write_text(json.dumps({"data_dir": str(data_dir), "port": 0, "forwarder_port": 0, "rate_limit": 0}))
+    settings.write_text(json.dumps({"data_dir": str(data_dir), "port": 0, "forwarder_port": 0}))  # default limits
     log = (data_dir / "service.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "service", "start", "--config", str(settings),
                                 "--log-level", log_level or "WARNING"], stdout=log, stderr=subprocess.STDOUT,
@@ -161,6 +164,27 @@ def _add_user(data_dir: Path) -> str:
     return done.stdout.strip()
 
 
+ARGUMENT_SIZES = (100, 1_000, 10_000, 100_000)
+"""Argument sizes (bytes) of the round trips in ``latency_ms_by_argument_bytes``."""
+
+
+def measure_latency_by_size(executor: Any, samples: int) -> dict[str, dict[str, float]]:
+    """Sequential round trips of ``len(argument)`` for each size in ``ARGUMENT_SIZES``, sizes
+    taking turns so that a slow spell of the machine does not fall on one size."""
+    durations: dict[int, list[float]] = {size: [] for size in ARGUMENT_SIZES}
+    arguments = {size: os.urandom(size) for size in ARGUMENT_SIZES}
+    for size in ARGUMENT_SIZES:  # warm-up
+        executor.submit(len, arguments[size]).result(START_TIMEOUT)
+    for _ in range(samples):
+        for size in ARGUMENT_SIZES:
+            started = time.perf_counter()
+            value = executor.submit(len, arguments[size]).result(START_TIMEOUT)
+            durations[size].append(time.perf_counter() - started)
+            if value != size:
+                raise BenchmarkError(f"len of a {size}-byte argument came back as {value!r}")
+    return {str(size): latency_summary(found) for size, found in durations.items()}
+
+
 WINDOW = 50_000
 """Unfinished tasks at most while the throughput is measured (``Executor.map``'s default window,
 ``sdk.executor.MAP_WINDOW``)."""
@@ -207,12 +231,17 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     rss.rediscover()
                     warm_up(executor, kind, count, tally)
                     durations = measure_latency(executor, kind, samples, tally)
+                    per_size = max(5, samples // 4)
+                    by_size = measure_latency_by_size(executor, per_size)
                     rss.rediscover()
                     elapsed = measure_streamed_throughput(executor, kind, count, tally)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     measured = sweep.Measured(kind, count, tally, durations, elapsed, startup, rss)
-    return sweep.path_record(sweep.SERVICE, options, measured)
+    record = sweep.path_record(sweep.SERVICE, options, measured)
+    record["latency_ms_by_argument_bytes"] = by_size
+    record["latency_samples_per_size"] = per_size
+    return record
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -82,3 +82,5 @@ class ResultPage:
     payloads: list[bytes]
     cursor: int
     pending: int
+    poll_after: float = 0.0
+    """Seconds to let pass before the next poll (> 0 when the service could not let this one wait)."""

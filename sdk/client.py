@@ -50,6 +50,7 @@ from sdk.credentials import resolve
 from sdk.progress import Progress
 from sdk.results import outcome, outcomes
 from sdk.transport import Request, Response, Transport, Urllib3Transport
+from sdk.watcher import ResultWatcher
 
 MSGPACK = "application/msgpack"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
@@ -80,6 +81,16 @@ class TaskResult:
         return self.value
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupsResultPage:
+    """Results of several task groups (``Client.poll_results``): a page per group, the groups
+    that are not yours (or no longer exist), and ``poll_after`` as in ``ResultPage``."""
+
+    pages: dict[str, ResultPage]
+    missing: list[str]
+    poll_after: float
+
+
 class Client:
     """One user's connection to the service.
 
@@ -105,6 +116,15 @@ class Client:
         self._headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fabric-sdk"}
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
+        self._watcher: ResultWatcher | None = None
+        self._watcher_lock = threading.Lock()
+
+    def results_watcher(self) -> ResultWatcher:
+        """The one thread that long-polls results for all executors of this client (``sdk.watcher``)."""
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = ResultWatcher(self)
+            return self._watcher
 
     def __repr__(self) -> str:
         return f"Client({self.service_url!r})"
@@ -322,6 +342,8 @@ class Client:
             cursor = page.cursor
             if not page.pending and not page.task_ids:
                 return
+            if page.poll_after and not page.task_ids:  # the service could not let the poll wait
+                time.sleep(page.poll_after)
 
     def get_task_group_tasks(self, task_group_id: str) -> list[str]:
         """Every task id of the group, in submission order."""
@@ -342,7 +364,24 @@ class Client:
             params["limit"] = limit
         page = self._msgpack("GET", f"/v1/task_groups/{task_group_id}/results", params=params,
                              timeout=self.timeout + wait)
-        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+        return ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"],
+                          float(page.get("poll_after", 0.0)))
+
+    def poll_results(self, cursors: dict[str, int], *, wait: float = 0.0, limit: int | None = None,
+                     watcher: str | None = None) -> GroupsResultPage:
+        """Results of several task groups, each after its cursor, waiting up to ``wait`` s for a
+        first one (``POST /v1/results``); a new poll with the same ``watcher`` id ends the
+        previous one."""
+        body: dict[str, Any] = {"groups": cursors, "wait": wait}
+        if limit is not None:
+            body["limit"] = limit
+        if watcher is not None:
+            body["watcher"] = watcher
+        answer = self._msgpack("POST", "/v1/results", body=msgpack.packb(body, use_bin_type=True),
+                               headers={"Content-Type": MSGPACK}, timeout=self.timeout + wait)
+        pages = {group: ResultPage(page["task_ids"], page["kinds"], page["payloads"], page["cursor"], page["pending"])
+                 for group, page in answer["groups"].items()}
+        return GroupsResultPage(pages, list(answer["missing"]), float(answer.get("poll_after", 0.0)))
 
     # -- HTTP --------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, json: Any = None, **options: Any) -> dict[str, Any]:

@@ -11,11 +11,11 @@
 How tasks move. ``submit`` serializes the arguments in the caller's thread (so a value
 that cannot be serialized fails there) and queues the task; one *submitter* thread
 takes whatever is queued, registers functions it has not registered yet, and uploads
-the tasks in batches (``Client.submit_batch``, which retries safely). One *result
-watcher* thread long-polls the executor's task group for results by cursor and resolves
-futures in bulk. All tasks of an executor belong to one task group (``task_group_id``);
-``reload_tasks()`` re-attaches to a group later, from another process, and returns a
-future for each of its tasks.
+the tasks in batches (``Client.submit_batch``, which retries safely). The client's
+*result watcher* (``sdk.watcher``: one long-poll for all executors of a ``Client``) fetches
+the executor's task group's results by cursor and resolves futures in bulk. All tasks of
+an executor belong to one task group (``task_group_id``); ``reload_tasks()`` re-attaches
+to a group later, from another process, and returns a future for each of its tasks.
 
 Memory stays bounded however many tasks go through: a submit blocks while
 ``max_queued_tasks`` tasks wait to be uploaded (back-pressure), and ``map`` keeps at most
@@ -40,26 +40,38 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fabric.errors import AuthError, BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, ServiceError
+from fabric.errors import BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge
 from fabric.rest import Oversized
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
+from sdk.credentials import resolve
 from sdk.futures import TaskFuture
 from sdk.progress import Progress
-from sdk.results import outcomes
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_TASKS = 4096
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
-RESULT_WAIT = 10.0
-"""Seconds one long poll for results may wait on the service."""
 MAP_WINDOW = 50_000
 """Tasks ``map`` keeps unfinished at most (its memory bound). Below the service's default
 ``max_outstanding`` (100,000 per endpoint), so all of them can be at the endpoint: past it,
 tasks wait in the service's store, which costs it a second write per task."""
 
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+_shared_clients: dict[tuple[str | None, str | None], Client] = {}
+_shared_clients_lock = threading.Lock()
+
+
+def _shared_client() -> Client:
+    """The ``Client()`` of executors made without one: one per service and token, so that
+    they share its result watcher (one long-poll for all of them)."""
+    credentials = resolve(None, None)
+    key = (credentials.service_url, credentials.token)
+    with _shared_clients_lock:
+        client = _shared_clients.get(key)
+        if client is None:
+            client = _shared_clients[key] = Client()
+        return client
 
 
 class ServiceTaskFuture(TaskFuture):
@@ -79,7 +91,8 @@ class _Queued:
 
 
 class Executor(concurrent.futures.Executor):
-    """Run functions on endpoint ``endpoint_id`` through the service ``client`` talks to.
+    """Run functions on endpoint ``endpoint_id`` through the service ``client`` talks to
+    (None: a ``Client()`` shared by the executors made without one).
 
     ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
@@ -92,7 +105,7 @@ class Executor(concurrent.futures.Executor):
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  max_queued_tasks: int = 100_000, progress: bool | None = None) -> None:
         self.endpoint_id = endpoint_id
-        self.client = client if client is not None else Client()
+        self.client = client if client is not None else _shared_client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.resource_spec = resource_spec
         self.retries = retries
@@ -110,9 +123,7 @@ class Executor(concurrent.futures.Executor):
         self._stopped = False
         self.progress = Progress(progress)
         self._submitter = threading.Thread(target=self._submit_loop, name="fabric-executor-submit", daemon=True)
-        self._watcher = threading.Thread(target=self._watch_loop, name="fabric-executor-results", daemon=True)
         self._submitter.start()
-        self._watcher.start()
         _live_executors.add(self)
 
     def __repr__(self) -> str:
@@ -278,48 +289,21 @@ class Executor(concurrent.futures.Executor):
                 else:
                     _resolve(future, *early)
             self._lock.notify_all()
+        self.client.results_watcher().watch(self)
 
     # -- results -----------------------------------------------------------------------
-    def _watch_loop(self) -> None:
-        reason = "stopped"
-        pause = 0.0
-        try:
-            while True:
-                with self._lock:
-                    while not self._stopped and not self._futures:  # cursors make waiting safe
-                        self._lock.wait()
-                    if self._stopped:
-                        return
-                    group, cursor, generation = self.task_group_id, self._cursor, self._generation
-                if pause:
-                    time.sleep(pause)
-                try:
-                    page = self.client.get_results(group, after=cursor, wait=RESULT_WAIT)
-                except NotFound:  # the group's first batch is not in yet
-                    pause = 0.05
-                    continue
-                except AuthError as exc:
-                    self._fail_all(exc)
-                    continue
-                except ServiceError as exc:
-                    logger.warning("cannot fetch results of task group %s (retrying): %s", group, exc)
-                    pause = min(5.0, max(0.1, pause * 2))
-                    continue
-                pause = 0.0
-                self._deliver(outcomes(page), page.cursor, generation)
-        except BaseException as exc:
-            reason = f"failed: {exc!r}"
-            logger.exception("the executor's result watcher failed")
-            self._fail_all(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
-            raise
-        finally:
-            logger.debug("executor result watcher ended: %s", reason)
+    def _watch_state(self) -> tuple[str, int, int] | None:
+        """For the client's ``ResultWatcher``: (group, cursor, generation) while results are awaited."""
+        with self._lock:
+            if self._stopped or not self._futures:
+                return None
+            return self.task_group_id, self._cursor, self._generation
 
     def _deliver(self, outcomes: list[tuple[str, bool, Any]], cursor: int, generation: int) -> None:
         resolved = []
         with self._lock:
             if generation == self._generation:
-                self._cursor = cursor
+                self._cursor = max(self._cursor, cursor)  # an older poll may answer after a newer one
             for task_id, ok, value in outcomes:
                 future = self._futures.pop(task_id, None)
                 if future is not None:
@@ -389,6 +373,7 @@ class Executor(concurrent.futures.Executor):
                     future.set_running_or_notify_cancel()
                 futures.append(future)
             self._lock.notify_all()
+        self.client.results_watcher().watch(self)
         return futures
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -411,8 +396,7 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._stopped = True
             self._lock.notify_all()
-        if wait and threading.current_thread() is not self._watcher:
-            self._watcher.join()
+        self.client.results_watcher().unwatch(self)
         self.progress.close()
         _live_executors.discard(self)
 

@@ -1,7 +1,8 @@
 """The Flask app: ``create_app(config)`` wires the store, identity, limits and blueprints.
 
 Every request gets a request id (``X-Request-Id``), must carry ``Authorization: Bearer``
-(401 otherwise) and counts against its user's rate limit (429). Every error is JSON:
+(401 otherwise) and counts against its user's rate limit (429), except a result long-poll
+that waited (``service.polls``). Every error is JSON:
 ``{"error": {"type", "message", "request_id"}}`` with its HTTP status; unexpected
 exceptions are logged and answered with a 500 that reveals nothing.
 """
@@ -26,11 +27,15 @@ from service.errors import HTTPError, HTTPRateLimited, HTTPUnauthorized, StoreEr
 from service.events import Dispatcher, NoDispatcher, ResultSignal
 from service.keys import server_keys
 from service.openapi import build_spec, operation
+from service.polls import PollSlots
 from service.store import SQLiteStore, Store
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+CHARGED_ON_ANSWER = frozenset({"task_groups.results", "results.poll"})
+"""Long-poll routes: refused when their user has no token left, but they take one only if
+they answer without waiting."""
 _HTTP_TYPES = {400: ErrorType.BAD_REQUEST, 401: ErrorType.UNAUTHORIZED, 403: ErrorType.FORBIDDEN,
                404: ErrorType.NOT_FOUND, 405: ErrorType.METHOD_NOT_ALLOWED, 413: ErrorType.PAYLOAD_TOO_LARGE,
                415: ErrorType.UNSUPPORTED_MEDIA_TYPE, 429: ErrorType.RATE_LIMITED}
@@ -42,6 +47,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
     """The service's WSGI app. Parts not given are made from ``config`` (a SQLite store
     in its data directory, the identity provider it names, no forwarder in this process)."""
     app = Flask("service", static_folder=None)
+    signal = signal or ResultSignal()
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if store is None:
@@ -49,7 +55,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
     app.extensions["fabric"] = Services(
         config=config, store=store, identity=identity or make_identity(config, store),
         limiter=RateLimiter(config.rate_limit, config.rate_burst), dispatcher=dispatcher or NoDispatcher(),
-        signal=signal or ResultSignal(),
+        signal=signal, polls=PollSlots(signal, config.poll_capacity, config.max_polls_per_user),
         forwarder_address=forwarder_address or f"tcp://{config.forwarder_host}:{config.forwarder_port}",
         server_public_key=server_keys(config.keys_dir).public)
     for blueprint in BLUEPRINTS:
@@ -79,7 +85,8 @@ def _authenticate() -> None:
     if user is None:
         raise HTTPUnauthorized("the bearer token is not valid")
     g.user = user
-    wait = services().limiter.acquire(user.user_id)
+    limiter = services().limiter
+    wait = limiter.wait_time(user.user_id) if request.endpoint in CHARGED_ON_ANSWER else limiter.acquire(user.user_id)
     if wait > 0:
         raise HTTPRateLimited(wait)
 

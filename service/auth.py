@@ -61,6 +61,16 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def wait_time(self, user_id: str, now: float | None = None) -> float:
+        """What ``acquire`` would answer, without taking a token."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(user_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def acquire(self, user_id: str, now: float | None = None) -> float:
         if self.rate <= 0:
             return 0.0

@@ -29,14 +29,21 @@ class ServiceConfig(JsonConfig):
 
     ``data_dir`` holds the SQLite store (``fabric.db``) and the forwarder's CurveZMQ keys.
     HTTP is served on ``host``:``port`` (0: any free port) by ``threads`` WSGI threads;
+    at most ``max_polls`` of them (0: half) wait in result long-polls at once, at most
+    ``max_polls_per_user`` for one user (``service.polls``). At most ``max_connections``
+    connections are open, ``max_connections_per_peer`` from one address; a new one past
+    either bound closes the oldest idle connection (of that address) to make room, and a
+    connection idle for ``idle_timeout`` seconds (whole seconds, at least 1) is closed
+    (``service.http``).
     endpoints connect to the forwarder on ``forwarder_host``:``forwarder_port`` and are told
     ``forwarder_public_address`` (None: ``tcp://forwarder_host:port``).
 
     Limits: ``max_task_bytes`` per task's arguments, ``max_function_bytes`` per function
     body, ``max_batch_tasks`` per batch, ``max_request_bytes`` per HTTP body (413 past any),
     ``rate_limit`` requests per second per user with bursts of ``rate_burst`` (429 past it;
-    0 turns the limit off), ``max_wait`` seconds a long-poll may wait, ``max_results``
-    results per long-poll answer.
+    0 turns the limit off; a long-poll that waited costs nothing: its answers come at the
+    rate results do), ``max_wait`` seconds a long-poll may wait, ``max_results`` results
+    per long-poll answer.
 
     Forwarder: ``heartbeat_period`` between heartbeats and status requests to each
     endpoint; an endpoint silent for ``heartbeat_threshold`` is offline. At most
@@ -63,6 +70,11 @@ class ServiceConfig(JsonConfig):
     host: str = "127.0.0.1"
     port: int = 8470
     threads: int = 16
+    max_polls: int = 0
+    max_polls_per_user: int = 4
+    max_connections: int = 512
+    max_connections_per_peer: int = 64
+    idle_timeout: float = 10.0
     forwarder_host: str = "127.0.0.1"
     forwarder_port: int = 8471
     forwarder_public_address: str | None = None
@@ -70,8 +82,8 @@ class ServiceConfig(JsonConfig):
     max_function_bytes: int = 10 * 1024 * 1024
     max_batch_tasks: int = 10_000
     max_request_bytes: int = 128 * 1024 * 1024
-    rate_limit: float = 100.0
-    rate_burst: int = 200
+    rate_limit: float = 1000.0
+    rate_burst: int = 2000
     max_wait: float = 30.0
     max_results: int = 10_000
     heartbeat_period: float = 2.0
@@ -96,12 +108,18 @@ class ServiceConfig(JsonConfig):
             if not isinstance(value, int) or not 0 <= value < 65536:
                 raise ConfigError(f"{name} must be 0 (any free port) or a port number, got {value!r}")
         for name in ("threads", "max_task_bytes", "max_function_bytes", "max_batch_tasks", "max_request_bytes",
-                     "max_results", "max_outstanding", "max_message_bytes", "rate_burst"):
+                     "max_results", "max_outstanding", "max_message_bytes", "rate_burst",
+                     "max_polls_per_user", "max_connections", "max_connections_per_peer"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("heartbeat_period", "heartbeat_threshold", "max_wait", "result_ttl", "purge_interval"):
+        for name in ("heartbeat_period", "heartbeat_threshold", "max_wait", "result_ttl", "purge_interval",
+                     "idle_timeout"):
             _positive(name, getattr(self, name))
+        if not isinstance(self.max_polls, int) or isinstance(self.max_polls, bool) \
+                or not 0 <= self.max_polls < self.threads:
+            raise ConfigError(f"max_polls must be 0 (half the threads) or below threads ({self.threads}), "
+                              f"got {self.max_polls!r}")
         if not isinstance(self.rate_limit, (int, float)) or self.rate_limit < 0:
             raise ConfigError(f"rate_limit must be >= 0 (0: no limit), got {self.rate_limit!r}")
         if self.heartbeat_threshold < 2 * self.heartbeat_period:
@@ -128,6 +146,11 @@ class ServiceConfig(JsonConfig):
     def required_scope(self) -> str:
         """The scope a Globus token must carry to be admitted."""
         return self.globus_required_scope or f"https://auth.globus.org/scopes/{self.globus_client_id}/all"
+
+    @property
+    def poll_capacity(self) -> int:
+        """How many result long-polls may wait at once (``max_polls``, 0: half the threads)."""
+        return self.max_polls or max(1, self.threads // 2)
 
     @property
     def database_path(self) -> Path:

@@ -19,6 +19,7 @@ stored to wait and ``tasks_added`` wakes the forwarder as before.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from fabric.protocol import Task
@@ -45,10 +46,17 @@ class ResultSignal:
             self._generation += 1
             self._condition.notify_all()
 
-    def wait(self, generation: int, timeout: float) -> None:
-        """Return once the generation differs from ``generation``, on close, or after ``timeout``."""
+    def nudge(self) -> None:
+        """Wake every waiter to re-check its own ``stop`` condition (the generation stays)."""
         with self._condition:
-            self._condition.wait_for(lambda: self._generation != generation or self._closed, timeout)
+            self._condition.notify_all()
+
+    def wait(self, generation: int, timeout: float, stop: Callable[[], bool] | None = None) -> None:
+        """Return once the generation differs from ``generation``, on close, when ``stop()``
+        is true after a ``nudge``, or after ``timeout``."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._generation != generation or self._closed
+                                     or (stop is not None and stop()), timeout)
 
     def close(self) -> None:
         """Wake every waiter for good (the service is stopping)."""

@@ -1,4 +1,4 @@
-"""One service process: the WSGI server (waitress), the forwarder and the purger, sharing one store.
+"""One service process: the WSGI server (waitress, ``service.http``), the forwarder and the purger, sharing one store.
 
 ``Service(config).serve()`` blocks until SIGTERM or SIGINT, then stops cleanly: long-polls
 are woken, the HTTP threads finish, the forwarder marks its endpoints offline, the store
@@ -18,12 +18,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import waitress
-
 from service.app import create_app
 from service.config import ServiceConfig
 from service.events import ResultSignal
 from service.forwarder import Forwarder
+from service.http import create_http_server
 from service.keys import server_keys
 from service.purger import Purger
 from service.store import SQLiteStore
@@ -46,9 +45,7 @@ class Service:
         try:
             self.app = create_app(config, store=self.store, dispatcher=self.forwarder, signal=self.signal,
                                   forwarder_address=self.forwarder.address)
-            self.http: Any = waitress.create_server(
-                self.app, host=config.host, port=config.port, threads=config.threads, ident="fabric",
-                max_request_body_size=config.max_request_bytes + 1024 * 1024, clear_untrusted_proxy_headers=True)
+            self.http: Any = create_http_server(self.app, config, config.max_request_bytes + 1024 * 1024)
         except BaseException:
             self.forwarder.stop()
             self.store.close()

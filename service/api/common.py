@@ -31,8 +31,10 @@ from flask import Response, current_app, g, request
 from fabric.rest import Oversized
 from service.auth import IdentityProvider, RateLimiter
 from service.config import ServiceConfig
-from service.errors import HTTPBadRequest, HTTPInvalidField, HTTPPayloadTooLarge, HTTPUnsupportedMediaType
+from service.errors import (HTTPBadRequest, HTTPInvalidField, HTTPPayloadTooLarge, HTTPRateLimited,
+                            HTTPUnsupportedMediaType)
 from service.events import Dispatcher, ResultSignal
+from service.polls import PollSlots
 from service.store import Store, User
 
 MSGPACK = "application/msgpack"
@@ -53,6 +55,7 @@ class Services:
     limiter: RateLimiter
     dispatcher: Dispatcher
     signal: ResultSignal
+    polls: PollSlots
     forwarder_address: str
     server_public_key: str
 
@@ -63,6 +66,14 @@ def services() -> Services:
 
 def current_user() -> User:
     return g.user
+
+
+def charge_rate_limit() -> None:
+    """Count this request against its user's rate limit now (429 past it): for the routes
+    whose cost is known only once they answer (a long-poll that waited costs nothing)."""
+    wait = services().limiter.acquire(current_user().user_id)
+    if wait > 0:
+        raise HTTPRateLimited(wait)
 
 
 def request_body() -> bytes:

@@ -14,12 +14,16 @@ restarted can re-attach to every task of a group.
 msgpack map::
 
     {"task_group_id": str, "task_ids": [str], "kinds": [int], "payloads": [bytes],
-     "cursor": int, "pending": int}
+     "cursor": int, "pending": int, "poll_after": float}
 
 ``kinds`` are ``fabric.protocol``'s ``RESULT_OK`` / ``RESULT_REMOTE_ERROR`` /
 ``RESULT_TASK_ERROR``; ``cursor`` is what to pass as ``after`` next time; ``pending``
 counts the group's unfinished tasks. With ``wait`` > 0 and nothing new yet, the request
-waits up to ``wait`` seconds (capped by the service) for a result to be committed.
+waits up to ``wait`` seconds (capped by the service) for a result to be committed, if it
+gets one of the service's long-poll slots (``service.polls``); without one it answers at
+once with ``poll_after`` > 0, the seconds to let pass before polling again. A poll that
+waited costs no rate-limit token. ``POST /v1/results`` (``service.api.results``) watches
+several groups in one poll.
 
 Asking for results ``after=N`` acknowledges every result of the group up to seq ``N``: the
 client holds them, so the service deletes those tasks soon after (a purged task's
@@ -47,9 +51,11 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from service.api.common import current_user, msgpack_response, query_number, services
+from service.api.common import charge_rate_limit, current_user, msgpack_response, query_number, services
 from service.errors import HTTPNotFound
 from service.openapi import operation
+from service.polls import long_poll
+from service.records import ResultPage
 
 blueprint = Blueprint("task_groups", __name__)
 
@@ -127,13 +133,16 @@ def results(task_group_id: str) -> Response:
     limit = query_number("limit", parts.config.max_results, 1, parts.config.max_results, integer=True)
     if after:
         parts.store.acknowledge(task_group_id, after)  # the client holds these: they may go
-    deadline = time.monotonic() + wait
-    while True:
-        generation = parts.signal.generation
-        page = parts.store.results_after(task_group_id, after, limit)
-        remaining = deadline - time.monotonic()
-        if page.task_ids or not page.pending or remaining <= 0 or parts.signal.closed:
-            break
-        parts.signal.wait(generation, min(remaining, 1.0))  # re-read at least every second
+    pages: list[ResultPage] = []
+
+    def read() -> bool:
+        pages[:] = [parts.store.results_after(task_group_id, after, limit)]
+        return bool(pages[0].task_ids or not pages[0].pending)
+
+    outcome = long_poll(parts.polls, current_user().user_id, None, wait, read)
+    if not outcome.waited:
+        charge_rate_limit()
+    page = pages[0]
     return msgpack_response({"task_group_id": task_group_id, "task_ids": page.task_ids, "kinds": page.kinds,
-                             "payloads": page.payloads, "cursor": page.cursor, "pending": page.pending})
+                             "payloads": page.payloads, "cursor": page.cursor, "pending": page.pending,
+                             "poll_after": outcome.poll_after})

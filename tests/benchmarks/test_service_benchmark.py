@@ -28,7 +28,8 @@ TIMEOUT = 120.0
 
 KEYS = {"benchmark", "kind", "tasks", "workers", "managers", "prefetch", "oversubscribed", "correct",
         "wrong_results", "tasks_per_second", "throughput_seconds", "latency_ms", "startup_seconds", "peak_rss_mb",
-        "peak_processes", "peak_rss_by_role", "machine", "fabric_version", "timestamp", "errors"}
+        "peak_processes", "peak_rss_by_role", "machine", "fabric_version", "timestamp", "errors",
+        "latency_ms_by_argument_bytes", "latency_samples_per_size"}
 ROLES = {"client", "service", "interchange", "manager", "worker"}
 
 
@@ -58,6 +59,10 @@ def test_a_quick_cell_prints_one_checked_json_line_with_every_field() -> None:
     latency = record["latency_ms"]
     assert latency["samples"] == 5 and latency["p999"] is None
     assert 0 < latency["min"] <= latency["median"] <= latency["p99"] <= latency["max"]
+    by_size = record["latency_ms_by_argument_bytes"]
+    assert list(by_size) == ["100", "1000", "10000", "100000"]
+    assert all(figures["samples"] == record["latency_samples_per_size"] and figures["median"] > 0
+               for figures in by_size.values())
     assert "record written" not in completed.stderr
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 from tests.support import TIMEOUT, poll_until
-from tests.support.service import user
+from tests.support.service import Api, user
 
 from tests.support.sdk_functions import double, fail, record, unless_missing, wait_for
 
@@ -248,3 +248,21 @@ def test_retrying_a_group_runs_only_its_failed_tasks_again(cluster: Any, tmp_pat
     assert [client.get_result(f.task_id) for f in failing] == list(range(5))
     counts = client.get_task_group(group)
     assert (counts["tasks"], counts["success"], counts["failed"]) == (10, 10, 0)
+
+
+def test_twenty_executors_of_one_client_share_one_long_poll(cluster: Any) -> None:
+    service = cluster.service(max_polls_per_user=2)
+    client = user(service)
+    registration = client.register_endpoint("laptop")
+    executors = [Executor(registration["endpoint_id"], client=client) for _ in range(20)]
+    try:
+        futures = [executor.submit(double, i) for i, executor in enumerate(executors)]
+        poll_until(lambda: all(f.task_id for f in futures), "the tasks to be accepted")
+        other_process = Api(service.url, client._token)  # the same user, another client
+        page = other_process.results(executors[0].task_group_id, wait=0.2)
+        assert page["poll_after"] == 0, "the user's second slot was free: the 20 executors hold one"
+        cluster.endpoint(registration)
+        assert [f.result(TIMEOUT) for f in futures] == [2 * i for i in range(20)]
+    finally:
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)

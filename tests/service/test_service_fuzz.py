@@ -80,7 +80,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     service = ServiceProcess(tmp_path_factory.mktemp("fuzz"), rate_limit=0, max_task_bytes=4096,
-                             max_batch_tasks=64, max_request_bytes=256 * 1024)
+                             max_batch_tasks=64, max_request_bytes=256 * 1024,
+                             max_wait=0.05)  # fuzzed long-polls stay short
     try:
         keeper = Api(service.url, service.add_user("keeper"))
         keeper_endpoint = keeper.register_endpoint("kept")["endpoint_id"]
@@ -141,6 +142,8 @@ def templates(world: World) -> dict[str, dict[str, Any]]:
         "/v1/functions/{function}/sharing": {"public": False, "users": ["keeper"], "groups": [world.user_group]},
         "/v1/groups": {"name": "team"},
         "/v1/groups/{user_group}/members": {"users": ["keeper"]},
+        "/v1/results": {"groups": {world.own_group: 0, world.kept_group: 0}, "wait": 0.01, "limit": 10,
+                        "watcher": "fuzzer"},
     }
 
 
@@ -148,7 +151,7 @@ ROUTES = [("POST", "/v1/batches"), ("POST", "/v1/functions"), ("POST", "/v1/endp
           ("POST", "/v1/task_groups/{group}/cancel"), ("POST", "/v1/task_groups/{group}/retry"),
           ("PUT", "/v1/endpoints/{endpoint}/sharing"), ("PUT", "/v1/endpoints/{endpoint}/allowed_functions"),
           ("PUT", "/v1/functions/{function}/sharing"), ("POST", "/v1/groups"),
-          ("POST", "/v1/groups/{user_group}/members")]
+          ("POST", "/v1/groups/{user_group}/members"), ("POST", "/v1/results")]
 
 
 def ids(world: World) -> dict[str, list[str]]:
@@ -197,7 +200,7 @@ class Request:
 
 @st.composite
 def requests(draw: st.DrawFn, world: World, method: str, route: str) -> Request:
-    as_msgpack = route == "/v1/batches"
+    as_msgpack = route in ("/v1/batches", "/v1/results")
     template = templates(world)[route]
     value = draw(mutated(template, (msgpack_values if as_msgpack else json_values) | hostile_values))
     body = draw(encoded(value, as_msgpack))
