@@ -324,8 +324,10 @@ class ResultBatch(Message):
     """Results, columnar, all payloads in one frame; brokers forward it without unpacking.
 
     ``started`` lists task ids a manager's workers began running since its last message
-    (so the interchange can tell a lost manager's started tasks from merely prefetched ones);
-    ``capacity`` is the sender's current task capacity (None: unchanged); ``elapsed`` is
+    (what the service shows as running); ``handed`` lists the task ids the manager hands to
+    its workers right after this message, so any of them may have started by the time the
+    interchange reads it (a lost manager's handed tasks count as started, its others were
+    only prefetched); ``capacity`` is the sender's current task capacity (None: unchanged); ``elapsed`` is
     the worker time spent on these results, in seconds.
     """
 
@@ -337,6 +339,7 @@ class ResultBatch(Message):
     started: list[Any] = dataclasses.field(default_factory=list)
     capacity: int | None = None
     elapsed: float = 0.0
+    handed: list[Any] = dataclasses.field(default_factory=list)
 
     def to_frames(self) -> list[Frame]:
         header = {
@@ -344,6 +347,8 @@ class ResultBatch(Message):
             "sizes": self.sizes, "started": self.started, "capacity": self.capacity,
             "elapsed": self.elapsed,
         }
+        if self.handed:
+            header["handed"] = self.handed
         return [_packb(header), self.blob]
 
     @classmethod
@@ -354,12 +359,14 @@ class ResultBatch(Message):
         kinds: Any = header.get("kinds")
         sizes: Any = header.get("sizes")
         started: Any = header.get("started", [])
-        if not all(isinstance(c, list) for c in (ids, kinds, sizes, started)):
-            raise ProtocolError("results: ids, kinds, sizes and started must be lists")
+        handed: Any = header.get("handed", [])
+        if not all(isinstance(c, list) for c in (ids, kinds, sizes, started, handed)):
+            raise ProtocolError("results: ids, kinds, sizes, started and handed must be lists")
         if not len(ids) == len(kinds) == len(sizes):
             raise ProtocolError("results: columns of different lengths")
         _check_ids(ids, "results")
         _check_ids(started, "results")
+        _check_ids(handed, "results")
         if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):
             raise ProtocolError("results: sizes do not match the payload frame")
         if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):
@@ -371,7 +378,7 @@ class ResultBatch(Message):
         if not isinstance(elapsed, (int, float)):
             raise ProtocolError("results: elapsed must be a number")
         return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,
-                   capacity=capacity, elapsed=float(elapsed))
+                   capacity=capacity, elapsed=float(elapsed), handed=handed)
 
     def __len__(self) -> int:
         return len(self.task_ids)
@@ -418,6 +425,7 @@ class ResultBatch(Message):
             blob=b"".join([b.blob for b in batches]),
             started=[i for b in batches for i in b.started],
             elapsed=sum(b.elapsed for b in batches),
+            handed=[i for b in batches for i in b.handed],
         )
         for name, value in fields.items():
             setattr(merged, name, value)
@@ -467,10 +475,20 @@ class Drain(Message):
 
 @dataclasses.dataclass(slots=True)
 class ManagerExiting(Message):
-    """A manager says goodbye (drained, shut down, or failing) so nothing waits for it."""
+    """A manager says goodbye (drained, shut down, or failing) so nothing waits for it.
+
+    ``unstarted``: tasks it was sent that no worker of it ever began (its workers stopped
+    before them), so they may run elsewhere whatever their retry budget."""
 
     tag = "manager_exiting"
     reason: str = ""
+    unstarted: list[Any] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
+        message = super(ManagerExiting, cls).from_header(header, frames)
+        _check_ids(message.unstarted, "manager_exiting")  # type: ignore[attr-defined]
+        return message
 
 
 # --- worker <-> manager -------------------------------------------------------------
@@ -529,9 +547,10 @@ class StatusRequest(Message):
 
 @dataclasses.dataclass(slots=True)
 class StatusReport(Message):
-    """Managers (one map each), queued and outstanding task counts; blocks (one map each:
-    ``block_id``, ``job_id``, ``state``, ``managers``, ...), recently ended blocks, and why
-    scaling stopped, if it did."""
+    """Managers (one map each: ``workers``, ``cores``, ``memory``, ``accelerators``,
+    ``python_version``, ...), queued and outstanding task counts; blocks (one map each:
+    ``block_id``, ``job_id``, ``state``, ``managers``, ...), recently ended blocks, why
+    scaling stopped, if it did, and the endpoint's configured ``labels`` (routing reads them)."""
 
     tag = "status_report"
     request_id: int
@@ -542,6 +561,7 @@ class StatusReport(Message):
     blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     ended_blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     scaling_error: str | None = None
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)

@@ -40,6 +40,7 @@ class ErrorType:
     METHOD_NOT_ALLOWED: Final = "method_not_allowed"    # 405
     CONFLICT: Final = "conflict"                        # 409
     BATCH_CONFLICT: Final = "batch_conflict"            # 409: a batch id sent again with other content
+    NO_ELIGIBLE_ENDPOINT: Final = "no_eligible_endpoint"  # 409: no endpoint of the group meets `requires`
     BATCH_GONE: Final = "batch_gone"                    # 410: a batch sent again after its tasks were purged
     PAYLOAD_TOO_LARGE: Final = "payload_too_large"      # 413
     UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"  # 415

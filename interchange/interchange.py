@@ -174,7 +174,7 @@ class Interchange:
                 pass
             case StatusRequest(request_id):
                 now = time.monotonic()
-                status = {**self.scheduler.status(now), **self.scaling.status(now)}
+                status = {**self.scheduler.status(now), **self.scaling.status(now), "labels": self.config.labels}
                 self.send_upstream(StatusReport(request_id=request_id, **status))
             case ManagerCommand(request_id, action, manager_id):
                 self.on_manager_command(request_id, action, manager_id)
@@ -221,8 +221,9 @@ class Interchange:
         elif manager_id in self.scheduler.managers:
             self.execute(self.scheduler.handle(ManagerSeen(manager_id, now)))
             if isinstance(message, ManagerExiting):
-                logger.info("manager %s leaving: %s", printable(manager_id), printable(message.reason))
-                self.execute(self.scheduler.handle(ManagerLeft(manager_id, message.reason)))
+                logger.info("manager %s leaving: %s (%d tasks it never started)", printable(manager_id),
+                            printable(message.reason), len(message.unstarted))
+                self.execute(self.scheduler.handle(ManagerLeft(manager_id, message.reason, message.unstarted)))
             return
         if not isinstance(message, ManagerExiting):
             logger.warning("message from unregistered manager %s: telling it to stop", printable(manager_id))

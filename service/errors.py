@@ -15,6 +15,7 @@
             ├── HTTPNotFound              404  no such id *for this user* (others' ids look missing too)
             ├── HTTPMethodNotAllowed      405  the route exists, the method does not
             ├── HTTPConflict              409  the name is taken (a group of the caller's)
+            │   ├── HTTPNoEligibleEndpoint 409 no member of an endpoint group meets the batch's routing constraints
             │   └── HTTPBatchConflict     409  a batch id sent again with other content
             ├── HTTPBatchGone             410  a batch sent again after its tasks were purged
             ├── HTTPPayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
@@ -103,6 +104,19 @@ class HTTPConflict(HTTPError):
     error_type = ErrorType.CONFLICT
 
 
+class HTTPNoEligibleEndpoint(HTTPConflict):
+    """No member of the endpoint group (that the caller reaches) meets the routing constraints."""
+
+    error_type = ErrorType.NO_ELIGIBLE_ENDPOINT
+
+    def __init__(self, endpoint_group_id: str, requires: dict[str, object]) -> None:
+        super().__init__(f"no endpoint of group {endpoint_group_id!r} that you reach meets {requires!r}")
+        self.endpoint_group_id, self.requires = endpoint_group_id, requires
+
+    def details(self) -> dict[str, object]:
+        return {"endpoint_group_id": self.endpoint_group_id, "requires": self.requires}
+
+
 class HTTPBatchConflict(HTTPConflict):
     error_type = ErrorType.BATCH_CONFLICT
 
@@ -179,6 +193,7 @@ Forbidden = HTTPForbidden
 FunctionNotAllowed = HTTPFunctionNotAllowed
 Conflict = HTTPConflict
 BatchConflict = HTTPBatchConflict
+NoEligibleEndpoint = HTTPNoEligibleEndpoint
 BatchGone = HTTPBatchGone
 NotFound = HTTPNotFound
 MethodNotAllowed = HTTPMethodNotAllowed
