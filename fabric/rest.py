@@ -15,16 +15,19 @@ import enum
 from typing import Final
 
 __all__ = ["DISPATCHED", "FAILED", "FINISHED", "RECEIVED", "RUNNING", "STATES", "SUCCESS", "UNFINISHED", "UNSET",
-           "WAITING", "ErrorType", "Oversized", "ResultPage", "Unset"]
+           "WAITING", "WAITING_FOR_INPUTS", "ErrorType", "Oversized", "ResultPage", "Unset"]
 
 # -- task states ----------------------------------------------------------------------------
 RECEIVED: Final = "received"
 WAITING: Final = "waiting-for-endpoint"
+WAITING_FOR_INPUTS: Final = "waiting-for-dependencies"
+"""A task whose inputs (tasks passed as arguments) are unfinished: it waits in the store, not
+for an endpoint; not in ``UNFINISHED``, which lists the states an endpoint deals with."""
 DISPATCHED: Final = "dispatched"
 RUNNING: Final = "running"
 SUCCESS: Final = "success"
 FAILED: Final = "failed"
-STATES: Final = (RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
+STATES: Final = (RECEIVED, WAITING, WAITING_FOR_INPUTS, DISPATCHED, RUNNING, SUCCESS, FAILED)
 UNFINISHED: Final = (RECEIVED, WAITING, DISPATCHED, RUNNING)
 FINISHED: Final = frozenset({SUCCESS, FAILED})
 

@@ -7,13 +7,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from fabric.rest import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, UNSET, WAITING, ResultPage,
-                         Unset)
+from fabric.rest import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, UNSET, WAITING,
+                         WAITING_FOR_INPUTS, ResultPage, Unset)
 
 __all__ = ["ACCESS", "CancelOutcome", "CommitOutcome", "DISPATCHED", "EndpointRecord", "FAILED", "FunctionRecord",
            "GroupCounts", "GroupRecord", "NewTasks", "OWNER", "PUBLIC", "PurgeOutcome", "RECEIVED", "RUNNING",
            "ResultPage", "RetryOutcome", "SHARED", "STATES", "SUCCESS", "Sharing", "TaskRecord", "UNFINISHED", "UNSET",
-           "Unset", "User", "WAITING"]
+           "Unset", "User", "WAITING", "WAITING_FOR_INPUTS"]
 
 OWNER = "owner"
 SHARED = "shared"
@@ -120,6 +120,7 @@ class TaskRecord:
     seq: int | None
     route_id: str | None = None  # submitted to an endpoint group: the route that placed it
     route_reason: str | None = None  # why it went where it did (or was moved)
+    memo_hit: int = 0  # 1: answered from the memo, never ran
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ class GroupCounts:
     waiting: int = 0
     running: int = 0
     cancelled: int = 0
+    memo_hits: int = 0  # of the ``success`` ones, answered from the memo (never ran)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ class CommitOutcome:
     ignored: int
     task_groups: set[str]
     round_trip: float | None = None  # mean seconds from dispatch to this commit of the committed tasks
+    released: set[str] = dataclasses.field(default_factory=set)  # endpoints with dependents now waiting
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
