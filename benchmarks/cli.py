@@ -269,7 +269,8 @@ def add_flows_arguments(parser: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "endpoint": ("benchmarks.endpoint",
-                 "the endpoint path: throughput, latency, start-up, peak RSS per process; kinds and worker counts swept",
+                 "the endpoint path: throughput, latency, start-up, peak RSS per process; "
+                 "kinds and worker counts swept",
                  add_endpoint_arguments),
     "service": ("benchmarks.service",
                 "the service path: Executor -> HTTP -> service -> endpoint -> back; kinds and worker counts swept",

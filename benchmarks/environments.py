@@ -73,13 +73,13 @@ def one_round(containers: dict[str, ContainerConfig], tasks: int, reverse: bool)
             first.result(TIMEOUT)
             row = {"environment": name, "first_task_s": time.perf_counter() - started,
                    "container_start_s": (first.timing or {}).get("start_seconds")}
-            row.update(per_task(lambda: endpoint.submit_task(noop, container=container), tasks))
+            row.update(per_task(lambda c=container: endpoint.submit_task(noop, container=c), tasks))
             rows.append(row)
         shell = ShellFunction("true")
         pair: list[tuple[str, Callable[..., Any]]] = [("python no-op", noop), ("ShellFunction('true')", shell)]
         for name, function in reversed(pair) if reverse else pair:
             endpoint.submit(function).result(TIMEOUT)
-            rows.append({"environment": name, **per_task(lambda: endpoint.submit(function), tasks)})
+            rows.append({"environment": name, **per_task(lambda f=function: endpoint.submit(f), tasks)})
     return rows
 
 
@@ -111,7 +111,8 @@ def report_lines(section: dict[str, Any]) -> list[str]:
     names = list(dict.fromkeys(row["environment"] for row in section["rows"]))
 
     def spread(name: str, key: str, scale: float = 1.0, digits: int = 0) -> str:
-        values = [row[key] * scale for row in section["rows"] if row["environment"] == name and row.get(key) is not None]
+        values = [row[key] * scale for row in section["rows"]
+                  if row["environment"] == name and row.get(key) is not None]
         return records.spread(values, digits) if values else "–"
 
     rows = [[name, spread(name, "container_start_s", 1000, 0), spread(name, "first_task_s", 1000, 0),

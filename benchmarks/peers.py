@@ -164,8 +164,9 @@ def run_section(options: argparse.Namespace, log: records.Log) -> dict[str, Any]
                 if "error" in cell:
                     log(f"peers: {name} with {workers} worker(s) failed: {cell['error']}")
                 else:
-                    systems.setdefault(name, {"label": SYSTEMS[name].label, "version": cell["version"],
-                                              "configuration": {}})["configuration"][str(workers)] = cell["configuration"]
+                    system = systems.setdefault(name, {"label": SYSTEMS[name].label, "version": cell["version"],
+                                                       "configuration": {}})
+                    system["configuration"][str(workers)] = cell["configuration"]
                 print(json.dumps(_without_samples(cell)), flush=True)
     return {
         "config": {"systems": options.systems, "kinds": options.kind, "workers": options.workers,
@@ -268,7 +269,7 @@ def report_lines(section: dict[str, Any]) -> list[str]:
         + ". Cells show the median over rounds (min–max). Ratios are ours / peer within the same round: "
           "tasks/s ratio > 1 means fabric is faster, latency ratio < 1 means fabric answers sooner.")
     lines.append("")
-    for name, info in section["systems"].items():
+    for info in section["systems"].values():
         if "skipped" in info:
             lines.append(f"- **{info['label']}**: skipped — {info['skipped']}")
         else:

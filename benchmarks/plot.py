@@ -4,7 +4,8 @@ Draws whichever the record has data for:
 
 ``peers-throughput.png``  tasks/s against workers, one line per system, one panel per workload
 ``peers-latency.png``     distribution (empirical CDF) of round trips per system at one worker count
-``endpoint-throughput.png`` / ``endpoint-latency.png``  the same for the endpoint sweep, one line per kind / worker count
+``endpoint-throughput.png`` / ``endpoint-latency.png``  the same for the endpoint sweep, one line per kind /
+                          worker count
 ``service-throughput.png`` / ``service-latency.png``    the same for the service sweep
 ``paths-throughput.png``  both paths in one chart (when the record has both): tasks/s against workers per kind
 ``scale.png``             dispatch rate and heartbeat cost against the number of managers

@@ -1,7 +1,8 @@
 """``fabric endpoint run-local|configure|start|stop|list|status``: endpoints that connect out to a service.
 
 ``run-local`` is the demo (``endpoint.demo``). ``configure`` writes an endpoint's
-``config.json`` (``endpoint.home`` has the folder's layout). ``start`` registers the endpoint with the service (the same name keeps its id and
+``config.json`` (``endpoint.home`` has the folder's layout). ``start`` registers the
+endpoint with the service (the same name keeps its id and
 gets new keys: the old ones can no longer connect; the service's allow-list is set to the
 configuration's; the reply has the forwarder's current address), stores the registration,
 then runs the endpoint's interchange: in this process with ``--foreground``, else as a

@@ -11,8 +11,11 @@ The public facade::
     with Executor(endpoint_id, client=Client(service_url, token)) as executor:
         print(executor.submit(pow, 2, 10).result())
 
-Submodules (``fabric.protocol``, ``fabric.serialize``, ``fabric.errors``) are shared by
-every process; the facade's classes are imported lazily so workers stay light.
+Submodules are the core every role shares, and import no role: ``fabric.protocol`` (the
+wire spec between the processes), ``fabric.rest`` (between client and service),
+``fabric.serialize``, ``fabric.errors``, ``fabric.config``, ``fabric.sansio`` (the state
+machines' contract), ``fabric.streams``, ``fabric.process``, ``fabric.home``. The facade's
+classes are imported lazily so workers stay light.
 """
 
 from __future__ import annotations

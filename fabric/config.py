@@ -16,11 +16,14 @@ from typing import Any, TypeVar
 
 from fabric.errors import ConfigError
 
-T = TypeVar("T", bound="_JsonConfig")
+T = TypeVar("T", bound="JsonConfig")
 
 
-class _JsonConfig:
-    """JSON round trip and type checking shared by the configuration classes."""
+class JsonConfig:
+    """JSON round trip and type checking shared by the configuration classes (these and
+    ``service.config.ServiceConfig``): ``from_dict`` refuses unknown settings and builds
+    nested configurations; ``_check_types``, called first in ``__post_init__``, refuses a
+    value that is not of its field's annotated type."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))  # type: ignore[call-overload]
@@ -58,6 +61,9 @@ class _JsonConfig:
                 raise ConfigError(f"{type(self).__name__}.{field.name}: {value!r} is not {hints[field.name]}")
 
 
+_JsonConfig = JsonConfig  # its name before service.config used it too
+
+
 def _nested(cls: type, name: str, value: Any) -> Any:
     """A nested configuration given as a JSON object becomes its configuration class
     (also the values of a ``dict[str, SomeConfig]``)."""
@@ -70,7 +76,7 @@ def _nested(cls: type, name: str, value: Any) -> Any:
             return {key: item.from_dict(v) if isinstance(v, dict) else v for key, v in value.items()}
         return value
     for candidate in (hint, *typing.get_args(hint)):
-        if isinstance(candidate, type) and issubclass(candidate, _JsonConfig):
+        if isinstance(candidate, type) and issubclass(candidate, JsonConfig):
             return candidate.from_dict(value)
     return value
 
@@ -151,7 +157,7 @@ def _check_heartbeats(period: float, threshold: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ManagerConfig(_JsonConfig):
+class ManagerConfig(JsonConfig):
     """One manager: the node agent that runs ``workers`` worker processes.
 
     ``prefetch`` is how many tasks beyond one per worker the manager asks for; ``None``
@@ -289,7 +295,7 @@ def _optional_positive(name: str, value: float | None) -> None:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ProviderConfig(_JsonConfig):
+class ProviderConfig(JsonConfig):
     """Where an endpoint's blocks (units of allocation running managers) come from.
 
     ``kind``: ``local`` (managers as child processes, the default), ``slurm``, ``pbspro``
@@ -364,7 +370,7 @@ class ProviderConfig(_JsonConfig):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ScalingConfig(_JsonConfig):
+class ScalingConfig(JsonConfig):
     """How many blocks an endpoint holds (``interchange.strategy`` has the rules).
 
     ``init_blocks`` are submitted at start; the endpoint never holds fewer than
@@ -405,7 +411,7 @@ MAX_LABELS = 64
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class InterchangeConfig(_JsonConfig):
+class InterchangeConfig(JsonConfig):
     """One interchange: binds a ROUTER for managers and connects out to its upstream.
 
     ``upstream_address`` is where tasks come from (the local ``Endpoint`` or the service).

@@ -80,7 +80,7 @@ def _resolve(task_id: str) -> Any:
     return TaskRef(task_id)
 
 
-def _refuse_future(future: concurrent.futures.Future) -> tuple[Any, ...]:  # type: ignore[type-arg]
+def _refuse_future(future: concurrent.futures.Future) -> tuple[Any, ...]:
     raise NotAFabricFuture(future)
 
 

@@ -43,6 +43,11 @@
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
 as pickles, so the interchange and manager can create them without unpickling anything
 and a client only ever rebuilds classes listed in this module.
+
+``ServiceError`` and below are the client's side of the service's answers: the SDK maps an
+HTTP status to the class, and keeps the answer's ``error_type`` (a ``fabric.rest.ErrorType``,
+the value to branch on; never the message). The service raises its own tree,
+``service.errors`` (``HTTPError`` and below, also under ``FabricError``).
 """
 
 from __future__ import annotations
@@ -87,9 +92,10 @@ class ConfigError(FabricError, ValueError):
 class PayloadTooLarge(FabricError, ValueError):
     """A task's arguments or result exceed the size limit of the fabric."""
 
-    def __init__(self, size: int, limit: int, what: str = "payload") -> None:
+    def __init__(self, size: int, limit: int, what: str = "payload", *, request_id: str = "") -> None:
         super().__init__(size, limit, what)
         self.size, self.limit, self.what = size, limit, what
+        self.request_id = request_id  # the service's request, when the service refused it (a 413)
 
     def __str__(self) -> str:
         return f"{self.what} of {self.size} bytes exceeds the limit of {self.limit} bytes"

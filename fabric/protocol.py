@@ -29,7 +29,8 @@ Tasks and results
 A task is ``Task(task_id, function_id, payload, walltime, retries, priority, spec)``;
 ``spec`` is None or a map of what the task needs (``container``, ``num_nodes``,
 ``ranks_per_node``, ``num_ranks``), sent as the optional ``specs`` column of a batch only
-when some task of it has one. Task ids are opaque msgpack scalars (ints on a local endpoint, strings from the service). A
+when some task of it has one. Task ids are opaque msgpack scalars (ints on a local endpoint, strings from the
+service). A
 result is ``(task_id, kind, payload)`` where ``kind`` is ``RESULT_OK`` (payload: the
 serialized return value), ``RESULT_REMOTE_ERROR`` (payload: msgpack map with
 ``remote_type``, ``message``, ``traceback`` and optionally a dill-pickled ``exception``,
@@ -312,25 +313,25 @@ class TaskBatch(Message):
     def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
         if len(frames) != 2:
             raise ProtocolError(f"tasks: expected 2 frames, got {len(frames)}")
-        columns = [header.get(k) for k in ("ids", "fns", "sizes", "walltimes", "retries", "priorities")]
-        if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:  # type: ignore[arg-type]
+        columns: list[Any] = [header.get(k) for k in ("ids", "fns", "sizes", "walltimes", "retries", "priorities")]
+        if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
             raise ProtocolError("tasks: header columns missing or of different lengths")
         ids, fns, sizes, walltimes, retries, priorities = columns
-        _check_ids(ids, "tasks")  # type: ignore[arg-type]
-        if not all(isinstance(f, str) for f in fns):  # type: ignore[union-attr]
+        _check_ids(ids, "tasks")
+        if not all(isinstance(f, str) for f in fns):
             raise ProtocolError("tasks: function ids must be strings")
-        if not all(isinstance(r, int) for r in itertools.chain(retries, priorities)):  # type: ignore[arg-type]
+        if not all(isinstance(r, int) for r in itertools.chain(retries, priorities)):
             raise ProtocolError("tasks: retries and priorities must be integers")
-        if not all(w is None or isinstance(w, (int, float)) for w in walltimes):  # type: ignore[union-attr]
+        if not all(w is None or isinstance(w, (int, float)) for w in walltimes):
             raise ProtocolError("tasks: walltimes must be numbers or nil")
-        payloads = _split(frames[1], sizes)  # type: ignore[arg-type]
+        payloads = _split(frames[1], sizes)
         specs = header.get("specs")
         if specs is None:
-            return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))  # type: ignore[arg-type, misc]
-        if (not isinstance(specs, list) or len(specs) != len(ids)  # type: ignore[arg-type]
+            return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities)))
+        if (not isinstance(specs, list) or len(specs) != len(ids)
                 or not all(s is None or isinstance(s, dict) for s in specs)):
             raise ProtocolError("tasks: specs must be a list of maps or nil, one per task")
-        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities, specs)))  # type: ignore[arg-type, misc]
+        return cls(tasks=list(map(Task, ids, fns, payloads, walltimes, retries, priorities, specs)))
 
 
 @dataclasses.dataclass(slots=True)
@@ -374,18 +375,21 @@ class ResultBatch(Message):
     def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
         if len(frames) != 2:
             raise ProtocolError(f"results: expected 2 frames, got {len(frames)}")
-        ids, kinds, sizes = header.get("ids"), header.get("kinds"), header.get("sizes")
-        started, handed = header.get("started", []), header.get("handed", [])
+        ids: Any = header.get("ids")  # wire data: checked below, typed by what the checks prove
+        kinds: Any = header.get("kinds")
+        sizes: Any = header.get("sizes")
+        started: Any = header.get("started", [])
+        handed: Any = header.get("handed", [])
         if not all(isinstance(c, list) for c in (ids, kinds, sizes, started, handed)):
             raise ProtocolError("results: ids, kinds, sizes, started and handed must be lists")
-        if not len(ids) == len(kinds) == len(sizes):  # type: ignore[arg-type]
+        if not len(ids) == len(kinds) == len(sizes):
             raise ProtocolError("results: columns of different lengths")
-        _check_ids(ids, "results")  # type: ignore[arg-type]
-        _check_ids(started, "results")  # type: ignore[arg-type]
-        _check_ids(handed, "results")  # type: ignore[arg-type]
-        if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):  # type: ignore[union-attr, arg-type]
+        _check_ids(ids, "results")
+        _check_ids(started, "results")
+        _check_ids(handed, "results")
+        if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):
             raise ProtocolError("results: sizes do not match the payload frame")
-        if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):  # type: ignore[union-attr]
+        if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):
             raise ProtocolError("results: unknown result kind")
         capacity = header.get("capacity")
         elapsed = header.get("elapsed", 0.0)
@@ -397,8 +401,8 @@ class ResultBatch(Message):
         if timings is not None and (not isinstance(timings, dict)
                                     or not all(isinstance(t, dict) for t in timings.values())):
             raise ProtocolError("results: timings must map task ids to maps")
-        return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,  # type: ignore[arg-type]
-                   capacity=capacity, elapsed=float(elapsed), handed=handed,  # type: ignore[arg-type]
+        return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,
+                   capacity=capacity, elapsed=float(elapsed), handed=handed,
                    timings=timings or None)
 
     def __len__(self) -> int:

@@ -48,8 +48,7 @@ from typing import Any, ClassVar
 
 import dill
 
-from fabric.data_only import (DATA_ONLY_HEADER, DATA_ONLY_RESULT, dumps_data, loads_data, payload_serializer,
-                              serializer_name)
+from fabric.data_only import (DATA_ONLY_HEADER, DATA_ONLY_RESULT, dumps_data, loads_data, serializer_name)
 from fabric.errors import DataOnlyError, SerializationError
 
 logger = logging.getLogger(__name__)
@@ -249,7 +248,8 @@ def serialize_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], *, data_o
     return bytes((DATA_ONLY_RESULT,)) + body if data_only_result else body
 
 
-def deserialize_arguments(payload: bytes | memoryview, *, data_only: bool = False) -> tuple[tuple[Any, ...], dict[str, Any], bool]:
+def deserialize_arguments(payload: bytes | memoryview, *,
+                          data_only: bool = False) -> tuple[tuple[Any, ...], dict[str, Any], bool]:
     """``(args, kwargs, data-only result asked)`` of an arguments buffer; with ``data_only``
     nothing but ``DataOnly`` arguments is decoded (``DataOnlyError`` otherwise)."""
     view = memoryview(payload)

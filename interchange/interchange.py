@@ -39,15 +39,16 @@ from fabric import process, protocol
 from fabric.config import InterchangeConfig, is_loopback
 from fabric.errors import ProtocolError
 from fabric.functions import TaskRequirements
-from fabric.untrusted import printable
-from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat,
-                             InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
+from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, CancelTasks, CommandReply, FunctionDefinitions,
+                             Heartbeat, InterchangeRegistration, ManagerCommand, ManagerExiting, ManagerRegistration,
                              RegistrationReply, ResultBatch, ResultsAck, Shutdown, StatusReport, StatusRequest,
                              TaskBatch)
 from fabric.sandbox import protect_process
+from fabric.sansio import assert_never
+from fabric.untrusted import printable
 from interchange.manager_keys import ManagerKeys
 from interchange.scaling import Scaling
-from interchange.scheduler import (ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
+from interchange.scheduler import (Action, ForgetManager, FunctionsSubmitted, ManagerCommanded, ManagerJoined,
                                    ManagerLeft, ManagerResults, ManagerSeen, ResendResults, Scheduler, SendToManager,
                                    SendUpstream, TasksCancelled, TasksSubmitted, Tick)
 from interchange.spool import ResultSpool
@@ -79,7 +80,8 @@ class Interchange:
             if self.spool is not None:
                 self.spool.close()
             raise
-        self.scaling = Scaling(config, self.manager_address, self.scheduler, manager_keys=self.manager_keys)
+        self.scaling = Scaling(config, self.manager_address, self.scheduler, manager_keys=self.manager_keys,
+                               execute_scheduler=self.execute)
         self.poller = zmq.Poller()
         self.poller.register(self.upstream.socket, zmq.POLLIN)
         if self.upstream.monitor is not None:
@@ -171,7 +173,7 @@ class Interchange:
             case ResultsAck(task_ids):
                 self.upstream.acknowledged(task_ids)
             case FunctionDefinitions(function_ids, bodies):
-                self.scheduler.handle(FunctionsSubmitted(function_ids, bodies))
+                self.execute(self.scheduler.handle(FunctionsSubmitted(function_ids, bodies)))
             case Heartbeat():
                 pass
             case StatusRequest(request_id):
@@ -181,7 +183,7 @@ class Interchange:
             case ManagerCommand(request_id, action, manager_id):
                 self.on_manager_command(request_id, action, manager_id)
             case CancelTasks(task_ids):
-                self.scheduler.handle(TasksCancelled(task_ids))
+                self.execute(self.scheduler.handle(TasksCancelled(task_ids)))
             case Shutdown(reason):
                 self.stop_reason = f"shutdown requested: {reason}"
             case _:
@@ -215,13 +217,13 @@ class Interchange:
                            identity: Any = None) -> None:
         if isinstance(message, ResultBatch):
             if manager_id in self.scheduler.managers:
-                self.scheduler.handle(ManagerResults(manager_id, message, now))
+                self.execute(self.scheduler.handle(ManagerResults(manager_id, message, now)))
                 return
         elif isinstance(message, ManagerRegistration):
             self.register_manager(manager_id, message, now, identity)
             return
         elif manager_id in self.scheduler.managers:
-            self.scheduler.handle(ManagerSeen(manager_id, now))
+            self.execute(self.scheduler.handle(ManagerSeen(manager_id, now)))
             if isinstance(message, ManagerExiting):
                 logger.info("manager %s leaving: %s (%d tasks it never started)", printable(manager_id),
                             printable(message.reason), len(message.unstarted))
@@ -248,7 +250,7 @@ class Interchange:
             return
         logger.info("manager %s registered from %s (%d workers)", manager_id, printable(registration.hostname),
                     registration.worker_count)
-        self.scheduler.handle(ManagerJoined(registration, now))
+        self.execute(self.scheduler.handle(ManagerJoined(registration, now)))
         self.scaling.manager_registered(registration, now)
 
     def tick(self, now: float) -> None:
@@ -273,20 +275,23 @@ class Interchange:
             return None
 
     # -- actions ---------------------------------------------------------------------
-    def execute(self, actions: list[Any]) -> None:
+    def execute(self, actions: list[Action]) -> None:
+        """Carry out what the scheduler asked for (``fabric.sansio``)."""
         for action in actions:
-            if isinstance(action, SendToManager):
-                self.send_manager(action.manager_id, action.message)
-            elif isinstance(action, SendUpstream):
-                if isinstance(action.message, ResultBatch) and action.message.task_ids:
-                    self.upstream.send_results(action.message)
-                else:
-                    self.send_upstream(action.message)
-            elif isinstance(action, ResendResults):
-                logger.debug("%d tasks came again whose results are held: re-sending those", len(action.task_ids))
-                self.upstream.resend(action.task_ids)
-            elif isinstance(action, ForgetManager):
-                logger.warning("manager %s lost: %s", printable(action.manager_id), printable(action.reason))
+            match action:
+                case SendToManager(manager_id, message):
+                    self.send_manager(manager_id, message)
+                case SendUpstream(ResultBatch() as batch) if batch.task_ids:
+                    self.upstream.send_results(batch)
+                case SendUpstream(message):
+                    self.send_upstream(message)
+                case ResendResults(task_ids):
+                    logger.debug("%d tasks came again whose results are held: re-sending those", len(task_ids))
+                    self.upstream.resend(task_ids)
+                case ForgetManager(manager_id, reason):
+                    logger.warning("manager %s lost: %s", printable(manager_id), printable(reason))
+                case _:
+                    assert_never(action)
 
     def send_upstream(self, message: protocol.Message) -> None:
         """Send without ever blocking: with no high-water mark, a send can only fail when

@@ -19,6 +19,7 @@ from typing import Any
 
 from fabric.config import InterchangeConfig, ProviderConfig
 from fabric.protocol import ManagerRegistration
+from fabric.sansio import assert_never
 from interchange.manager_keys import ManagerKeys
 from interchange.providers.base import Provider
 from interchange.providers.kubernetes import KubernetesProvider
@@ -26,9 +27,10 @@ from interchange.providers.launchers import block_command
 from interchange.providers.local import LocalProvider
 from interchange.providers.pbspro import PBSProProvider
 from interchange.providers.slurm import SlurmProvider
+from interchange import scheduler as scheduler_actions
 from interchange.scheduler import ManagerCommanded, Scheduler
-from interchange.strategy import (BlockEnded, BlockFailed, BlockSubmitFailed, BlockSubmitted, CancelBlocks,
-                                  CancelFailed, EnterError, HoldManagers, JobsPolled, Load, ManagerLoad,
+from interchange.strategy import (Action, BlockEnded, BlockFailed, BlockSubmitFailed, BlockSubmitted, CancelBlocks,
+                                  CancelFailed, Event, EnterError, HoldManagers, JobsPolled, Load, ManagerLoad,
                                   ManagerRegistered, ManagerRetired, PollFailed, PollJobs, ReleaseManagers, Start,
                                   Stop, Strategy, SubmitBlock)
 
@@ -55,8 +57,12 @@ def make_strategy(config: InterchangeConfig, poll_period: float) -> Strategy:
 
 class Scaling:
     def __init__(self, config: InterchangeConfig, manager_address: str, scheduler: Scheduler,
-                 provider: Provider | None = None, manager_keys: ManagerKeys | None = None) -> None:
+                 provider: Provider | None = None, manager_keys: ManagerKeys | None = None,
+                 execute_scheduler: Callable[[list[scheduler_actions.Action]], None] | None = None) -> None:
+        """``execute_scheduler`` carries out what the scheduler answers to a hold or release
+        (the interchange's ``execute``); without it such an answer must be empty."""
         self.config = config
+        self.execute_scheduler = execute_scheduler or _expect_no_actions
         self.manager_address = manager_address
         self.manager_keys = manager_keys
         self.scheduler = scheduler
@@ -66,8 +72,8 @@ class Scaling:
         self.next_run = 0.0
         self.executor = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="provider")
                          if self.provider.blocking else None)
-        self.calls: list[concurrent.futures.Future[Any]] = []
-        self.finished: deque[object] = deque()
+        self.calls: list[concurrent.futures.Future[Event | None]] = []
+        self.finished: deque[Event | None] = deque()
 
     # -- what the interchange calls -----------------------------------------------------
     def start(self, now: float) -> None:
@@ -101,17 +107,14 @@ class Scaling:
         """Cancel every block (waiting for submissions in flight first), then close the provider."""
         concurrent.futures.wait(self.calls, timeout=timeout)
         self.collect()
-        for action in self.strategy.handle(Stop(time.monotonic())):
-            if isinstance(action, CancelBlocks):
-                event = self._cancel(action.jobs)
-                if isinstance(event, CancelFailed):
-                    logger.error("could not cancel blocks %s: %s", event.block_ids, event.message)
+        self.execute_at_stop(self.strategy.handle(Stop(time.monotonic())))
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
         self.provider.close(timeout)
 
     # -- carrying out the strategy's actions --------------------------------------------
-    def execute(self, actions: list[Any]) -> None:
+    def execute(self, actions: list[Action]) -> None:
+        """Carry out what the strategy asked for (``fabric.sansio``)."""
         for action in actions:
             match action:
                 case SubmitBlock(block_id):
@@ -130,13 +133,26 @@ class Scaling:
                     logger.warning("block %s ended: %s", block_id, message)
                 case EnterError(message):
                     logger.error("scaling stopped: %s", message)
+                case _:
+                    assert_never(action)
+
+    def execute_at_stop(self, actions: list[Action]) -> None:
+        """``stop``'s ``execute``: blocks are cancelled here and now, on this thread; nothing
+        new is started."""
+        for action in actions:
+            if isinstance(action, CancelBlocks):
+                event = self._cancel(action.jobs)
+                if isinstance(event, CancelFailed):
+                    logger.error("could not cancel blocks %s: %s", event.block_ids, event.message)
+            else:
+                logger.debug("stopping: not carried out: %s", action)
 
     def command(self, action: str, manager_ids: list[str]) -> None:
         for manager_id in manager_ids:
             if manager_id in self.scheduler.managers:
-                self.scheduler.handle(ManagerCommanded(action, manager_id))
+                self.execute_scheduler(self.scheduler.handle(ManagerCommanded(action, manager_id)))
 
-    def call(self, function: Callable[..., object], *args: Any) -> None:
+    def call(self, function: Callable[..., Event | None], *args: Any) -> None:
         if self.executor is None:
             self.finished.append(function(*args))  # the outcome is fed back on collect()
         else:
@@ -154,7 +170,7 @@ class Scaling:
                 self.execute(self.strategy.handle(event))
 
     # -- provider calls (on the background thread for batch schedulers) -----------------
-    def _submit(self, block_id: str) -> object:
+    def _submit(self, block_id: str) -> BlockSubmitted | BlockSubmitFailed:
         try:
             command = block_command(self.config, self.manager_address, block_id, self.manager_keys)
             job_id = self.provider.submit(command, block_id)
@@ -162,16 +178,21 @@ class Scaling:
             return BlockSubmitFailed(block_id, str(exc), time.monotonic())
         return BlockSubmitted(block_id, job_id, time.monotonic())
 
-    def _poll(self, job_ids: list[str]) -> object:
+    def _poll(self, job_ids: list[str]) -> JobsPolled | PollFailed:
         try:
             return JobsPolled(time.monotonic(), self.provider.status(job_ids))
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not get job states from %s: %s", self.provider.kind, exc)
             return PollFailed(str(exc), time.monotonic())
 
-    def _cancel(self, jobs: dict[str, str]) -> object:
+    def _cancel(self, jobs: dict[str, str]) -> CancelFailed | None:
         try:
             self.provider.cancel(list(jobs.values()))
         except Exception as exc:  # noqa: BLE001
             return CancelFailed(list(jobs), str(exc))
         return None
+
+
+def _expect_no_actions(actions: list[scheduler_actions.Action]) -> None:
+    if actions:
+        raise RuntimeError(f"scheduler actions with nobody to carry them out: {actions}")

@@ -43,6 +43,7 @@ from typing import Any
 from fabric.data_only import is_data_only, payload_serializer, serializer_name
 from fabric.errors import FunctionNotAllowed, ManagerLost, SerializerNotAllowed, TaskCancelled
 from fabric.functions import TaskRequirements
+from fabric.sansio import assert_never
 from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, Drain, FunctionDefinitions, ManagerRegistration,
                              Message, ResultBatch, Task, TaskBatch, batches_of, task_error_result)
 
@@ -259,7 +260,11 @@ class ResendResults:
     task_ids: list[Any]
 
 
+Event = (ManagerJoined | ManagerSeen | ManagerResults | ManagerLeft | TasksSubmitted | FunctionsSubmitted
+         | TasksCancelled | ManagerCommanded | Tick)
+"""Everything that may happen to the scheduler (``fabric.sansio`` has the contract)."""
 Action = SendToManager | SendUpstream | ForgetManager | ResendResults
+"""Everything the scheduler may ask the interchange to do."""
 
 
 class Scheduler:
@@ -297,7 +302,7 @@ class Scheduler:
     def outstanding(self) -> int:
         return sum(len(m.outstanding) for m in self.managers.values())
 
-    def handle(self, event: object) -> list[Action]:
+    def handle(self, event: Event) -> list[Action]:
         match event:
             case TasksSubmitted(tasks):
                 return self._submit(tasks)
@@ -326,7 +331,7 @@ class Scheduler:
             case ManagerCommanded(action, manager_id):
                 return self._command(action, manager_id)
             case _:
-                raise TypeError(f"unknown event {event!r}")
+                assert_never(event)
         return []
 
     def flush(self) -> list[Action]:
@@ -461,7 +466,8 @@ class Scheduler:
         manager.functions.update(known)
         actions += [SendToManager(manager_id, FunctionDefinitions([f], [self.functions[f]])) for f in known]
         manager.outstanding.update(zip([t.task_id for t in tasks], tasks))
-        actions += [SendToManager(manager_id, TaskBatch(batch)) for batch in batches_of(tasks, max_bytes=self.batch_bytes)]
+        actions += [SendToManager(manager_id, TaskBatch(batch))
+                    for batch in batches_of(tasks, max_bytes=self.batch_bytes)]
         return actions
 
     def _on_results(self, manager_id: str, batch: ResultBatch, now: float) -> None:

@@ -41,6 +41,7 @@ import math
 from collections import deque
 from typing import Any
 
+from fabric.sansio import assert_never
 from interchange.providers.base import JobState, JobStatus
 
 HISTORY = 20
@@ -219,8 +220,12 @@ class EnterError:
     message: str
 
 
+Event = (Start | Load | BlockSubmitted | BlockSubmitFailed | JobsPolled | PollFailed | CancelFailed | ManagerRegistered
+         | ManagerRetired | Stop)
+"""Everything that may happen to the strategy (``fabric.sansio`` has the contract)."""
 Action = (SubmitBlock | CancelBlocks | PollJobs | HoldManagers | ReleaseManagers | BlockFailed | BlockEnded
           | EnterError)
+"""Everything the strategy may ask the interchange's scaling to do."""
 
 
 class Strategy:
@@ -258,7 +263,7 @@ class Strategy:
         }
 
     # -- events ------------------------------------------------------------------------
-    def handle(self, event: object) -> list[Action]:
+    def handle(self, event: Event) -> list[Action]:
         match event:
             case Load(now, queued, managers):
                 return self._on_load(now, queued, managers)
@@ -290,7 +295,8 @@ class Strategy:
             case Stop(now):
                 self.stopped = True
                 return self._cancel([b for b in self.blocks.values() if b.job_id is not None and not b.cancel_sent])
-        raise TypeError(f"unknown event {event!r}")
+            case _:
+                assert_never(event)
 
     # -- internals ---------------------------------------------------------------------
     def _submit(self, now: float) -> SubmitBlock:
@@ -421,7 +427,8 @@ class Strategy:
                 block.idle_since = None
             elif block.idle_since is None:
                 block.idle_since = now
-            if block.state is BlockState.STARTING and now - block.started_at > self.registration_timeout:  # type: ignore[operator]
+            starting = block.started_at if block.state is BlockState.STARTING else None  # set when it started
+            if starting is not None and now - starting > self.registration_timeout:
                 actions += self._fail(block, f"no manager registered within {self.registration_timeout:g} s "
                                              f"of job {block.job_id} starting", now, ended=False)
             elif block.state is BlockState.RUNNING and not block.managers:  # drained, or lost: done
@@ -437,7 +444,7 @@ class Strategy:
         ready = []
         for block in self.blocks.values():
             if block.state is BlockState.HELD:
-                ready.append(now > block.held_at and block.outstanding == 0)  # type: ignore[operator]
+                ready.append(block.held_at is not None and now > block.held_at and block.outstanding == 0)
             elif block.state is BlockState.DRAINING:  # its managers are gone: give the allocation back
                 ready.append(block.registered and not block.managers and not block.cancel_sent)
             else:  # a cancel that failed: ask again
@@ -474,7 +481,7 @@ class Strategy:
             idle = [b for b in live if b.idle_since is not None and now - b.idle_since >= self.max_idletime
                     and b.state is not BlockState.SUBMITTING]
             unconnected = sorted((b for b in idle if not b.registered), key=lambda b: -b.submitted_at)
-            connected = sorted((b for b in idle if b.registered), key=lambda b: b.idle_since)  # type: ignore[arg-type, return-value]
+            connected = sorted((b for b in idle if b.registered), key=lambda b: b.idle_since or 0.0)
             chosen = (unconnected + connected)[:len(live) - target]
             actions += self._cancel([b for b in chosen if not b.registered])
             for block in (b for b in chosen if b.registered):

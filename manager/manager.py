@@ -54,12 +54,13 @@ from fabric.errors import ConfigError, ProtocolError
 from fabric.process import child_environment, exit_with_parent, parent_alive, pidfd, spawn
 from fabric.sandbox import SANDBOX_REFUSED_EXIT, protect_process, worker_environment
 from fabric.streams import MessageStream, stream_pair
+from fabric.sansio import assert_never
 from fabric.protocol import (MAX_BATCH_BYTES, PROTOCOL_VERSION, Drain, FunctionDefinitions, Heartbeat, ManagerExiting,
                              ManagerRegistration, RegistrationReply, ResultBatch, Shutdown, TaskBatch,
                              WorkerReady)
 from manager.accelerators import discover_accelerators, plan_worker_env
 from manager.containers import remove_worker_containers, runtimes_in_use
-from manager.scheduler import (DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
+from manager.scheduler import (Action, DrainRequested, Exit, KillWorker, ManagerScheduler, ReportResults, SendTasks,
                                StartWorker, StopRequested, TasksArrived, Tick, WorkerDied, WorkerResults,
                                WorkerStarted)
 
@@ -168,7 +169,8 @@ class Manager:
             args += ["--cpus", ",".join(map(str, plan.cpus))]
         args += self.worker_policy_args
         self.control.reset(index)
-        process = spawn("worker", args, env=worker_environment(child_environment({**plan.env, **worker_settings(self.config)})),
+        env = worker_environment(child_environment({**plan.env, **worker_settings(self.config)}))
+        process = spawn("worker", args, env=env,
                         python=self.config.python, pass_fds=(theirs.fileno(), self.control.fd))
         theirs.close()
         stream = MessageStream(ours)
@@ -214,7 +216,7 @@ class Manager:
         """Leave cleanly: workers begin nothing more and get ``STOP_GRACE`` seconds to finish
         the task they are on; their results still go up (``close`` then says goodbye)."""
         self.control.stop()
-        self.scheduler.handle(StopRequested())
+        self.execute(self.scheduler.handle(StopRequested()))
         for worker_id in list(self.streams):  # an idle worker waits for a message, not a task
             self.send_worker(worker_id, Shutdown(reason=self.exit_reason or "stopping"))
         self.stop_deadline = time.monotonic() + STOP_GRACE
@@ -259,7 +261,7 @@ class Manager:
         self.walltime_draining = True
         given_back = len(self.scheduler.buffer)
         self.scheduler.buffer.clear()  # never started: re-queued by the interchange when we leave
-        self.scheduler.handle(DrainRequested())
+        self.execute(self.scheduler.handle(DrainRequested()))
         logger.info("the job's walltime is near: draining (%d unstarted tasks go back)", given_back)
 
     def receive_from_interchange(self) -> None:
@@ -292,7 +294,7 @@ class Manager:
                 self.heartbeat_period, self.heartbeat_threshold = period, threshold
             case Drain():
                 logger.info("draining")
-                self.scheduler.handle(DrainRequested())
+                self.execute(self.scheduler.handle(DrainRequested()))
             case Shutdown(reason):
                 self.exit_reason = f"shutdown: {reason}"
             case _:
@@ -316,9 +318,9 @@ class Manager:
                 stream.closed = True
             for message in messages:
                 if isinstance(message, ResultBatch):
-                    self.scheduler.handle(WorkerResults(worker_id, message))
+                    self.execute(self.scheduler.handle(WorkerResults(worker_id, message)))
                 elif isinstance(message, WorkerReady):
-                    self.scheduler.handle(WorkerStarted(worker_id))
+                    self.execute(self.scheduler.handle(WorkerStarted(worker_id)))
             if stream.closed:  # the worker exited; reap_workers reports it
                 self.close_stream(worker_id)
 
@@ -358,7 +360,8 @@ class Manager:
             self.abandon(f"silent for {now - self.last_heard:.1f} s")
 
     # -- actions ---------------------------------------------------------------------
-    def execute(self, actions: list[Any]) -> None:
+    def execute(self, actions: list[Action]) -> None:
+        """Carry out what the scheduler asked for (``fabric.sansio``)."""
         for action in actions:
             match action:
                 case SendTasks(worker_id, tasks, new_functions):
@@ -378,6 +381,8 @@ class Manager:
                         process.kill()
                 case Exit(reason):
                     self.exit_reason = reason
+                case _:
+                    assert_never(action)
 
     def send(self, message: protocol.Message) -> None:
         self.interchange.send_multipart(message.to_frames(), copy=False)
@@ -417,7 +422,7 @@ class Manager:
         """End the workers still running, account for their tasks, say goodbye (listing
         every task no worker began), close everything."""
         self.control.stop()
-        self.scheduler.handle(StopRequested())
+        self.execute(self.scheduler.handle(StopRequested()))
         self.end_workers()
         if not self.abandoned:
             self.execute(self.scheduler.flush())  # the last results

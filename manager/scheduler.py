@@ -37,6 +37,7 @@ from typing import Any
 
 from fabric.errors import TaskTimeout, WorkerLost
 from fabric.protocol import MAX_BATCH_BYTES, ResultBatch, Task, task_error_result
+from fabric.sansio import assert_never
 
 CHUNK = 128
 MIN_DEPTH = 2
@@ -120,7 +121,10 @@ class Exit:
     reason: str
 
 
+Event = TasksArrived | WorkerStarted | WorkerResults | WorkerDied | Tick | DrainRequested | StopRequested
+"""Everything that may happen to the manager's scheduler (``fabric.sansio`` has the contract)."""
 Action = SendTasks | StartWorker | KillWorker | ReportResults | Exit
+"""Everything the scheduler may ask the manager to do."""
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -170,7 +174,7 @@ class ManagerScheduler:
         self.slots[worker_id] = WorkerSlot(worker_id=worker_id, index=index)
 
     # -- events ----------------------------------------------------------------------
-    def handle(self, event: object) -> list[Action]:
+    def handle(self, event: Event) -> list[Action]:
         match event:
             case TasksArrived(tasks):
                 if self.stopping:
@@ -198,7 +202,8 @@ class ManagerScheduler:
                 self.unstarted += [t.task_id for t in self.buffer]
                 self.buffer.clear()
                 return []
-        raise TypeError(f"unknown event {event!r}")
+            case _:
+                assert_never(event)
 
     def flush(self) -> list[Action]:
         """Report what finished and what is handed out now, then hand buffered tasks to
@@ -262,11 +267,12 @@ class ManagerScheduler:
             share = math.ceil(len(buffer) / (len(open_slots) - position))
             room = min(self.depth - len(slot.queue), share)
             while room > 0 and buffer:
-                if buffer[0].walltime is not None:
+                walltime = buffer[0].walltime
+                if walltime is not None:
                     if slot.queue:
                         break
                     chunk = [buffer.popleft()]
-                    slot.deadline = self.now + chunk[0].walltime  # type: ignore[operator]
+                    slot.deadline = self.now + walltime
                     room = 0
                 else:
                     chunk = []

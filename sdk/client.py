@@ -20,7 +20,9 @@ sent with a ``batch_id`` so a retried upload never adds its tasks twice, and com
 (zlib) when it is large and that helps.
 
 The client is safe to use from several threads (a pool of keep-alive connections; urllib3
-directly, which costs a third of what ``requests`` adds per call).
+directly, which costs a third of what ``requests`` adds per call). The HTTP layer is a
+transport (``sdk.transport``, httpx's shape) that ``Client(transport=...)`` replaces; the
+wire values both sides share (error types, task states, ``ResultPage``) are ``fabric.rest``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import base64
 import contextlib
 import json as _json_module
 import dataclasses
-import enum
 import random
 import threading
 import time
@@ -41,30 +42,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgpack
-import urllib3
 
 from fabric.errors import (AuthError, BatchGone, ConfigError, Forbidden, InvalidRequest, NoEligibleEndpoint, NotFound,
                            PayloadTooLarge, RateLimited, ServiceError, ServiceInternalError, ServiceUnavailable,
                            TaskPending)
+from fabric.rest import FINISHED, UNSET, Oversized, ResultPage, Unset
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
 from sdk.progress import Progress
-from sdk.results import outcome
+from sdk.results import outcome, outcomes
+from sdk.transport import Request, Response, Transport, Urllib3Transport
 from sdk.watcher import ResultWatcher
 
 MSGPACK = "application/msgpack"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
-FINISHED_STATES = frozenset({"success", "failed"})
 COMPRESS_FROM = 64 * 1024
-
-
-class Unset(enum.Enum):
-    """The type of ``UNSET``: an argument left out (where None means something)."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
 """Batch bodies from this size on are uploaded compressed."""
 
 
@@ -93,25 +85,6 @@ class TaskResult:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ResultPage:
-    """Results of a task group after a cursor: columns, the next cursor, how many are unfinished."""
-
-    task_ids: list[str]
-    kinds: list[int]
-    payloads: list[bytes]
-    cursor: int
-    pending: int
-    poll_after: float = 0.0
-    """Seconds to let pass before the next poll (> 0 when the service could not let this one wait)."""
-
-    def outcomes(self, data_only: bool = False) -> list[tuple[str, bool, Any]]:
-        """``(task id, ok, value or exception)`` for each result (deserialized here, client side;
-        ``data_only``: nothing but data, for results of an endpoint you do not own, see ``sdk.results``)."""
-        return [(task_id, *outcome(kind, payload, data_only))
-                for task_id, kind, payload in zip(self.task_ids, self.kinds, self.payloads)]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class GroupsResultPage:
     """Results of several task groups (``Client.poll_results``): a page per group, the groups
     that are not yours (or no longer exist), and ``poll_after`` as in ``ResultPage``."""
@@ -127,10 +100,11 @@ class Client:
     ``service_url`` and ``token`` default to ``FABRIC_SERVICE_URL`` / ``FABRIC_TOKEN``,
     then to what ``fabric login`` stored. ``timeout`` bounds one HTTP request (long polls
     add their wait); ``retry_for`` is how long transient failures are retried.
+    ``transport`` carries the requests (``sdk.transport``; default: urllib3's pool).
     """
 
     def __init__(self, service_url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
-                 retry_for: float = 30.0) -> None:
+                 retry_for: float = 30.0, transport: Transport | None = None) -> None:
         credentials = resolve(service_url, token)
         if credentials.service_url is None:
             raise ConfigError("no service URL: pass service_url, set FABRIC_SERVICE_URL, or run `fabric login`")
@@ -141,7 +115,7 @@ class Client:
         self._token = credentials.token
         self.timeout = timeout
         self.retry_for = retry_for
-        self._pool = urllib3.PoolManager(maxsize=8, block=False)  # keep-alive connections, thread-safe
+        self._transport = transport or Urllib3Transport(maxsize=8)  # keep-alive connections, thread-safe
         self._headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fabric-sdk"}
         self._functions: dict[Any, str] = {}  # function object -> id, registered with this service
         self._functions_lock = threading.Lock()
@@ -274,7 +248,7 @@ class Client:
         is enforced again on the endpoint and replaces this list at its next start."""
         body = {"allowed_functions": None if function_ids is None else list(function_ids)}
         reply = self._json("PUT", f"/v1/endpoints/{endpoint_id}/allowed_functions", json=body)
-        return reply["allowed_functions"]  # type: ignore[no-any-return]
+        return reply["allowed_functions"]
 
     # -- endpoint groups -----------------------------------------------------------------
     def create_endpoint_group(self, name: str, endpoint_ids: Sequence[str]) -> dict[str, Any]:
@@ -436,7 +410,7 @@ class Client:
         A result from an endpoint you do not own is decoded data-only (``sdk.results``) unless
         ``allow_pickled_results``: unpickling it would run whatever that endpoint's owner sent."""
         record = self.get_task(task_id)
-        if record["state"] not in FINISHED_STATES:
+        if record["state"] not in FINISHED:
             raise TaskPending(task_id, record["state"])
         data_only = not allow_pickled_results and not self.owns_endpoint(str(record.get("endpoint_id")))
         ok, value = outcome(record["result_kind"], record["result"] or b"", data_only)
@@ -478,7 +452,8 @@ class Client:
         if function is None:
             return int(self._json("DELETE", "/v1/memo")["forgotten"])
         function_id = function if isinstance(function, str) else serialize_function(function)[0]
-        return int(self._json("DELETE", "/v1/memo?function_id=" + urllib.parse.quote(function_id, safe=""))["forgotten"])
+        path = "/v1/memo?function_id=" + urllib.parse.quote(function_id, safe="")
+        return int(self._json("DELETE", path)["forgotten"])
 
     def get_task_group(self, task_group_id: str) -> dict[str, Any]:
         """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``;
@@ -505,7 +480,7 @@ class Client:
         cursor = after
         while True:
             page = self.get_results(task_group_id, after=cursor, wait=wait)
-            for task_id, ok, value in page.outcomes(data_only):
+            for task_id, ok, value in outcomes(page, data_only):
                 yield TaskResult(task_id, ok, value)
             cursor = page.cursor
             if not page.pending and not page.task_ids:
@@ -558,7 +533,7 @@ class Client:
             options["headers"] = {"Content-Type": "application/json"}
         response = self._request(method, path, **options)
         try:
-            data = _json_module.loads(response.data)
+            data = _json_module.loads(response.content)
         except ValueError as exc:
             raise ServiceError(f"{method} {path}: undecodable answer: {exc}") from exc
         if not isinstance(data, dict):
@@ -568,7 +543,7 @@ class Client:
     def _msgpack(self, method: str, path: str, **options: Any) -> dict[str, Any]:
         response = self._request(method, path, **options)
         try:
-            data = msgpack.unpackb(response.data, raw=False)
+            data = msgpack.unpackb(response.content, raw=False)
         except Exception as exc:  # noqa: BLE001 - any undecodable answer is the service's fault
             raise ServiceError(f"{method} {path}: undecodable answer: {exc}") from exc
         if not isinstance(data, dict):
@@ -576,7 +551,7 @@ class Client:
         return data
 
     def _request(self, method: str, path: str, *, timeout: float | None = None,
-                 **options: Any) -> urllib3.BaseHTTPResponse:
+                 **options: Any) -> Response:
         """One request, retried for up to ``retry_for`` seconds while the failure is one a retry
         can get past (``ServiceUnavailable``; ``RateLimited`` that says when to come back)."""
         deadline = time.monotonic() + self.retry_for
@@ -598,14 +573,11 @@ class Client:
                 time.sleep(pause)
 
     def _attempt(self, method: str, path: str, timeout: float, *, body: bytes | None = None,
-                 headers: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> urllib3.BaseHTTPResponse:
+                 headers: dict[str, str] | None = None,
+                 params: dict[str, Any] | None = None) -> Response:
         url = self.service_url + path + (f"?{urlencode(params)}" if params else "")
-        try:
-            response = self._pool.request(method, url, body=body, headers={**self._headers, **(headers or {})},
-                                          timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
-                                          retries=False, redirect=False)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ServiceUnavailable(f"cannot reach the service at {self.service_url}: {exc}") from exc
+        response = self._transport.handle_request(
+            Request(method, url, {**self._headers, **(headers or {})}, body, timeout))
         if response.status < 400:
             return response
         raise _error(response)
@@ -635,19 +607,18 @@ def _cached(cache: dict[Any, str], function: Callable[..., Any]) -> str | None:
         return None
 
 
-def _error(response: urllib3.BaseHTTPResponse) -> Exception:
+def _error(response: Response) -> Exception:
     """The typed exception for an error response (``{"error": {"type", "message", "request_id", ...}}``)."""
     status = response.status
     try:
-        body = _json_module.loads(response.data)["error"]
+        body = _json_module.loads(response.content)["error"]
         message, error_type, request_id = str(body["message"]), str(body["type"]), str(body.get("request_id", ""))
     except (ValueError, KeyError, TypeError):
-        text = response.data[:500].decode("utf-8", errors="replace")
-        body, message, error_type, request_id = {}, text or str(response.reason), "", ""
+        text = response.content[:500].decode("utf-8", errors="replace")
+        body, message, error_type, request_id = {}, text or response.reason, "", ""
     if status == 413:
-        error = PayloadTooLarge(int(body.get("size") or 0), int(body.get("limit") or 0), str(body.get("what", "request")))
-        error.request_id = request_id  # type: ignore[attr-defined]
-        return error
+        return PayloadTooLarge(int(body.get("size") or 0), int(body.get("limit") or 0),
+                               str(body.get("what", Oversized.REQUEST)), request_id=request_id)
     kind: type[ServiceError] = ServiceError
     if status == 429:
         return RateLimited(message, retry_after=_retry_after(response, body), status=status,
@@ -671,7 +642,7 @@ def _error(response: urllib3.BaseHTTPResponse) -> Exception:
     return kind(message, status=status, error_type=error_type, request_id=request_id)
 
 
-def _retry_after(response: urllib3.BaseHTTPResponse, body: dict[str, Any]) -> float | None:
+def _retry_after(response: Response, body: dict[str, Any]) -> float | None:
     """Seconds a 429 asks the client to wait (``Retry-After``, or ``retry_after`` in the body);
     None when it does not say: then it is not retried."""
     for value in (body.get("retry_after"), response.headers.get("Retry-After")):

@@ -35,9 +35,9 @@ from fabric.config import ContainerConfig, InterchangeConfig, ProviderConfig, Sc
 from fabric.errors import ConfigError, EndpointError, EndpointShutdown, FabricError, PayloadTooLarge, ProtocolError
 from fabric.functions import TaskRequirements, check_call, check_resource_specification
 from fabric.process import child_environment, pidfd, spawn, stop
-from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions, Heartbeat, InterchangeRegistration,
-                             ManagerCommand, ResultBatch, Shutdown, StatusReport, StatusRequest, Task, TaskBatch,
-                             batches_of)
+from fabric.protocol import (MAX_BATCH_BYTES, MAX_BATCH_TASKS, CancelTasks, CommandReply, FunctionDefinitions,
+                             Heartbeat, InterchangeRegistration, ManagerCommand, ResultBatch, Shutdown, StatusReport,
+                             StatusRequest, Task, TaskBatch, batches_of)
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.futures import TaskFuture
 from sdk.results import outcome

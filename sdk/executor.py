@@ -13,9 +13,9 @@ that cannot be serialized fails there) and queues the task; one *submitter* thre
 takes whatever is queued, registers functions it has not registered yet, and uploads
 the tasks in batches (``Client.submit_batch``, which retries safely). The client's
 *result watcher* (``sdk.watcher``: one long-poll for all executors of a ``Client``) fetches
-the executor's task group's results by cursor and resolves futures in bulk. All tasks of an executor belong to one task group (``task_group_id``);
-``reload_tasks()`` re-attaches to a group later, from another process, and returns a
-future for each of its tasks.
+the executor's task group's results by cursor and resolves futures in bulk. All tasks of
+an executor belong to one task group (``task_group_id``); ``reload_tasks()`` re-attaches
+to a group later, from another process, and returns a future for each of its tasks.
 
 Memory stays bounded however many tasks go through: a submit blocks while
 ``max_queued_tasks`` tasks wait to be uploaded (back-pressure), and ``map`` keeps at most
@@ -56,6 +56,7 @@ from fabric.dependencies import NotAFabricFuture, collect_inputs, reduce_task_re
 from fabric.errors import (BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, ResourceSpecError,
                            SerializationError)
 from fabric.functions import RESOURCE_KEYS, check_call, check_resource_specification
+from fabric.rest import Oversized
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.credentials import resolve
@@ -199,7 +200,8 @@ class Executor(concurrent.futures.Executor):
         self.resource_specification = value
 
     def __repr__(self) -> str:
-        where = f"endpoint_group={self.endpoint_group!r}" if self.endpoint_group else f"endpoint_id={self.endpoint_id!r}"
+        where = (f"endpoint_group={self.endpoint_group!r}" if self.endpoint_group
+                 else f"endpoint_id={self.endpoint_id!r}")
         return f"Executor({where}, task_group_id={self.task_group_id!r})"
 
     # -- submitting --------------------------------------------------------------------
@@ -353,7 +355,7 @@ class Executor(concurrent.futures.Executor):
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
                 return
-            if exc.what == "task arguments" and exc.limit:
+            if exc.what == Oversized.TASK_ARGUMENTS and exc.limit:
                 for queued in batch:
                     if len(queued.payload) > exc.limit:
                         queued.future.set_exception(PayloadTooLarge(len(queued.payload), exc.limit, exc.what))

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, InvalidStateError
-from concurrent.futures._base import FINISHED, PENDING, RUNNING  # type: ignore[attr-defined]
+from concurrent.futures._base import FINISHED, PENDING, RUNNING
 from typing import Any
 
 _CREATION_LOCK = threading.Lock()
 
 
-class TaskFuture(Future):  # type: ignore[type-arg]
+class TaskFuture(Future):
     """A ``Future`` whose synchronisation objects are created lazily. ``timing``: how the
     task's container started (``{"container", "start": "cold" | "warm", "start_seconds"}``),
     for a task that ran in one on a local ``Endpoint``; else None."""
@@ -59,7 +59,7 @@ class TaskFuture(Future):  # type: ignore[type-arg]
         return self._lazy_waiters
 
     @property
-    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
+    def _done_callbacks(self) -> list[Any]:
         if self._lazy_callbacks is None:
             self._lazy_callbacks = []
         return self._lazy_callbacks

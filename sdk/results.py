@@ -15,6 +15,7 @@ import msgpack
 
 from fabric.errors import RemoteExecutionError, SerializationError, TaskError
 from fabric.protocol import RESULT_OK, RESULT_REMOTE_ERROR
+from fabric.rest import ResultPage
 from fabric.serialize import deserialize, deserialize_data
 
 
@@ -51,3 +52,10 @@ def outcome(kind: int, payload: bytes | memoryview, data_only: bool = False) -> 
         except SerializationError as exc:
             return False, exc
     return False, task_exception(kind, payload, data_only)
+
+
+def outcomes(page: ResultPage, data_only: bool = False) -> list[tuple[str, bool, Any]]:
+    """``(task id, ok, value or exception)`` for each result of ``page`` (deserialized here, client
+    side; ``data_only``: nothing but data, for results of an endpoint you do not own)."""
+    return [(task_id, *outcome(kind, payload, data_only))
+            for task_id, kind, payload in zip(page.task_ids, page.kinds, page.payloads)]

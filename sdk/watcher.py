@@ -22,6 +22,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fabric.errors import AuthError, NotFound, ServiceError
+from sdk import results
 
 if TYPE_CHECKING:
     from sdk.client import Client
@@ -149,7 +150,7 @@ class ResultWatcher:
         delivered = False
         for group, page in answer.pages.items():
             executors = wanted.get(group, [])
-            outcomes = page.outcomes(any(executor._results_data_only() for executor, _, _ in executors))
+            outcomes = results.outcomes(page, any(executor._results_data_only() for executor, _, _ in executors))
             delivered = delivered or bool(outcomes)
             for executor, _, generation in executors:
                 executor._deliver(outcomes, page.cursor, generation)

@@ -17,12 +17,13 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from fabric.rest import ErrorType, Oversized
 from fabric.untrusted import printable
 from service.api import BLUEPRINTS
 from service.api.common import Services, services
 from service.auth import IdentityProvider, RateLimiter, make_identity
 from service.config import ServiceConfig
-from service.errors import ApiError, RateLimited, StoreError, Unauthorized
+from service.errors import HTTPError, HTTPRateLimited, HTTPUnauthorized, StoreError
 from service.events import Dispatcher, NoDispatcher, ResultSignal
 from service.keys import server_keys
 from service.openapi import build_spec, operation
@@ -35,8 +36,9 @@ API_PREFIX = "/v1"
 CHARGED_ON_ANSWER = frozenset({"task_groups.results", "results.poll"})
 """Long-poll routes: refused when their user has no token left, but they take one only if
 they answer without waiting."""
-_HTTP_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+_HTTP_TYPES = {400: ErrorType.BAD_REQUEST, 401: ErrorType.UNAUTHORIZED, 403: ErrorType.FORBIDDEN,
+               404: ErrorType.NOT_FOUND, 405: ErrorType.METHOD_NOT_ALLOWED, 413: ErrorType.PAYLOAD_TOO_LARGE,
+               415: ErrorType.UNSUPPORTED_MEDIA_TYPE, 429: ErrorType.RATE_LIMITED}
 
 
 def create_app(config: ServiceConfig, *, store: Store | None = None, identity: IdentityProvider | None = None,
@@ -61,7 +63,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", _openapi)
     app.before_request(_authenticate)
     app.after_request(_tag_response)
-    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _internal_error)
@@ -80,15 +82,15 @@ def _authenticate() -> None:
         return  # a worker's fetch or result: the capability is checked by the view (service.api.blobs)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send an 'Authorization: Bearer <token>' header")
+        raise HTTPUnauthorized("send an 'Authorization: Bearer <token>' header")
     user = services().identity.authenticate(token.strip())
     if user is None:
-        raise Unauthorized("the bearer token is not valid")
+        raise HTTPUnauthorized("the bearer token is not valid")
     g.user = user
     limiter = services().limiter
     wait = limiter.wait_time(user.user_id) if request.endpoint in CHARGED_ON_ANSWER else limiter.acquire(user.user_id)
     if wait > 0:
-        raise RateLimited(wait)
+        raise HTTPRateLimited(wait)
 
 
 def _tag_response(response: Response) -> Response:
@@ -106,11 +108,11 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
     return response
 
 
-def _api_error(error: ApiError) -> Response:
+def _api_error(error: HTTPError) -> Response:
     headers: dict[str, Any] = {}
-    if isinstance(error, Unauthorized):
+    if isinstance(error, HTTPUnauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, RateLimited):
+    if isinstance(error, HTTPRateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return _error(error.status, error.error_type, error.message, headers, error.details())
 
@@ -119,16 +121,16 @@ def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     if status == 413:
         limit = services().config.max_request_bytes
-        return _error(status, "payload_too_large", f"the request body exceeds the limit of {limit} bytes",
-                      details={"what": "request body", "size": request.content_length or 0, "limit": limit})
-    return _error(status, _HTTP_TYPES.get(status, "http_error"), error.description or error.name)
+        return _error(status, ErrorType.PAYLOAD_TOO_LARGE, f"the request body exceeds the limit of {limit} bytes",
+                      details={"what": Oversized.REQUEST_BODY, "size": request.content_length or 0, "limit": limit})
+    return _error(status, _HTTP_TYPES.get(status, ErrorType.HTTP_ERROR), error.description or error.name)
 
 
 def _store_error(error: StoreError) -> Response:
     logger.error("store failure in %s %s: %s", request.method, printable(request.path), error)
-    return _error(503, "store_unavailable", "the service's store is unavailable; retry later")
+    return _error(503, ErrorType.STORE_UNAVAILABLE, "the service's store is unavailable; retry later")
 
 
 def _internal_error(error: Exception) -> Response:
     logger.exception("unexpected error in %s %s", request.method, printable(request.path))
-    return _error(500, "internal_error", "the service failed to handle the request")
+    return _error(500, ErrorType.INTERNAL_ERROR, "the service failed to handle the request")

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from fabric.errors import ConfigError
 from service.config import GLOBUS_SECRET_VARIABLE, ServiceConfig
-from service.errors import ServiceError
+from service.errors import ServerError
 
 if TYPE_CHECKING:
     from service.store import SQLiteStore
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "fabric service") -> int
                 "remove-user": _remove_user, "status": _status, "start": _start}
     try:
         return commands[args.action](args)
-    except (ConfigError, ServiceError, OSError) as exc:
+    except (ConfigError, ServerError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 

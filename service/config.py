@@ -1,7 +1,8 @@
 """The service's configuration: one frozen, keyword-only dataclass.
 
 ``ServiceConfig(data_dir=...)`` has working defaults for everything else;
-``ServiceConfig.from_file(path)`` reads a JSON object of the same fields and
+``ServiceConfig.from_file(path)`` reads a JSON object of the same fields (checked by the
+machinery of ``fabric.config.JsonConfig``, as the endpoint's configurations are) and
 ``ServiceConfig.default_data_dir()`` is where the CLI keeps its state without ``--data-dir``.
 """
 
@@ -14,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fabric.config import JsonConfig
 from fabric.home import fabric_home
 from fabric.errors import ConfigError
 
@@ -24,7 +26,7 @@ DATA_DIR_VARIABLE = "FABRIC_SERVICE_DIR"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ServiceConfig:
+class ServiceConfig(JsonConfig):
     """Everything one service process needs.
 
     ``data_dir`` holds the SQLite store (``fabric.db``) and the forwarder's CurveZMQ keys.
@@ -107,6 +109,7 @@ class ServiceConfig:
     globus_cache_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not isinstance(self.data_dir, str) or not self.data_dir:
             raise ConfigError("data_dir must be a non-empty path")
         for name in ("port", "forwarder_port"):
@@ -182,17 +185,6 @@ class ServiceConfig:
     def failover_grace_seconds(self) -> float:
         """``failover_grace``, resolved (None: the heartbeat threshold)."""
         return self.heartbeat_threshold if self.failover_grace is None else self.failover_grace
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"ServiceConfig: unknown settings {sorted(unknown)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"ServiceConfig: {exc}") from exc
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> ServiceConfig:

@@ -64,7 +64,7 @@ from fabric.protocol import (MAX_BATCH_TASKS, PROTOCOL_VERSION, CancelTasks, Com
                              StatusRequest, Task, TaskBatch, batches_of)
 from service.config import ServiceConfig
 from service.endpoint_auth import ZAP_DOMAIN, CurrentKeys, EndpointAuthenticator
-from service.errors import ServiceError, StoreError
+from service.errors import ServerError, StoreError
 from service.events import ResultSignal
 from service.keys import KeyPair
 from service.results import MAX_COUNT as _MAX_COUNT
@@ -113,7 +113,7 @@ class Forwarder:
         except zmq.ZMQError as exc:
             self.authenticator.stop()
             self.context.term()
-            raise ServiceError(f"cannot listen for endpoints on {config.forwarder_host}:{config.forwarder_port}: "
+            raise ServerError(f"cannot listen for endpoints on {config.forwarder_host}:{config.forwarder_port}: "
                                f"{exc}") from exc
         self.address = config.forwarder_public_address or self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.sessions: dict[str, Session] = {}

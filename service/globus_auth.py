@@ -10,7 +10,7 @@ so a busy client costs one introspection per ``cache_seconds``.
 
 If Globus Auth cannot be asked (unreachable, slow, answering 5xx, refusing the service's
 own client credentials, or answering nonsense) ``authenticate`` raises
-``IdentityUnavailable`` (503, ``identity_unavailable``) and nothing is admitted; such
+``HTTPIdentityUnavailable`` (503, ``identity_unavailable``) and nothing is admitted; such
 failures are not cached.
 
 Identities become users of the store on first use (``Store.user_for_identity``, in the
@@ -36,7 +36,7 @@ import globus_sdk
 from globus_sdk.transport import RequestsTransport, RetryConfig
 
 from service.auth import IdentityProvider
-from service.errors import IdentityUnavailable
+from service.errors import HTTPIdentityUnavailable
 from service.records import User
 from service.store import Store
 
@@ -113,13 +113,13 @@ class GlobusAuthIdentity(IdentityProvider):
             data = self._client().oauth2_token_introspect(token).data
         except globus_sdk.GlobusAPIError as exc:
             logger.error("Globus Auth refused to introspect a token: HTTP %s %s", exc.http_status, exc.code)
-            raise IdentityUnavailable(f"the identity provider answered {exc.http_status}; retry later") from None
+            raise HTTPIdentityUnavailable(f"the identity provider answered {exc.http_status}; retry later") from None
         except globus_sdk.GlobusError as exc:
             logger.error("cannot reach Globus Auth: %s", exc)
-            raise IdentityUnavailable("the identity provider cannot be reached; retry later") from None
+            raise HTTPIdentityUnavailable("the identity provider cannot be reached; retry later") from None
         if not isinstance(data, dict):
             logger.error("Globus Auth answered an introspection with %s, not a JSON object", type(data).__name__)
-            raise IdentityUnavailable("the identity provider gave an unreadable answer; retry later")
+            raise HTTPIdentityUnavailable("the identity provider gave an unreadable answer; retry later")
         return data
 
     def _admit(self, answer: dict[str, Any]) -> tuple[User | None, float]:

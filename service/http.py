@@ -48,7 +48,7 @@ CHECKS_PER_TIMEOUT = 4
 """How often per ``idle_timeout`` idle connections are looked for."""
 
 
-class BoundedServer(TcpWSGIServer):  # type: ignore[misc]
+class BoundedServer(TcpWSGIServer):
     """Waitress's TCP server with per-peer and total bounds enforced by closing idle connections."""
 
     next_channel_cleanup: float

@@ -1,34 +1,19 @@
-"""The records the store hands out, and the task states (plain data, no behaviour)."""
+"""The records the store hands out (plain data, no behaviour). The task states, ``UNSET`` and
+``ResultPage`` are the REST contract's (``fabric.rest``), named here too for the store's code."""
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Sequence
 from typing import Any
 
-RECEIVED = "received"
-WAITING = "waiting-for-endpoint"
-DISPATCHED = "dispatched"
-RUNNING = "running"
-SUCCESS = "success"
-FAILED = "failed"
-WAITING_FOR_INPUTS = "waiting-for-dependencies"
-"""A task whose inputs (tasks passed as arguments) are unfinished: it waits in the store, not
-for an endpoint (``service.store.dependencies``); not in ``UNFINISHED``, which lists the states
-an endpoint deals with."""
-STATES = (RECEIVED, WAITING, WAITING_FOR_INPUTS, DISPATCHED, RUNNING, SUCCESS, FAILED)
-UNFINISHED = (RECEIVED, WAITING, DISPATCHED, RUNNING)
+from fabric.rest import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, UNSET, WAITING,
+                         WAITING_FOR_INPUTS, ResultPage, Unset)
 
-
-
-class Unset(enum.Enum):
-    """The type of ``UNSET``: a value left out, so left as it is (where None means something)."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
+__all__ = ["ACCESS", "CancelOutcome", "CommitOutcome", "DISPATCHED", "EndpointRecord", "FAILED", "FunctionRecord",
+           "GroupCounts", "GroupRecord", "NewTasks", "OWNER", "PUBLIC", "PurgeOutcome", "RECEIVED", "RUNNING",
+           "ResultPage", "RetryOutcome", "SHARED", "STATES", "SUCCESS", "Sharing", "TaskRecord", "UNFINISHED", "UNSET",
+           "Unset", "User", "WAITING", "WAITING_FOR_INPUTS"]
 
 OWNER = "owner"
 SHARED = "shared"
@@ -144,17 +129,6 @@ class TaskRecord:
     route_id: str | None = None  # submitted to an endpoint group: the route that placed it
     route_reason: str | None = None  # why it went where it did (or was moved)
     memo_hit: int = 0  # 1: answered from the memo, never ran
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResultPage:
-    """Results of one task group after a cursor: columns, the next cursor, unfinished count."""
-
-    task_ids: list[str]
-    kinds: list[int]
-    payloads: list[bytes]
-    cursor: int
-    pending: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -112,7 +112,8 @@ def test_endpoint_command_help_describes_the_options(capsys: pytest.CaptureFixtu
 
 
 def test_the_parser_imports_nothing_heavy() -> None:
-    """``fabric --help`` stays fast: building the parser imports no role package (endpoint, SDK, service, benchmarks)."""
+    """``fabric --help`` stays fast: building the parser imports no role package (endpoint, SDK, service,
+    benchmarks)."""
     heavy = ("zmq", "requests", "psutil", "msgpack", "dill", "flask", "interchange", "sdk", "service", "endpoint",
              "benchmarks")
     probe = (f"import sys, fabric.cli; fabric.cli.build_parser(); "

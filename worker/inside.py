@@ -25,7 +25,8 @@ from worker.worker import describe_exception
 logger = logging.getLogger(__name__)
 
 
-def run_task(functions: dict[str, Any], task_id: Any, function_id: str, args_kwargs: bytes | memoryview) -> tuple[Any, int, bytes]:
+def run_task(functions: dict[str, Any], task_id: Any, function_id: str,
+             args_kwargs: bytes | memoryview) -> tuple[Any, int, bytes]:
     try:
         args, kwargs = deserialize(args_kwargs)
         return task_id, RESULT_OK, serialize(functions[function_id](*args, **kwargs))

@@ -4,7 +4,8 @@
 node, ``srun`` inside a Slurm job, where Slurm places the ranks on the job's nodes and
 makes the step wait for free ones), the endpoint's ``mpi_options``, and the task's
 ranks. Elsewhere ``reserve_nodes`` holds the task's nodes (whole nodes, as Globus
-Compute's MPI engine does) against the other MPI tasks of the same manager's workers. ``task_environment`` gives the variables a task sees while it runs:
+Compute's MPI engine does) against the other MPI tasks of the same manager's workers.
+``task_environment`` gives the variables a task sees while it runs:
 ``FABRIC_MPI_PREFIX`` (and ``PARSL_MPI_PREFIX``, Globus Compute's name, which its
 ``MPIFunction`` uses), ``FABRIC_NUM_NODES``, ``FABRIC_RANKS_PER_NODE``, ``FABRIC_NUM_RANKS``.
 """

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.api.common import current_user, services
-from service.errors import NotFound
+from service.errors import HTTPNotFound
 from service.openapi import operation
 
 blueprint = Blueprint("auth", __name__)
@@ -39,5 +39,5 @@ def list_tokens() -> dict[str, Any]:
            errors=(404,))
 def revoke_token(token_id: str) -> Response:
     if not services().store.revoke_token(token_id, current_user().user_id):
-        raise NotFound(f"you have no token {token_id!r}")
+        raise HTTPNotFound(f"you have no token {token_id!r}")
     return Response(status=204)

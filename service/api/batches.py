@@ -61,14 +61,15 @@ from typing import Any
 
 from flask import Blueprint
 
+from fabric.data_only import is_data_only, payload_serializer, serializer_name
 from fabric.errors import ResourceSpecError
 from fabric.functions import RESOURCE_KEYS, check_resource_specification
+from fabric.rest import Oversized
 from service import routing
 from service.api import dependencies, endpoint_groups, memo
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from fabric.data_only import is_data_only, payload_serializer, serializer_name
-from service.errors import (FunctionNotAllowed, InvalidField, NoEligibleEndpoint, NotFound, PayloadTooLarge,
-                            SerializerNotAllowed)
+from service.errors import (HTTPFunctionNotAllowed, HTTPInvalidField, HTTPNoEligibleEndpoint, HTTPNotFound,
+                            HTTPPayloadTooLarge, HTTPSerializerNotAllowed)
 from service.records import ROUTE_PREFIX
 from service.store.routes import route_id_of
 from service.openapi import operation
@@ -86,7 +87,7 @@ def _function_ids(data: dict[str, Any], count: int) -> list[str]:
     if "function_ids" in data:
         ids: list[str] = field(data, "function_ids", list)
         if len(ids) != count or not all(isinstance(i, str) for i in ids):
-            raise InvalidField("function_ids", "must be a list of strings, one per task")
+            raise HTTPInvalidField("function_ids", "must be a list of strings, one per task")
         return ids
     return [field(data, "function_id", str)] * count
 
@@ -97,25 +98,26 @@ def _resource_spec(data: dict[str, Any]) -> tuple[dict[str, Any] | None, float |
         return None, None, 0
     for name, value in spec.items():
         if not (isinstance(value, (str, int, float, bool)) or value is None):
-            raise InvalidField(f"resource_spec.{name}", "must be a string, number, boolean or nil")
+            raise HTTPInvalidField(f"resource_spec.{name}", "must be a string, number, boolean or nil")
     walltime = spec.get("walltime")
     if walltime is not None and (not isinstance(walltime, (int, float)) or isinstance(walltime, bool)
                                  or not 0 < walltime <= MAX_WALLTIME):
-        raise InvalidField("resource_spec.walltime", f"must be a positive number of seconds, at most {MAX_WALLTIME}")
+        raise HTTPInvalidField("resource_spec.walltime",
+                               f"must be a positive number of seconds, at most {MAX_WALLTIME}")
     priority = spec.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
-        raise InvalidField("resource_spec.priority", "must be an integer")
+        raise HTTPInvalidField("resource_spec.priority", "must be an integer")
     container = spec.get("container")
     if container is not None and (not isinstance(container, str) or not container):
-        raise InvalidField("resource_spec.container", "must be a container name (a non-empty string)")
+        raise HTTPInvalidField("resource_spec.container", "must be a container name (a non-empty string)")
     resources = {k: v for k, v in spec.items() if k in RESOURCE_KEYS}
     for name, value in resources.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidField(f"resource_spec.{name}", "must be a positive integer")
+            raise HTTPInvalidField(f"resource_spec.{name}", "must be a positive integer")
     try:
         check_resource_specification(resources)
     except ResourceSpecError as exc:
-        raise InvalidField("resource_spec", str(exc)) from exc
+        raise HTTPInvalidField("resource_spec", str(exc)) from exc
     return spec, walltime, priority
 
 
@@ -123,23 +125,23 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
     config = services().config
     args = field(data, "args", list)
     if not args:
-        raise InvalidField("args", "is empty: a batch needs at least one task")
+        raise HTTPInvalidField("args", "is empty: a batch needs at least one task")
     if len(args) > config.max_batch_tasks:
-        raise PayloadTooLarge("batch", len(args), config.max_batch_tasks, "tasks")
+        raise HTTPPayloadTooLarge(Oversized.BATCH, len(args), config.max_batch_tasks, "tasks")
     for payload in args:
         if not isinstance(payload, bytes):
-            raise InvalidField("args", "must be a list of binary payloads")
+            raise HTTPInvalidField("args", "must be a list of binary payloads")
         if len(payload) > config.max_task_bytes:
-            raise PayloadTooLarge("task arguments", len(payload), config.max_task_bytes)
+            raise HTTPPayloadTooLarge(Oversized.TASK_ARGUMENTS, len(payload), config.max_task_bytes)
     retries = field(data, "retries", int, required=False, default=0)
     if not 0 <= retries <= MAX_RETRIES:
-        raise InvalidField("retries", f"must be between 0 and {MAX_RETRIES}")
+        raise HTTPInvalidField("retries", f"must be between 0 and {MAX_RETRIES}")
     group = field(data, "task_group_id", str, required=False)
     batch_id = field(data, "batch_id", str, required=False)
     spec, walltime, priority = _resource_spec(data)
     routed = data.get("endpoint_group") is not None
     if routed == (data.get("endpoint_id") is not None):
-        raise InvalidField("endpoint_id", "or endpoint_group must be given, not both nor neither")
+        raise HTTPInvalidField("endpoint_id", "or endpoint_group must be given, not both nor neither")
     return NewTasks(endpoint_id="" if routed else field(data, "endpoint_id", str),
                     function_ids=_function_ids(data, len(args)), payloads=args,
                     task_group_id=uuid_text(group, "task_group_id") if group else None,
@@ -151,7 +153,7 @@ def _check_data_only(endpoint_id: str, payloads: Sequence[bytes]) -> None:
     """Refuse the batch unless every task's arguments are data-only (their header byte)."""
     for index, payload in enumerate(payloads):
         if not is_data_only(payload):
-            raise SerializerNotAllowed(
+            raise HTTPSerializerNotAllowed(
                 f"endpoint {endpoint_id!r} takes only data-only arguments; task {index} has "
                 f"{serializer_name(payload_serializer(payload)[0])} arguments (the SDK encodes them data-only "
                 f"when the endpoint asks; fabric.serialize.serialize_arguments(..., data_only=True))")
@@ -170,13 +172,13 @@ def submit_batch() -> tuple[dict[str, Any], int]:
         return _submit_routed(owner, data, tasks, python)
     reached = parts.store.endpoint_access(owner, tasks.endpoint_id)
     if reached is None:
-        raise NotFound(f"no endpoint {tasks.endpoint_id!r}")
+        raise HTTPNotFound(f"no endpoint {tasks.endpoint_id!r}")
     allowed = reached[0].allowed_functions
     for function_id in set(tasks.function_ids):
         if parts.store.function_access(owner, function_id) is None:
-            raise NotFound(f"no function {function_id!r}")
+            raise HTTPNotFound(f"no function {function_id!r}")
         if allowed is not None and function_id not in allowed:
-            raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
+            raise HTTPFunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
     if reached[0].data_only:
         _check_data_only(tasks.endpoint_id, tasks.payloads)
     count = len(tasks.payloads)
@@ -199,7 +201,7 @@ def submit_batch() -> tuple[dict[str, Any], int]:
         if added is not None:
             parts.dispatcher.tasks_added(tasks.endpoint_id)
     if added is None:
-        raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
+        raise HTTPNotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
     group_id, task_ids = added
     return _reply(group_id, task_ids, python, [tasks.endpoint_id]), 201
 
@@ -222,19 +224,19 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
     parts = services()
     for option in ("depends_on", "memoize"):
         if option in data:  # dependencies and the memo are kept per endpoint so far
-            raise InvalidField(option, "is not supported with an endpoint_group yet: submit to an endpoint_id")
+            raise HTTPInvalidField(option, "is not supported with an endpoint_group yet: submit to an endpoint_id")
     group_id = field(data, "endpoint_group", str)
     try:
         spec = routing.RoutingSpec.parse(data.get("routing"))
     except routing.RoutingError as exc:
-        raise InvalidField(exc.field, exc.message) from None
+        raise HTTPInvalidField(exc.field, exc.message) from None
     group, _ = endpoint_groups.visible(group_id)
     if not group.members:
-        raise InvalidField("endpoint_group", "the group has no endpoints")
+        raise HTTPInvalidField("endpoint_group", "the group has no endpoints")
     function_ids = set(tasks.function_ids)
     for function_id in function_ids:
         if parts.store.function_access(owner, function_id) is None:
-            raise NotFound(f"no function {function_id!r}")
+            raise HTTPNotFound(f"no function {function_id!r}")
     members = []
     for endpoint_id in group.members:
         reached = parts.store.endpoint_access(owner, endpoint_id)
@@ -245,7 +247,7 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
     eligible = [e for e in members if routing.meets(spec.requires, routing.Hardware.from_report(
         reports[e].report if e in reports else None))]
     if not eligible:
-        raise NoEligibleEndpoint(group.endpoint_group_id, dict(spec.requires))
+        raise HTTPNoEligibleEndpoint(group.endpoint_group_id, dict(spec.requires))
     route_id = route_id_of(owner, group.endpoint_group_id, spec.to_dict(), eligible)
     placed = parts.dispatcher.reserve_routed(route_id, spec, eligible, len(tasks.payloads))  # dispatch at submit
     added = None
@@ -256,7 +258,7 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
             parts.dispatcher.hand_over(placement.endpoint_id, placement.count,
                                        added.sent.get(placement.endpoint_id, []) if added else [])
     if added is None:
-        raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
+        raise HTTPNotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
     if added.waiting:
         parts.dispatcher.route_added(added.route_id, added.waiting)
     return _reply(added.task_group_id, added.task_ids, python, eligible), 201
@@ -267,7 +269,7 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
 def get_task(task_id: str) -> dict[str, Any]:
     record = services().store.get_task(current_user().user_id, task_id)
     if record is None:
-        raise NotFound(f"no task {task_id!r}")
+        raise HTTPNotFound(f"no task {task_id!r}")
     placed = not record.endpoint_id.startswith(ROUTE_PREFIX)
     return {"task_id": record.task_id, "state": record.state, "function_id": record.function_id,
             "endpoint_id": record.endpoint_id if placed else None, "route_id": record.route_id,

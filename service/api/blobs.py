@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, request
 
 from service.api.common import current_user, services
 from service.blobs import BlobStore, DiskFull, HashMismatch, TooLarge, is_hash
-from service.errors import ApiError, InvalidField, NotFound, PayloadTooLarge
+from service.errors import HTTPError, HTTPInvalidField, HTTPNotFound, HTTPPayloadTooLarge
 from service.openapi import operation
 
 blueprint = Blueprint("blobs", __name__)
@@ -35,7 +35,7 @@ PURGE_EVERY = 600.0
 _lock = threading.Lock()
 
 
-class InsufficientStorage(ApiError):
+class InsufficientStorage(HTTPError):
     status: ClassVar[int] = 507
     error_type: ClassVar[str] = "insufficient_storage"
 
@@ -49,12 +49,12 @@ def blob_store() -> BlobStore:
             store = extensions["fabric_blobs"] = BlobStore(services().config.data_dir + "/blobs",
                                                            quota_bytes=QUOTA_BYTES)
             extensions["fabric_blobs_purged"] = time.time()
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 def _checked(digest: str) -> str:
     if not is_hash(digest):
-        raise NotFound(f"no blob {digest!r}")
+        raise HTTPNotFound(f"no blob {digest!r}")
     return digest
 
 
@@ -76,17 +76,17 @@ def upload(digest: str) -> tuple[dict[str, Any], int]:
     capability = request.args.get("capability")
     owner = store.uploader(capability) if capability is not None else current_user().user_id
     if owner is None:
-        raise NotFound(f"no blob store for capability {capability!r}")
+        raise HTTPNotFound(f"no blob store for capability {capability!r}")
     _checked(digest)
     length = request.content_length
     if length is None:
-        raise InvalidField("Content-Length", "is missing: a blob's size must be known up front")
+        raise HTTPInvalidField("Content-Length", "is missing: a blob's size must be known up front")
     try:
         size = store.put(owner, digest, request.stream, length, services().config.max_request_bytes)
     except TooLarge as exc:
-        raise PayloadTooLarge(exc.what, exc.size, exc.limit) from exc
+        raise HTTPPayloadTooLarge(exc.what, exc.size, exc.limit) from exc
     except HashMismatch as exc:
-        raise InvalidField("body", str(exc)) from exc
+        raise HTTPInvalidField("body", str(exc)) from exc
     except DiskFull as exc:
         raise InsufficientStorage(str(exc)) from exc
     _purge_now_and_then(store)
@@ -100,7 +100,7 @@ def info(digest: str) -> dict[str, Any]:
     store, owner = blob_store(), current_user().user_id
     found = store.info(owner, _checked(digest)) if store.has(owner, digest) is not None else None
     if found is None:
-        raise NotFound(f"no blob {digest!r}")
+        raise HTTPNotFound(f"no blob {digest!r}")
     return {**found, "capability": store.capability(owner, digest), "upload": store.upload_capability(owner)}
 
 
@@ -114,7 +114,7 @@ def fetch(digest: str) -> Response:
     owner = store.owner_of(capability, digest) if capability is not None else current_user().user_id
     opened = store.opened(owner, digest) if owner is not None else None
     if opened is None:
-        raise NotFound(f"no blob {digest!r}")
+        raise HTTPNotFound(f"no blob {digest!r}")
     file, size = opened
     response = Response(_stream(file), mimetype="application/octet-stream", direct_passthrough=True)
     response.content_length = size

@@ -28,9 +28,11 @@ from typing import Any
 import msgpack
 from flask import Response, current_app, g, request
 
+from fabric.rest import Oversized
 from service.auth import IdentityProvider, RateLimiter
 from service.config import ServiceConfig
-from service.errors import BadRequest, InvalidField, PayloadTooLarge, RateLimited, UnsupportedMediaType
+from service.errors import (HTTPBadRequest, HTTPInvalidField, HTTPPayloadTooLarge, HTTPRateLimited,
+                            HTTPUnsupportedMediaType)
 from service.events import Dispatcher, ResultSignal
 from service.polls import PollSlots
 from service.store import Store, User
@@ -59,11 +61,11 @@ class Services:
 
 
 def services() -> Services:
-    return current_app.extensions["fabric"]  # type: ignore[no-any-return]
+    return current_app.extensions["fabric"]
 
 
 def current_user() -> User:
-    return g.user  # type: ignore[no-any-return]
+    return g.user
 
 
 def charge_rate_limit() -> None:
@@ -71,7 +73,7 @@ def charge_rate_limit() -> None:
     whose cost is known only once they answer (a long-poll that waited costs nothing)."""
     wait = services().limiter.acquire(current_user().user_id)
     if wait > 0:
-        raise RateLimited(wait)
+        raise HTTPRateLimited(wait)
 
 
 def request_body() -> bytes:
@@ -82,7 +84,8 @@ def request_body() -> bytes:
         return raw
     wbits = _WBITS.get(encoding)
     if wbits is None:
-        raise UnsupportedMediaType(f"Content-Encoding {encoding[:64]!r} is not supported (use gzip, deflate or none)")
+        raise HTTPUnsupportedMediaType(
+            f"Content-Encoding {encoding[:64]!r} is not supported (use gzip, deflate or none)")
     return decompress(raw, wbits, services().config.max_request_bytes, encoding)
 
 
@@ -92,13 +95,13 @@ def decompress(data: bytes, wbits: int, limit: int, encoding: str) -> bytes:
     try:
         body = decoder.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+        raise HTTPBadRequest(f"the body is not valid {encoding} data: {exc}") from None
     if len(body) > limit:
-        raise PayloadTooLarge("decompressed request body", len(body), limit)
+        raise HTTPPayloadTooLarge(Oversized.DECOMPRESSED_REQUEST_BODY, len(body), limit)
     if not decoder.eof:
-        raise BadRequest(f"the {encoding} body is truncated")
+        raise HTTPBadRequest(f"the {encoding} body is truncated")
     if decoder.unused_data:
-        raise BadRequest(f"the {encoding} body has {len(decoder.unused_data)} bytes after its end")
+        raise HTTPBadRequest(f"the {encoding} body has {len(decoder.unused_data)} bytes after its end")
     return body
 
 
@@ -108,11 +111,11 @@ def json_body() -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except RecursionError:  # nested far past MAX_DEPTH (the parser gave up)
-        raise InvalidField(_too_deep_field(raw), f"nests deeper than {MAX_DEPTH} levels") from None
+        raise HTTPInvalidField(_too_deep_field(raw), f"nests deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
+        raise HTTPBadRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
+        raise HTTPBadRequest("the body must be a JSON object")
     return checked(data)
 
 
@@ -123,15 +126,15 @@ def msgpack_body(max_bin_len: int) -> dict[str, Any]:
         data = msgpack.unpackb(raw, raw=False, strict_map_key=True,
                                max_bin_len=max_bin_len, max_str_len=1024 * 1024)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many types for malformed input
-        raise BadRequest(f"the body is not a valid msgpack map: {type(exc).__name__}: {exc}") from None
+        raise HTTPBadRequest(f"the body is not a valid msgpack map: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest("the body must be a msgpack map")
+        raise HTTPBadRequest("the body must be a msgpack map")
     return checked(data)
 
 
 def checked(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` if every value in it can be stored and sent on (see the module docstring);
-    ``InvalidField`` (400) naming the first field that cannot."""
+    ``HTTPInvalidField`` (400) naming the first field that cannot."""
     stack: list[tuple[Any, str, Any, int]] = [(body, "", None, 0)]  # (value, parent's path, key, depth)
     while stack:
         value, parent, key, depth = stack.pop()
@@ -153,12 +156,12 @@ def checked(body: dict[str, Any]) -> dict[str, Any]:
             elif kind is dict:
                 for name, item in value.items():
                     if type(name) is str and not name.isascii() and not _encodable(name):
-                        raise InvalidField(_path(path, name), "is not valid Unicode (a lone surrogate)")
+                        raise HTTPInvalidField(_path(path, name), "is not valid Unicode (a lone surrogate)")
                     stack.append((item, path, name, depth + 1))
             elif not _plain(value):
                 stack.extend((item, path, i, depth + 1) for i, item in enumerate(value))
         if problem is not None:
-            raise InvalidField(_path(parent, key), problem)
+            raise HTTPInvalidField(_path(parent, key), problem)
     return body
 
 
@@ -217,11 +220,11 @@ def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
     """``data[name]``, checked to be of ``kind`` (400 if missing or wrong)."""
     if name not in data or data[name] is None:
         if required:
-            raise InvalidField(name, "is missing")
+            raise HTTPInvalidField(name, "is missing")
         return default
     value = data[name]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise InvalidField(name, f"has the wrong type ({type(value).__name__})")
+        raise HTTPInvalidField(name, f"has the wrong type ({type(value).__name__})")
     return value
 
 
@@ -232,14 +235,14 @@ def uuid_text(value: str, what: str) -> str:
             return value
     except (ValueError, TypeError):
         pass
-    raise InvalidField(what, "must be a UUID in canonical form")
+    raise HTTPInvalidField(what, "must be a UUID in canonical form")
 
 
 def b64decode(value: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidField(what, "is not valid base64") from None
+        raise HTTPInvalidField(what, "is not valid base64") from None
 
 
 def b64encode(value: bytes | None) -> str | None:
@@ -254,7 +257,7 @@ def query_number(name: str, default: float, low: float, high: float, *, integer:
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be a number") from None
+        raise HTTPBadRequest(f"query parameter {name!r} must be a number") from None
     if value != value:  # NaN
-        raise BadRequest(f"query parameter {name!r} must be a number")
+        raise HTTPBadRequest(f"query parameter {name!r} must be a number")
     return min(high, max(low, value))

@@ -12,7 +12,7 @@ from typing import Any
 
 from fabric.dependencies import MAX_INPUTS
 from service.api.common import Services
-from service.errors import InvalidField, NotFound
+from service.errors import HTTPInvalidField, HTTPNotFound
 from service.records import NewTasks
 from service.store.dependencies import DependencyNotFound, parse_depends_on
 
@@ -22,7 +22,7 @@ def depends_on(data: dict[str, Any], count: int) -> list[list[str]] | None:
     try:
         return parse_depends_on(data.get("depends_on"), count, MAX_INPUTS)
     except ValueError as exc:
-        raise InvalidField("depends_on", str(exc)) from exc
+        raise HTTPInvalidField("depends_on", str(exc)) from exc
 
 
 def submit_dependent(parts: Services, owner: str, tasks: NewTasks,
@@ -31,7 +31,7 @@ def submit_dependent(parts: Services, owner: str, tasks: NewTasks,
     try:
         added = parts.store.add_dependent_tasks(owner, tasks, inputs)
     except DependencyNotFound as exc:
-        raise NotFound(str(exc)) from exc
+        raise HTTPNotFound(str(exc)) from exc
     if added is None:
         return None
     for endpoint_id in added[2]:

@@ -18,7 +18,7 @@ from flask import Blueprint, Response
 
 from service.api import sharing
 from service.api.common import current_user, field, json_body, services
-from service.errors import BadRequest, Conflict, NotFound
+from service.errors import HTTPBadRequest, HTTPConflict, HTTPNotFound
 from service.openapi import operation
 from service.records import EndpointGroupRecord
 from service.store.routes import ENDPOINT_GROUP
@@ -37,7 +37,7 @@ def describe(group: EndpointGroupRecord, how: str) -> dict[str, Any]:
 def visible(group_id: str) -> tuple[EndpointGroupRecord, str]:
     found = services().store.endpoint_group_access(current_user().user_id, group_id)
     if found is None:
-        raise NotFound(f"no endpoint group {group_id!r}")
+        raise HTTPNotFound(f"no endpoint group {group_id!r}")
     return found
 
 
@@ -54,19 +54,19 @@ def create_endpoint_group() -> tuple[dict[str, Any], int]:
     data = json_body()
     name = field(data, "name", str)
     if not 0 < len(name) <= 128:
-        raise BadRequest("name must have 1 to 128 characters")
+        raise HTTPBadRequest("name must have 1 to 128 characters")
     members: list[Any] = field(data, "endpoint_ids", list)
     if not members:
-        raise BadRequest("endpoint_ids: an endpoint group needs at least one endpoint")
+        raise HTTPBadRequest("endpoint_ids: an endpoint group needs at least one endpoint")
     if len(members) > MAX_MEMBERS or not all(isinstance(m, str) and 0 < len(m) <= 256 for m in members):
-        raise BadRequest(f"endpoint_ids must be a list of at most {MAX_MEMBERS} endpoint ids")
+        raise HTTPBadRequest(f"endpoint_ids must be a list of at most {MAX_MEMBERS} endpoint ids")
     store, caller = services().store, current_user().user_id
     for endpoint_id in members:
         if store.endpoint_access(caller, endpoint_id) is None:
-            raise NotFound(f"no endpoint {endpoint_id!r}")
+            raise HTTPNotFound(f"no endpoint {endpoint_id!r}")
     group = store.create_endpoint_group(caller, name, members)
     if group is None:
-        raise Conflict(f"you already have an endpoint group named {name!r}")
+        raise HTTPConflict(f"you already have an endpoint group named {name!r}")
     return describe(group, "owner"), 201
 
 

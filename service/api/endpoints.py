@@ -34,7 +34,7 @@ from flask import Blueprint, request
 
 from service.api import sharing
 from service.api.common import current_user, field, json_body, services
-from service.errors import InvalidField, NotFound
+from service.errors import HTTPInvalidField, HTTPNotFound
 from service.keys import new_key_pair
 from service.openapi import operation
 from service.records import OWNER, UNSET, Unset
@@ -62,7 +62,7 @@ def _data_only(data: dict[str, Any]) -> bool | None | Unset:
         return UNSET
     value = data["data_only"]
     if value is not None and not isinstance(value, bool):
-        raise InvalidField("data_only", "must be true, false or null (the default: true with an allow-list)")
+        raise HTTPInvalidField("data_only", "must be true, false or null (the default: true with an allow-list)")
     return value
 
 
@@ -73,14 +73,14 @@ def _allowed_functions(data: dict[str, Any], name: str) -> list[str] | None | Un
         return None
     ids: list[Any] = field(data, name, list)
     if len(ids) > MAX_ALLOWED_FUNCTIONS or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in ids):
-        raise InvalidField(name, f"must be null or a list of at most {MAX_ALLOWED_FUNCTIONS} function ids")
+        raise HTTPInvalidField(name, f"must be null or a list of at most {MAX_ALLOWED_FUNCTIONS} function ids")
     return ids
 
 
 def _visible(endpoint_id: str) -> tuple[EndpointRecord, str]:
     found = services().store.endpoint_access(current_user().user_id, endpoint_id)
     if found is None:
-        raise NotFound(f"no endpoint {endpoint_id!r}")
+        raise HTTPNotFound(f"no endpoint {endpoint_id!r}")
     return found
 
 
@@ -98,7 +98,7 @@ def register_endpoint() -> tuple[dict[str, Any], int]:
     data = json_body()
     name = field(data, "name", str)
     if not 0 < len(name) <= 128:
-        raise InvalidField("name", "must have 1 to 128 characters")
+        raise HTTPInvalidField("name", "must have 1 to 128 characters")
     allowed = _allowed_functions(data, "allowed_functions")
     rotate: bool = field(data, "rotate_keys", bool, required=False, default=False)
     data_only = _data_only(data)
@@ -176,7 +176,7 @@ def put_allowed_functions(endpoint_id: str) -> dict[str, Any]:
     record = _owned(endpoint_id, "change its allowed functions")
     data = json_body()
     if "allowed_functions" not in data:
-        raise InvalidField("allowed_functions", "is missing (null allows any function)")
+        raise HTTPInvalidField("allowed_functions", "is missing (null allows any function)")
     allowed = _allowed_functions(data, "allowed_functions")
     assert not isinstance(allowed, Unset)
     services().store.set_allowed_functions(record.endpoint_id, allowed)

@@ -14,10 +14,11 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from fabric.rest import Oversized
 from fabric.serialize import function_id as content_hash
 from service.api import sharing
 from service.api.common import b64decode, b64encode, current_user, field, json_body, services
-from service.errors import InvalidField, NotFound, PayloadTooLarge
+from service.errors import HTTPInvalidField, HTTPNotFound, HTTPPayloadTooLarge
 from service.openapi import operation
 from service.records import OWNER
 from service.store import FunctionRecord, access
@@ -43,20 +44,20 @@ def register_function() -> dict[str, Any]:
     encoded = field(data, "body", str)
     limit = services().config.max_function_bytes
     if len(encoded) > 4 * (limit // 3 + 1):
-        raise PayloadTooLarge("function body", len(encoded) * 3 // 4, limit)
+        raise HTTPPayloadTooLarge(Oversized.FUNCTION_BODY, len(encoded) * 3 // 4, limit)
     body = b64decode(encoded, "body")
     if not body:
-        raise InvalidField("body", "is empty")
+        raise HTTPInvalidField("body", "is empty")
     if len(body) > limit:
-        raise PayloadTooLarge("function body", len(body), limit)
+        raise HTTPPayloadTooLarge(Oversized.FUNCTION_BODY, len(body), limit)
     function_id = content_hash(body)
     claimed = field(data, "function_id", str, required=False)
     if claimed is not None and claimed != function_id:
-        raise InvalidField("function_id", f"{claimed[:64]!r} is not the hash of the body ({function_id})")
+        raise HTTPInvalidField("function_id", f"{claimed[:64]!r} is not the hash of the body ({function_id})")
     name = field(data, "name", str, required=False, default="")
     description = field(data, "description", str, required=False, default="")
     if len(name) > 256 or len(description) > 4096:
-        raise InvalidField("name" if len(name) > 256 else "description",
+        raise HTTPInvalidField("name" if len(name) > 256 else "description",
                            "is too long (name: 256, description: 4096 characters)")
     user = current_user()
     record = services().store.put_function(user.user_id, function_id, name, description, body)
@@ -82,7 +83,7 @@ def list_functions() -> dict[str, Any]:
 def get_function(function_id: str) -> dict[str, Any]:
     found = services().store.function_access(current_user().user_id, function_id)
     if found is None:
-        raise NotFound(f"no function {function_id!r}")
+        raise HTTPNotFound(f"no function {function_id!r}")
     record, how = found
     return _describe(record, how, sharing.owner_names([record.owner]).get(record.owner), body=True)
 
@@ -93,7 +94,7 @@ def get_function(function_id: str) -> dict[str, Any]:
 def delete_function(function_id: str) -> Response:
     record = _owned(function_id, "delete it")
     if not services().store.delete_function(record.owner, record.function_id):
-        raise NotFound(f"no function {function_id!r}")
+        raise HTTPNotFound(f"no function {function_id!r}")
     return Response(status=204)
 
 

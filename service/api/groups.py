@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.api.common import current_user, field, json_body, services
-from service.errors import BadRequest, Conflict, Forbidden, InvalidField, NotFound
+from service.errors import HTTPBadRequest, HTTPConflict, HTTPForbidden, HTTPInvalidField, HTTPNotFound
 from service.openapi import operation
 from service.records import GroupRecord
 
@@ -38,14 +38,14 @@ def _visible(group_id: str) -> GroupRecord:
     group = services().store.get_group(group_id)
     caller = current_user().user_id
     if group is None or (group.owner != caller and all(m.user_id != caller for m in group.members)):
-        raise NotFound(f"no group {group_id!r}")
+        raise HTTPNotFound(f"no group {group_id!r}")
     return group
 
 
 def _owned(group_id: str, action: str) -> GroupRecord:
     group = _visible(group_id)
     if group.owner != current_user().user_id:
-        raise Forbidden(f"only the owner of group {group_id!r} may {action}")
+        raise HTTPForbidden(f"only the owner of group {group_id!r} may {action}")
     return group
 
 
@@ -55,10 +55,10 @@ def _owned(group_id: str, action: str) -> GroupRecord:
 def create_group() -> tuple[dict[str, Any], int]:
     name = field(json_body(), "name", str)
     if not 0 < len(name) <= 128:
-        raise InvalidField("name", "must have 1 to 128 characters")
+        raise HTTPInvalidField("name", "must have 1 to 128 characters")
     group = services().store.create_group(current_user().user_id, name)
     if group is None:
-        raise Conflict(f"you already have a group named {name!r}")
+        raise HTTPConflict(f"you already have a group named {name!r}")
     return _describe(group), 201
 
 
@@ -81,14 +81,14 @@ def add_members(group_id: str) -> dict[str, Any]:
     group = _owned(group_id, "add members")
     references: list[Any] = field(json_body(), "users", list)
     if len(references) > MAX_MEMBERS_PER_REQUEST or not all(isinstance(r, str) and r for r in references):
-        raise InvalidField("users", f"must be a list of at most {MAX_MEMBERS_PER_REQUEST} user names or ids")
+        raise HTTPInvalidField("users", f"must be a list of at most {MAX_MEMBERS_PER_REQUEST} user names or ids")
     found = services().store.find_users(references)
     unknown = [reference for reference, user in found.items() if user is None]
     if unknown:
-        raise InvalidField("users", f"names no user {unknown[0][:64]!r}")
+        raise HTTPInvalidField("users", f"names no user {unknown[0][:64]!r}")
     updated = services().store.add_group_members(group.group_id, [u.user_id for u in found.values() if u])
     if updated is None:
-        raise NotFound(f"no group {group_id!r}")
+        raise HTTPNotFound(f"no group {group_id!r}")
     return _describe(updated)
 
 
@@ -100,11 +100,11 @@ def remove_member(group_id: str, user: str) -> Response:
     caller = current_user().user_id
     member = next((m for m in group.members if user in (m.user_id, m.name)), None)
     if member is None:
-        raise NotFound(f"no member {user!r} in group {group_id!r}")
+        raise HTTPNotFound(f"no member {user!r} in group {group_id!r}")
     if member.user_id == group.owner:
-        raise BadRequest("the owner stays a member of their group (delete the group instead)")
+        raise HTTPBadRequest("the owner stays a member of their group (delete the group instead)")
     if caller not in (group.owner, member.user_id):
-        raise Forbidden(f"only the owner of group {group_id!r} may remove other members")
+        raise HTTPForbidden(f"only the owner of group {group_id!r} may remove other members")
     services().store.remove_group_member(group.group_id, member.user_id)
     return Response(status=204)
 

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from service.api.common import Services, current_user, services
-from service.errors import InvalidField
+from service.errors import HTTPInvalidField
 from service.openapi import operation
 from service.records import RECEIVED, WAITING, NewTasks
 from service.store.memo import DEFAULT_TTL, MAX_TTL
@@ -35,7 +35,7 @@ def memoize_ttl(data: dict[str, Any]) -> float | None:
         return DEFAULT_TTL
     ttl = value.get("ttl", DEFAULT_TTL) if isinstance(value, dict) else None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_TTL:
-        raise InvalidField("memoize", f"must be true or {{\"ttl\": seconds}}, 0 < ttl <= {MAX_TTL:.0f}")
+        raise HTTPInvalidField("memoize", f"must be true or {{\"ttl\": seconds}}, 0 < ttl <= {MAX_TTL:.0f}")
     return float(ttl)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.api.common import charge_rate_limit, current_user, field, msgpack_body, msgpack_response, services
-from service.errors import InvalidField
+from service.errors import HTTPInvalidField
 from service.openapi import operation
 from service.polls import long_poll
 from service.records import ResultPage
@@ -48,7 +48,7 @@ def poll() -> Response:
                         parts.config.max_results, low=1))
     watcher = field(data, "watcher", str, required=False)
     if watcher is not None and not 0 < len(watcher) <= MAX_WATCHER_CHARS:
-        raise InvalidField("watcher", f"must have 1 to {MAX_WATCHER_CHARS} characters")
+        raise HTTPInvalidField("watcher", f"must have 1 to {MAX_WATCHER_CHARS} characters")
     user_id = current_user().user_id
     owned = {group: after for group, after in cursors.items() if parts.store.task_group_owner(group) == user_id}
     for group, after in owned.items():
@@ -76,18 +76,18 @@ def poll() -> Response:
 
 def _cursors(groups: dict[Any, Any]) -> dict[str, int]:
     if len(groups) > MAX_GROUPS:
-        raise InvalidField("groups", f"names more than {MAX_GROUPS} task groups")
+        raise HTTPInvalidField("groups", f"names more than {MAX_GROUPS} task groups")
     for group, after in groups.items():
         if not isinstance(group, str) or not 0 < len(group) <= 64:
-            raise InvalidField("groups", "must map task group ids to cursors")
+            raise HTTPInvalidField("groups", "must map task group ids to cursors")
         if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= 2**62:
-            raise InvalidField(f"groups.{group}", "must be a cursor: an integer from 0 to 2**62")
+            raise HTTPInvalidField(f"groups.{group}", "must be a cursor: an integer from 0 to 2**62")
     return groups
 
 
 def _number(value: float, name: str, high: float, low: float = 0.0) -> float:
     if math.isnan(value):
-        raise InvalidField(name, "must be a number")
+        raise HTTPInvalidField(name, "must be a number")
     return min(high, max(low, value))
 
 

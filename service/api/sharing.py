@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.api.common import current_user, field, json_body, services
-from service.errors import BadRequest, Forbidden, InvalidField, NotFound
+from service.errors import HTTPBadRequest, HTTPForbidden, HTTPInvalidField, HTTPNotFound
 from service.records import OWNER, Sharing
 from service.store import access
 
@@ -25,10 +25,10 @@ MAX_GRANTEES = 1000
 def owned(found: tuple[Any, str] | None, what: str, *, action: str) -> Any:
     """The record if the caller owns it: 404 if they cannot see it, 403 if it is only shared with them."""
     if found is None:
-        raise NotFound(f"no {what}")
+        raise HTTPNotFound(f"no {what}")
     record, how = found
     if how != OWNER:
-        raise Forbidden(f"only the owner of {what} may {action}")
+        raise HTTPForbidden(f"only the owner of {what} may {action}")
     return record
 
 
@@ -39,18 +39,18 @@ def grantees(data: dict[str, Any]) -> list[str]:
     groups: list[Any] = field(data, "groups", list, required=False, default=[])
     for name, references in (("users", users), ("groups", groups)):
         if not all(isinstance(r, str) and 0 < len(r) <= 256 for r in references):
-            raise InvalidField(name, "must be a list of names or ids (1 to 256 characters each)")
+            raise HTTPInvalidField(name, "must be a list of names or ids (1 to 256 characters each)")
     if len(users) + len(groups) > MAX_GRANTEES:
-        raise BadRequest(f"share with at most {MAX_GRANTEES} users and groups")
+        raise HTTPBadRequest(f"share with at most {MAX_GRANTEES} users and groups")
     store, caller = services().store, current_user().user_id
     found = store.find_users(users)
     unknown = [reference for reference, user in found.items() if user is None]
     if unknown:
-        raise InvalidField("users", f"names no user {unknown[0][:64]!r}")
+        raise HTTPInvalidField("users", f"names no user {unknown[0][:64]!r}")
     mine = {g.group_id for g in store.list_groups(caller)}
     foreign = [group_id for group_id in groups if group_id not in mine]
     if foreign:
-        raise InvalidField("groups", f"names no group {foreign[0][:64]!r} among the caller's groups")
+        raise HTTPInvalidField("groups", f"names no group {foreign[0][:64]!r} among the caller's groups")
     granted = [access.PUBLIC_GRANTEE] if public else []
     granted += [access.grantee_of_user(user.user_id) for user in found.values() if user and user.user_id != caller]
     granted += [access.grantee_of_group(group_id) for group_id in groups]

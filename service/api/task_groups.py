@@ -54,7 +54,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from service.api.common import charge_rate_limit, current_user, msgpack_response, query_number, services
-from service.errors import NotFound
+from service.errors import HTTPNotFound
 from service.openapi import operation
 from service.polls import long_poll
 from service.records import ResultPage
@@ -66,7 +66,7 @@ MAX_TASK_IDS = 100_000
 
 def _owned(task_group_id: str) -> None:
     if services().store.task_group_owner(task_group_id) != current_user().user_id:
-        raise NotFound(f"no task group {task_group_id!r}")
+        raise HTTPNotFound(f"no task group {task_group_id!r}")
 
 
 @blueprint.get("/task_groups/<task_group_id>")
@@ -76,7 +76,7 @@ def task_group(task_group_id: str) -> dict[str, Any]:
     _owned(task_group_id)
     counts = services().store.group_counts(task_group_id)
     if counts is None:
-        raise NotFound(f"no task group {task_group_id!r}")
+        raise HTTPNotFound(f"no task group {task_group_id!r}")
     reply = {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
              "failed": counts.failed, "pending": counts.pending, "waiting": counts.waiting,
              "running": counts.running, "cancelled": counts.cancelled, "memo_hits": counts.memo_hits}

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from service.api.common import current_user, field, json_body, services
-from service.errors import InvalidField, NotFound
+from service.errors import HTTPInvalidField, HTTPNotFound
 from service.openapi import operation
 
 blueprint = Blueprint("triggers", __name__)
@@ -31,13 +31,13 @@ def create() -> tuple[dict[str, Any], int]:
     pattern = field(data, "pattern", str, required=False, default="*")
     rate = field(data, "max_per_minute", int, required=False, default=600)
     if not directory.startswith("/") or len(directory) > 4096 or "\0" in directory:
-        raise InvalidField("directory", "must be an absolute path")
+        raise HTTPInvalidField("directory", "must be an absolute path")
     if not 0 < rate <= 1_000_000 or not 0 < len(pattern) <= 256:
-        raise InvalidField("max_per_minute", "must be between 1 and 1,000,000 (and pattern 1 to 256 characters)")
+        raise HTTPInvalidField("max_per_minute", "must be between 1 and 1,000,000 (and pattern 1 to 256 characters)")
     if parts.store.endpoint_access(owner, endpoint_id) is None:
-        raise NotFound(f"no endpoint {endpoint_id!r}")
+        raise HTTPNotFound(f"no endpoint {endpoint_id!r}")
     if parts.store.function_access(owner, function_id) is None:
-        raise NotFound(f"no function {function_id!r}")
+        raise HTTPNotFound(f"no function {function_id!r}")
     return parts.store.create_trigger(owner, endpoint_id, function_id, directory, pattern, rate), 201
 
 
@@ -52,5 +52,5 @@ def listed() -> dict[str, Any]:
 @operation("Delete a trigger", errors=(404,))
 def delete(trigger_id: str) -> dict[str, Any]:
     if not services().store.delete_trigger(current_user().user_id, trigger_id):
-        raise NotFound(f"no trigger {trigger_id!r}")
+        raise HTTPNotFound(f"no trigger {trigger_id!r}")
     return {"deleted": trigger_id}

@@ -105,7 +105,8 @@ def user_for_identity(db: sqlite3.Connection, provider: str, subject: str, usern
                        (username, provider, subject))
         return str(row[0]), row[1] != username
     name = f"{provider}:{subject}"
-    db.execute("INSERT OR IGNORE INTO users (id, name, created) VALUES (?, ?, ?)", (str(uuid.uuid4()), name, time.time()))
+    db.execute("INSERT OR IGNORE INTO users (id, name, created) VALUES (?, ?, ?)",
+               (str(uuid.uuid4()), name, time.time()))
     user_id = str(db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()[0])
     db.execute("INSERT INTO identities (provider, subject, username, user_id, created) VALUES (?, ?, ?, ?, ?)",
                (provider, subject, username, user_id, time.time()))

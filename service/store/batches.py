@@ -7,10 +7,10 @@ endpoint, functions, arguments, group, retries, resource spec; a table of its ow
 is added to stores of any schema version without a migration). When the same id comes again:
 
 * from another user: ``answer`` is None (the route says 404, as for an unknown group);
-* with other content (its digest differs): ``BatchConflict`` (409), nothing is added;
+* with other content (its digest differs): ``HTTPBatchConflict`` (409), nothing is added;
 * the same content, every task still in the store: the first request's group and task ids;
 * the same content, but some of its tasks were purged since (their results were fetched or
-  expired): ``BatchGone`` (410), since the first answer can no longer be given whole.
+  expired): ``HTTPBatchGone`` (410), since the first answer can no longer be given whole.
 
 Batches remembered before digests were kept have none and are answered as if identical. A
 batch id is forgotten with its task group (``purge``); after that it is a new batch.
@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from service.errors import BatchConflict, BatchGone
+from service.errors import HTTPBatchConflict, HTTPBatchGone
 from service.records import NewTasks
 
 TABLE = """
@@ -55,12 +55,12 @@ def answer(db: sqlite3.Connection, owner: str, batch_id: str, seen: tuple[Any, .
         return None
     stored = db.execute("SELECT digest FROM batch_digests WHERE id = ?", (batch_id,)).fetchone()
     if stored is not None and bytes(stored[0]) != digest:
-        raise BatchConflict(f"batch_id {batch_id!r} was used for a batch with other content; "
+        raise HTTPBatchConflict(f"batch_id {batch_id!r} was used for a batch with other content; "
                             "send a new batch under a new batch_id")
     rows = db.execute("SELECT id FROM tasks WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
                       (first, first + count - 1)).fetchall()
     if len(rows) != count:
-        raise BatchGone(f"batch {batch_id!r} was stored ({count} tasks in task group {group_id!r}), but "
+        raise HTTPBatchGone(f"batch {batch_id!r} was stored ({count} tasks in task group {group_id!r}), but "
                         f"{count - len(rows)} of its tasks were purged since: its task ids cannot be given again",
                         task_group_id=group_id)
     return group_id, [r[0] for r in rows]

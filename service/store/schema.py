@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS routes (
 CREATE TABLE IF NOT EXISTS placements (
     task_group_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (task_group_id, endpoint_id)) WITHOUT ROWID;
-""" + batches.TABLE + ";" + pipeline_schema.TABLE + ";" + pipeline_schema.MEMO_TABLES + ";" + pipeline_schema.TRIGGER_TABLE + ";"
+""" + batches.TABLE + ";" + pipeline_schema.TABLE + ";" + pipeline_schema.MEMO_TABLES + ";" \
+    + pipeline_schema.TRIGGER_TABLE + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);

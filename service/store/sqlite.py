@@ -21,7 +21,8 @@ from fabric.functions import TASK_SPEC_KEYS
 from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, WAITING_FOR_INPUTS,
-                             CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
+                             CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, GroupRecord,
+                             NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
 from service.routing import Placement
 from service.store import access, batches, dependencies, memo, triggers

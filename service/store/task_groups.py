@@ -37,7 +37,8 @@ _SET_FAILURE = (f"UPDATE tasks SET state = '{FAILED}', result_kind = ?, result =
                 "args = CASE WHEN ? THEN args END WHERE rowid = ?")  # kept for a retry, unless cancelled
 _FINISH_GROUP = ("UPDATE task_groups SET last_seq = last_seq + ?1, finished_count = finished_count + ?1, "
                  "failed_count = failed_count + ?2, cancelled_count = cancelled_count + ?3, "
-                 "sent_count = sent_count - ?4, updated = max(updated, ?5), oldest_result = coalesce(oldest_result, ?5) "
+                 "sent_count = sent_count - ?4, updated = max(updated, ?5), "
+                 "oldest_result = coalesce(oldest_result, ?5) "
                  "WHERE id = ?6 RETURNING last_seq")
 
 
@@ -53,8 +54,9 @@ def finish(db: sqlite3.Connection, task_group_id: str, finished: list[tuple[int,
     if not failures:  # the usual case: a statement per chunk, no per-task test
         for start, end in row_chunks(len(finished)):
             chunk = finished[start:end]
-            db.execute(_set_successes(len(chunk)), (now, *itertools.chain.from_iterable(
-                (rowid, kind, payload, seq) for seq, (rowid, (_, kind, payload, _)) in enumerate(chunk, first + start))))
+            rows = itertools.chain.from_iterable(
+                (rowid, kind, payload, seq) for seq, (rowid, (_, kind, payload, _)) in enumerate(chunk, first + start))
+            db.execute(_set_successes(len(chunk)), (now, *rows))
         return
     db.executemany(_SET_SUCCESS, [(kind, payload, now, seq, rowid) for seq, (rowid, (_, kind, payload, _))
                                   in enumerate(finished, first) if kind == RESULT_OK])

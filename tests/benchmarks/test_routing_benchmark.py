@@ -14,7 +14,8 @@ TIMEOUT = 600
 
 def test_the_routing_benchmark_writes_a_record_a_report_and_a_chart(tmp_path: Path) -> None:
     completed = subprocess.run([sys.executable, "-m", "benchmarks", "routing", "--quick", "--modes",
-                                "single,round-robin,least-loaded", "--cost-tasks", "300", "--output-dir", str(tmp_path)],
+                                "single,round-robin,least-loaded", "--cost-tasks", "300",
+                                "--output-dir", str(tmp_path)],
                                capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert completed.returncode == 0, completed.stderr
     section = records.load(tmp_path)["sections"]["routing"]

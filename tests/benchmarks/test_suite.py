@@ -107,7 +107,8 @@ def test_fabric_and_processpool_side_by_side_with_ratios(tmp_path: Path) -> None
     for cell in section["cells"]:
         assert cell["version"] and cell["configuration"]
         assert all(result["correct"] for result in cell["results"].values())
-    assert {(r["peer"], r["kind"]) for r in section["ratios"]} == {("processpool", "noop"), ("processpool", "sleep10ms")}
+    assert {(r["peer"], r["kind"]) for r in section["ratios"]} == {("processpool", "noop"),
+                                                                    ("processpool", "sleep10ms")}
     assert all(r["tasks_per_second"] > 0 for r in section["ratios"])
     report = (tmp_path / "report.md").read_text()
     assert "ProcessPoolExecutor" in report and "ours/peer" in report

@@ -23,7 +23,8 @@ from tests.support.processes import alive
 from zmq.utils.monitor import recv_monitor_message
 
 from fabric import Endpoint, protocol
-from fabric.protocol import (PROTOCOL_VERSION, FunctionDefinitions, Heartbeat, ManagerExiting, RegistrationReply, ResultBatch, Shutdown, Task, TaskBatch)
+from fabric.protocol import (PROTOCOL_VERSION, FunctionDefinitions, Heartbeat, ManagerExiting, RegistrationReply,
+                             ResultBatch, Shutdown, Task, TaskBatch)
 
 packb = functools.partial(msgpack.packb, use_bin_type=True)
 

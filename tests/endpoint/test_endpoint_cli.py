@@ -357,7 +357,8 @@ def test_configure_stores_the_allow_list_and_status_shows_it(tmp_path: Path, mon
     capsys.readouterr()
     assert cli.main(["endpoint", "status", "lab"]) == 0
     shown = capsys.readouterr().out
-    assert "arguments:    pickles accepted" in shown and "sandbox:      workers hide the fabric home (required)" in shown
+    assert "arguments:    pickles accepted" in shown
+    assert "sandbox:      workers hide the fabric home (required)" in shown
 
     assert cli.main(["endpoint", "configure", "lab", "--force", "--allow-any-function"]) == 0
     assert json.loads(config.read_text())["allowed_functions"] is None

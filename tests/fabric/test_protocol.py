@@ -485,7 +485,8 @@ def test_missing_or_extra_frames_are_rejected(message: Message) -> None:
     ("message", "field"),
     [(REGISTRATION, "manager_id"), (REGISTRATION, "capacity"), (RegistrationReply(accepted=True), "accepted"),
      (WorkerReady(worker_id="w", pid=1), "pid"), (StatusRequest(request_id=1), "request_id"),
-     (CancelTasks(task_ids=[1]), "task_ids"), (ResultsAck(task_ids=[1]), "task_ids"), (ManagerCommand(request_id=1, action="hold", manager_id="m"),
+     (CancelTasks(task_ids=[1]), "task_ids"), (ResultsAck(task_ids=[1]), "task_ids"),
+     (ManagerCommand(request_id=1, action="hold", manager_id="m"),
                                                "action")],
 )
 def test_missing_required_field_is_rejected(message: Message, field: str) -> None:

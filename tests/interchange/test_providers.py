@@ -92,7 +92,8 @@ def test_provider_errors_carry_the_command_and_what_it_said() -> None:
 
 
 @pytest.mark.parametrize("settings", [
-    {"kind": "lsf"}, {"launcher": "aprun"}, {"nodes_per_block": 0}, {"walltime": 0}, {"walltime": 60, "drain_margin": 60},
+    {"kind": "lsf"}, {"launcher": "aprun"}, {"nodes_per_block": 0}, {"walltime": 0},
+    {"walltime": 60, "drain_margin": 60},
     {"drain_margin": 5}, {"cores_per_node": 0}, {"poll_period": 0}, {"kind": "kubernetes"},
     {"kind": "kubernetes", "image": "python:3.11", "nodes_per_block": 2}, {"worker_init": "module load x"},
 ], ids=repr)
@@ -201,7 +202,8 @@ def test_unknown_launchers_are_refused() -> None:
 
 
 def test_block_commands_use_the_configured_python() -> None:
-    assert " /opt/py/bin/python -m manager " in f" {block_command(interchange_config(python='/opt/py/bin/python'), 'a', 'b1')}"
+    command = block_command(interchange_config(python="/opt/py/bin/python"), "a", "b1")
+    assert " /opt/py/bin/python -m manager " in f" {command}"
     k8s = block_command(interchange_config(kind="kubernetes", image="img"), "tcp://h:1", "b1")
     assert k8s.startswith("export FABRIC_NODE_RANK=0; exec python3 -m manager ")
 

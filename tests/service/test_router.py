@@ -104,7 +104,8 @@ def test_an_endpoint_failing_with_system_errors_is_drained(world: World) -> None
     error = msgpack.packb({"error": "WorkerLost", "fields": {}})
     results = [(f"t{i}", RESULT_TASK_ERROR, error, "WorkerLost: {}") for i in range(DRAIN_AFTER)]
     world.router.on_results("a", results, CommitOutcome([r[0] for r in results], 0, set()), NOW)
-    assert world.router.measured("a", NOW)["drained_for"] == 60.0 and world.router.measured("a", NOW)["failure_rate"] > 0
+    measured = world.router.measured("a", NOW)
+    assert measured["drained_for"] == 60.0 and measured["failure_rate"] > 0
     world.submit(4, ["a", "b"])
     assert set(world.place()) == {"b"}
 

@@ -16,8 +16,7 @@ from tests.support.service import Api, FakeInterchange, ServiceProcess
 from fabric import Client
 from fabric.errors import BatchGone, InvalidRequest
 from fabric.protocol import RESULT_OK, ResultBatch
-from service.errors import BatchConflict
-from service.errors import BatchGone as StoreBatchGone
+from service.errors import HTTPBatchConflict, HTTPBatchGone
 from service.store import RECEIVED, NewTasks, SQLiteStore
 
 SETTINGS = {"purge_interval": 0.1, "rate_limit": 0}
@@ -97,19 +96,19 @@ def test_the_store_keeps_a_digest_per_batch_and_forgets_it_with_its_group(tmp_pa
 
         first = store.add_tasks("a", new([b"x", b"y"]), RECEIVED)
         assert first is not None and store.add_tasks("a", new([b"x", b"y"]), RECEIVED) == first
-        with pytest.raises(BatchConflict):
+        with pytest.raises(HTTPBatchConflict):
             store.add_tasks("a", new([b"x", b"z"]), RECEIVED)
         assert store.add_tasks("b", new([b"x", b"z"]), RECEIVED) is None  # another owner's id: nothing
         db = sqlite3.connect(store.path)
         assert db.execute("SELECT count(*) FROM batch_digests").fetchone() == (1,)
         db.execute("DELETE FROM tasks WHERE id = ?", (first[1][0],))  # as the purge does
         db.commit()
-        with pytest.raises(StoreBatchGone):
+        with pytest.raises(HTTPBatchGone):
             store.add_tasks("a", new([b"x", b"y"]), RECEIVED)
         db.execute("DELETE FROM batch_digests")  # a batch remembered before digests were kept
         db.commit()
         db.close()
-        with pytest.raises(StoreBatchGone):
+        with pytest.raises(HTTPBatchGone):
             store.add_tasks("a", new([b"x", b"other"]), RECEIVED)  # no digest: only the purge is seen
     finally:
         store.close()

@@ -123,7 +123,8 @@ def test_registering_again_rotates_keys_only_when_asked_and_cuts_off_the_old_pai
 
     rotated = api.register_endpoint("rotating", rotate_keys=True)  # e.g. `fabric endpoint start` elsewhere
     assert rotated["endpoint_id"] == endpoint["endpoint_id"] and rotated["public_key"] != endpoint["public_key"]
-    poll_until(lambda: any(isinstance(m, Shutdown) for m in old.pump() + old.received), "the old connection told to stop")
+    poll_until(lambda: any(isinstance(m, Shutdown) for m in old.pump() + old.received),
+               "the old connection told to stop")
     assert not online(api, endpoint["endpoint_id"])
     old.register()  # a process holding the old keys cannot come back on its live connection...
     submitted = api.submit({"endpoint_id": endpoint["endpoint_id"], "function_id": function_id,

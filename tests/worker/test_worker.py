@@ -530,7 +530,8 @@ def test_a_sandboxed_worker_cannot_see_the_hidden_folders(start_worker: StartWor
     (tmp_path / "visible").write_text("visible")
     worker = start_worker(options=["--sandbox", "required", "--hide", str(secrets)])
     [read] = worker.define(worker_functions.read_file)
-    hidden, visible = worker.run(task(0, read, str(secrets / "credentials.json")), task(1, read, str(tmp_path / "visible")))
+    hidden, visible = worker.run(task(0, read, str(secrets / "credentials.json")),
+                                 task(1, read, str(tmp_path / "visible")))
     assert remote_error(hidden)["remote_type"] == "builtins.FileNotFoundError"
     assert value(visible) == "visible"
     assert (secrets / "credentials.json").read_text() == "the token"  # hidden from the worker only
