@@ -45,6 +45,7 @@ from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.credentials import resolve
 from sdk.futures import TaskFuture
+from sdk.offline import OFFLINE_WARNING_AFTER, OfflineWatch
 from sdk.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -97,12 +98,15 @@ class Executor(concurrent.futures.Executor):
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
     while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
     shows a progress bar (None: when stderr is a terminal or in a notebook).
+    ``offline_warning_after``: seconds the endpoint may be offline while tasks wait before
+    the executor warns, once, naming it (``sdk.offline``; None: never).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
                  task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_queued_tasks: int = 100_000, progress: bool | None = None) -> None:
+                 max_queued_tasks: int = 100_000, progress: bool | None = None,
+                 offline_warning_after: float | None = OFFLINE_WARNING_AFTER) -> None:
         self.endpoint_id = endpoint_id
         self.client = client if client is not None else _shared_client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
@@ -121,6 +125,8 @@ class Executor(concurrent.futures.Executor):
         self._closing = False
         self._stopped = False
         self.progress = Progress(progress)
+        self._offline = (OfflineWatch(self.client, endpoint_id, offline_warning_after)
+                         if endpoint_id is not None and offline_warning_after is not None else None)
         self._submitter = threading.Thread(target=self._submit_loop, name="fabric-executor-submit", daemon=True)
         self._submitter.start()
         _live_executors.add(self)
@@ -313,6 +319,11 @@ class Executor(concurrent.futures.Executor):
         for future, ok, value in resolved:  # outside the lock: callbacks run here
             _resolve(future, ok, value)
         self.progress.add_done(len(resolved))
+
+    def _check_endpoint(self) -> None:
+        """Called by the result watcher after each poll: warn if the endpoint is offline too long."""
+        if self._offline is not None:
+            self._offline.check(len(self._futures) + len(self._queue))
 
     def _fail_all(self, exc: Exception) -> None:
         with self._lock:
