@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from endpoint.exits import describe as describe_exit
+from endpoint.exits import diagnose
 from endpoint.home import (DAEMON_MODULE, NAME_PATTERN, EndpointPaths, EndpointSettings, claim_pid_file,
                            endpoint_process, read_json, release_pid_file, start_lock, stored_registration, write_json)
 from fabric.config import PROVIDER_KINDS, InterchangeConfig, ProviderConfig, ScalingConfig
@@ -367,6 +369,7 @@ def status_command(options: argparse.Namespace) -> int:
     paths = EndpointPaths.of(options.name)
     settings = EndpointSettings.load(paths)
     registration = stored_registration(paths) or {}
+    had_pid_file = paths.pid_file.exists()
     process = endpoint_process(paths)
     report: dict[str, Any] = {
         "name": paths.name, "endpoint_id": registration.get("endpoint_id"),
@@ -380,6 +383,8 @@ def status_command(options: argparse.Namespace) -> int:
             report["service"] = service_view(settings, report["endpoint_id"], retry_for=0.0)
         except (EndpointError, ConfigError) as exc:
             report["service_error"] = str(exc)
+    report["diagnosis"] = diagnose(paths, process is not None, had_pid_file and process is None,
+                                   (report["service"] or {}).get("status"))
     if options.json:
         print(json.dumps(report, indent=2))
     else:
@@ -395,7 +400,15 @@ def _status_text(report: dict[str, Any]) -> str:
     view = report["service"]
     if view is None:
         lines.append(f"service view: unavailable: {report['service_error']}")
-        return "\n".join(lines)
+    else:
+        lines += _service_lines(report, view)
+    if report["diagnosis"]:
+        lines.append(describe_exit(report["diagnosis"]))
+    return "\n".join(lines)
+
+
+def _service_lines(report: dict[str, Any], view: dict[str, Any]) -> list[str]:
+    lines = []
     heard = view.get("last_heartbeat")
     heartbeat = f"{max(0.0, time.time() - heard):.1f} s ago" if heard else "never"
     reported = "" if view.get("status") == "online" else " (last reported)"
@@ -405,7 +418,7 @@ def _status_text(report: dict[str, Any]) -> str:
     if "allowed_functions" in view and _differ(view["allowed_functions"], report["allowed_functions"]):
         lines.append(f"service list: {_allowed_text(view['allowed_functions'])} (not the configured one: "
                      f"`fabric endpoint start` sends that)")
-    return "\n".join(lines)
+    return lines
 
 
 def _allowed_text(allowed: list[str] | None) -> str:

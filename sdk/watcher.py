@@ -103,8 +103,8 @@ class ResultWatcher:
                 if pause:
                     time.sleep(pause)
                 pause = self._poll_once(wanted, pause)
-                for executors in wanted.values():
-                    for executor, _, _ in executors:
+                for polled in wanted.values():
+                    for executor, _, _ in polled:
                         executor._check_endpoint()
                 with self._lock:
                     if number != self._current:
