@@ -25,6 +25,7 @@ from service.config import ServiceConfig
 from service.errors import ApiError, RateLimited, StoreError, Unauthorized
 from service.events import Dispatcher, NoDispatcher, ResultSignal
 from service.keys import server_keys
+from service.metrics import install as install_metrics
 from service.openapi import build_spec, operation
 from service.polls import PollSlots
 from service.store import SQLiteStore, Store
@@ -65,6 +66,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _internal_error)
+    install_metrics(app)
     app.extensions["fabric_openapi"] = build_spec(app)  # fails here if a route is undescribed
     return app
 
@@ -76,6 +78,8 @@ def _openapi() -> Response:
 
 def _authenticate() -> None:
     g.request_id = uuid.uuid4().hex
+    if request.endpoint == "metrics.metrics_view" and services().config.metrics_public:
+        return  # an open /metrics (the metrics_public setting): a scraper needs no token
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send an 'Authorization: Bearer <token>' header")

@@ -50,7 +50,8 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int]] = {
     ("get", "/v1/task_groups/{task_group_id}/results"): (200, 404, 404),
     ("post", "/v1/task_groups/{task_group_id}/cancel"): (200, 404, 404),
     ("post", "/v1/task_groups/{task_group_id}/retry"): (200, 404, 404),
-    ("post", "/v1/results"): (200, 200, 200),  # another's group is answered as missing (test_service_long_polls)
+    ("post", "/v1/results"): (200, 200, 200),
+    ("get", "/metrics"): (403, 403, 403),  # only the metrics_users setting's (test_service_metrics)  # another's group is answered as missing (test_service_long_polls)
 }
 
 
