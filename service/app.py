@@ -25,6 +25,7 @@ from service.config import ServiceConfig
 from service.errors import ApiError, RateLimited, StoreError, Unauthorized
 from service.events import Dispatcher, NoDispatcher, ResultSignal
 from service.keys import server_keys
+from service import dashboard
 from service.metrics import install as install_metrics
 from service.openapi import build_spec, operation
 from service.polls import PollSlots
@@ -67,6 +68,8 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _internal_error)
     install_metrics(app)
+    app.register_blueprint(dashboard.pages)
+    app.register_blueprint(dashboard.api, url_prefix=API_PREFIX)
     app.extensions["fabric_openapi"] = build_spec(app)  # fails here if a route is undescribed
     return app
 
@@ -78,6 +81,8 @@ def _openapi() -> Response:
 
 def _authenticate() -> None:
     g.request_id = uuid.uuid4().hex
+    if request.endpoint in dashboard.PUBLIC_VIEWS:
+        return  # the dashboard's page and script: no data, the token is sent by its script
     if request.endpoint == "metrics.metrics_view" and services().config.metrics_public:
         return  # an open /metrics (the metrics_public setting): a scraper needs no token
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")

@@ -21,8 +21,9 @@ from tests.support.service import Api, ServiceProcess
 ROLES = ("owner", "shared", "stranger", "no token", "bad token")
 UNAUTHORIZED = (401, 401)
 
-# (method, OpenAPI path): (owner, shared, stranger); no token and a bad token are always 401.
-MATRIX: dict[tuple[str, str], tuple[int, int, int]] = {
+# (method, OpenAPI path): (owner, shared, stranger); no token and a bad token are 401 unless a
+# row names all five roles.
+MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/auth/whoami"): (200, 200, 200),
     ("get", "/v1/openapi.json"): (200, 200, 200),
     ("post", "/v1/functions"): (200, 200, 200),
@@ -51,7 +52,11 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int]] = {
     ("post", "/v1/task_groups/{task_group_id}/cancel"): (200, 404, 404),
     ("post", "/v1/task_groups/{task_group_id}/retry"): (200, 404, 404),
     ("post", "/v1/results"): (200, 200, 200),
-    ("get", "/metrics"): (403, 403, 403),  # only the metrics_users setting's (test_service_metrics)  # another's group is answered as missing (test_service_long_polls)
+    ("get", "/metrics"): (403, 403, 403),  # only the metrics_users setting's (test_service_metrics)
+    ("get", "/v1/dashboard"): (200, 200, 200),  # each sees only their own (test_dashboard_browser)
+    # the dashboard's page, script and style hold no data: served to anyone, token or not
+    ("get", "/dashboard"): (200, 200, 200, 200, 200),
+    ("get", "/dashboard/{name}"): (200, 200, 200, 200, 200),  # another's group is answered as missing (test_service_long_polls)
 }
 
 
@@ -81,7 +86,8 @@ class World:
 
     def path(self, template: str) -> str:
         return template.format(function_id=self.function_id, endpoint_id=self.endpoint_id, group_id=self.group_id,
-                               task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"])
+                               task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"],
+                               name="dashboard.js")
 
     def body(self, method: str, template: str) -> dict[str, Any]:
         """The request's body, if it has one (a valid one: the matrix is about who, not what)."""
@@ -139,7 +145,8 @@ def test_access(service: ServiceProcess, users: tuple[dict[str, Api], dict[str, 
                 route: tuple[str, str]) -> None:
     apis, names = users
     method, template = route
-    expected = dict(zip(ROLES, (*MATRIX[route], *UNAUTHORIZED)))
+    cells = MATRIX[route]
+    expected = dict(zip(ROLES, cells if len(cells) == len(ROLES) else (*cells, *UNAUTHORIZED)))
     got = {}
     for role in ROLES:
         world = World(service, apis, names)
