@@ -156,13 +156,14 @@ def refuse_if_running(paths: EndpointPaths) -> None:
                             f"stop it with `fabric endpoint stop {paths.name}`")
 
 
-def spawn_daemon(paths: EndpointPaths, log_level: str | None) -> subprocess.Popen[bytes]:
+def spawn_daemon(paths: EndpointPaths, log_level: str | None, log_format: str = "text") -> subprocess.Popen[bytes]:
     """Start the daemon in its own session, output appended to the log, stdin from /dev/null."""
     from fabric.process import child_environment
 
     command = [sys.executable, "-m", DAEMON_MODULE, str(paths.directory)]
     if log_level:
         command += ["--log-level", log_level]
+    command += ["--log-format", log_format]
     with open(paths.log, "ab") as log:
         return subprocess.Popen(command, env=child_environment(), cwd=paths.directory, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
@@ -263,14 +264,14 @@ def start_command(options: argparse.Namespace) -> int:
             _claim_pid_file(paths, os.getpid())
         else:
             offset = paths.log.stat().st_size if paths.log.exists() else 0
-            process = spawn_daemon(paths, options.log_level)
+            process = spawn_daemon(paths, options.log_level, options.log_format)
             try:
                 _claim_pid_file(paths, process.pid)
             except EndpointError:
                 _end_spawned(process)
                 raise
     if options.foreground:
-        return _run_foreground(paths, options.log_level)
+        return _run_foreground(paths, options.log_level, options.log_format)
     return _wait_for_daemon(paths, settings, registration["endpoint_id"], process, offset)
 
 
@@ -281,11 +282,11 @@ def _claim_pid_file(paths: EndpointPaths, pid: int) -> None:
             raise EndpointError(f"endpoint {paths.name} is starting elsewhere ({paths.pid_file})")
 
 
-def _run_foreground(paths: EndpointPaths, log_level: str | None) -> int:
+def _run_foreground(paths: EndpointPaths, log_level: str | None, log_format: str) -> int:
     from endpoint.daemon import serve
-    from fabric.process import configure_logging
+    from fabric.logs import configure
 
-    configure_logging(log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
+    configure(log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO", log_format)
     try:
         return serve(paths, detached=False)
     finally:
@@ -437,12 +438,13 @@ def _differ(first: list[str] | None, second: list[str] | None) -> bool:
 # -- the parser ----------------------------------------------------------------------------
 def build_parser(prog: str = "fabric endpoint") -> argparse.ArgumentParser:
     """``fabric endpoint``'s parser: run-local (``endpoint.demo``), configure, start, stop, list, status."""
-    from endpoint import demo
+    from endpoint import demo, logs
 
     parser = argparse.ArgumentParser(prog=prog, description="Run and inspect endpoints.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     demo.add_command(actions)
     add_commands(actions)
+    logs.add_command(actions)
     parser.set_defaults(handler=None, parser=parser)
     return parser
 
@@ -494,6 +496,9 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
     start.add_argument("--foreground", action="store_true", help="run in this process, logging to stderr")
     start.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                        help="the endpoint's log level (default: FABRIC_LOG_LEVEL or INFO)")
+    start.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="text lines (default) or JSON lines; the daemon's log rotates at FABRIC_LOG_MAX_BYTES "
+                            "(default 10 MiB), FABRIC_LOG_BACKUPS files kept (default 5)")
     add("stop", stop_command, "stop a running endpoint",
         f"Send the endpoint SIGTERM, wait up to {STOP_TIMEOUT:.0f} s for it and its managers, then kill them.")
     add("list", list_command, "list the configured endpoints",

@@ -66,15 +66,17 @@ def serve(paths: EndpointPaths, *, detached: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m endpoint.daemon DIR``: the endpoint daemon ``start`` spawns."""
-    from fabric.process import configure_logging
+    from fabric.logs import configure
 
     parser = argparse.ArgumentParser(prog=f"python -m {DAEMON_MODULE}", description="Run an endpoint daemon.")
     parser.add_argument("directory", help="the endpoint's folder (fabric_home()/endpoints/NAME)")
     parser.add_argument("--log-level", default=None, type=str.upper)
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
     options = parser.parse_args(argv)
-    configure_logging(options.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
     directory = Path(options.directory).absolute()
     paths = EndpointPaths.of(directory.name, directory.parent.parent)
+    configure(options.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO", options.log_format,
+              path=paths.log)  # rotating (fabric.logs); stdout and stderr still go to the log too
     try:
         return serve(paths, detached=True)
     except Exception as exc:

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from fabric.logs import set_request_id
 from fabric.untrusted import printable
 from service.api import BLUEPRINTS
 from service.api.common import Services, services
@@ -62,6 +63,7 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", _openapi)
     app.before_request(_authenticate)
+    app.teardown_request(_forget_request_id)
     app.after_request(_tag_response)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -81,6 +83,7 @@ def _openapi() -> Response:
 
 def _authenticate() -> None:
     g.request_id = uuid.uuid4().hex
+    set_request_id(g.request_id)  # on every log line of this request (fabric.logs)
     if request.endpoint in dashboard.PUBLIC_VIEWS:
         return  # the dashboard's page and script: no data, the token is sent by its script
     if request.endpoint == "metrics.metrics_view" and services().config.metrics_public:
@@ -96,6 +99,10 @@ def _authenticate() -> None:
     wait = limiter.wait_time(user.user_id) if request.endpoint in CHARGED_ON_ANSWER else limiter.acquire(user.user_id)
     if wait > 0:
         raise RateLimited(wait)
+
+
+def _forget_request_id(error: BaseException | None) -> None:
+    set_request_id(None)
 
 
 def _tag_response(response: Response) -> Response:

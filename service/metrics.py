@@ -28,6 +28,7 @@ service-wide totals, so the default is no one.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -38,11 +39,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fabric.untrusted import printable
 from service.api.common import services
 from service.errors import Forbidden
 from service.openapi import operation
 from service.records import STATES
 
+logger = logging.getLogger(__name__)
 blueprint = Blueprint("metrics", __name__)
 
 ROUND_TRIP_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -136,8 +139,13 @@ class Metrics:
         self.registry.register(self.store)
 
     def count(self, response: Response) -> Response:
-        """``after_request``: count the request under its route's name (never its path)."""
-        self.requests.labels(request.endpoint or "unknown", request.method, str(response.status_code)).inc()
+        """``after_request``: count the request under its route's name (never its path), and
+        log it at DEBUG (the access log: ``--log-level DEBUG``)."""
+        route = request.endpoint or "unknown"
+        self.requests.labels(route, request.method, str(response.status_code)).inc()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s (%s) -> %d", request.method, printable(request.path, 256), route,
+                         response.status_code)
         return response
 
 
