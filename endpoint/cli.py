@@ -1,5 +1,7 @@
 """``fabric endpoint run-local|configure|start|stop|list|status``: endpoints that connect out to a service.
 
+(``logs`` is in ``endpoint.logs``; ``restart``, ``delete`` and ``whoami`` in ``endpoint.lifecycle``.)
+
 ``run-local`` is the demo (``endpoint.demo``). ``configure`` writes an endpoint's
 ``config.json`` (``endpoint.home`` has the folder's layout). ``start`` registers the endpoint with the service (the same name keeps its id and
 gets new keys: the old ones can no longer connect; the service's allow-list is set to the
@@ -438,13 +440,14 @@ def _differ(first: list[str] | None, second: list[str] | None) -> bool:
 # -- the parser ----------------------------------------------------------------------------
 def build_parser(prog: str = "fabric endpoint") -> argparse.ArgumentParser:
     """``fabric endpoint``'s parser: run-local (``endpoint.demo``), configure, start, stop, list, status."""
-    from endpoint import demo, logs
+    from endpoint import demo, lifecycle, logs
 
     parser = argparse.ArgumentParser(prog=prog, description="Run and inspect endpoints.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     demo.add_command(actions)
     add_commands(actions)
     logs.add_command(actions)
+    lifecycle.add_commands(actions)
     parser.set_defaults(handler=None, parser=parser)
     return parser
 
