@@ -109,7 +109,7 @@ def register(paths: EndpointPaths, settings: EndpointSettings) -> dict[str, Any]
 
     try:
         reply = service_client(settings.service_url).register_endpoint(
-            paths.name, allowed_functions=settings.allowed_functions)
+            paths.name, allowed_functions=settings.allowed_functions, rotate_keys=True)
     except AuthError as exc:
         raise EndpointError(f"the service at {settings.service_url} refused the token ({exc}): set FABRIC_TOKEN "
                             f"or run `fabric login`") from exc

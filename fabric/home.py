@@ -4,6 +4,8 @@
 
     credentials.json          what ``fabric login`` stored (``sdk.credentials``)
     endpoints/NAME/           one configured endpoint (``endpoint.home``)
+    service/                  a service's data directory, unless ``$FABRIC_SERVICE_DIR`` or
+                              ``--data-dir`` says otherwise (``service.config``)
 """
 
 from __future__ import annotations

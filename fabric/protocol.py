@@ -324,8 +324,10 @@ class ResultBatch(Message):
     """Results, columnar, all payloads in one frame; brokers forward it without unpacking.
 
     ``started`` lists task ids a manager's workers began running since its last message
-    (so the interchange can tell a lost manager's started tasks from merely prefetched ones);
-    ``capacity`` is the sender's current task capacity (None: unchanged); ``elapsed`` is
+    (what the service shows as running); ``handed`` lists the task ids the manager hands to
+    its workers right after this message, so any of them may have started by the time the
+    interchange reads it (a lost manager's handed tasks count as started, its others were
+    only prefetched); ``capacity`` is the sender's current task capacity (None: unchanged); ``elapsed`` is
     the worker time spent on these results, in seconds.
     """
 
@@ -337,6 +339,7 @@ class ResultBatch(Message):
     started: list[Any] = dataclasses.field(default_factory=list)
     capacity: int | None = None
     elapsed: float = 0.0
+    handed: list[Any] = dataclasses.field(default_factory=list)
 
     def to_frames(self) -> list[Frame]:
         header = {
@@ -344,6 +347,8 @@ class ResultBatch(Message):
             "sizes": self.sizes, "started": self.started, "capacity": self.capacity,
             "elapsed": self.elapsed,
         }
+        if self.handed:
+            header["handed"] = self.handed
         return [_packb(header), self.blob]
 
     @classmethod
@@ -351,13 +356,14 @@ class ResultBatch(Message):
         if len(frames) != 2:
             raise ProtocolError(f"results: expected 2 frames, got {len(frames)}")
         ids, kinds, sizes = header.get("ids"), header.get("kinds"), header.get("sizes")
-        started = header.get("started", [])
-        if not all(isinstance(c, list) for c in (ids, kinds, sizes, started)):
-            raise ProtocolError("results: ids, kinds, sizes and started must be lists")
+        started, handed = header.get("started", []), header.get("handed", [])
+        if not all(isinstance(c, list) for c in (ids, kinds, sizes, started, handed)):
+            raise ProtocolError("results: ids, kinds, sizes, started and handed must be lists")
         if not len(ids) == len(kinds) == len(sizes):  # type: ignore[arg-type]
             raise ProtocolError("results: columns of different lengths")
         _check_ids(ids, "results")  # type: ignore[arg-type]
         _check_ids(started, "results")  # type: ignore[arg-type]
+        _check_ids(handed, "results")  # type: ignore[arg-type]
         if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != _nbytes(frames[1]):  # type: ignore[union-attr, arg-type]
             raise ProtocolError("results: sizes do not match the payload frame")
         if not all(k in (RESULT_OK, RESULT_REMOTE_ERROR, RESULT_TASK_ERROR) for k in kinds):  # type: ignore[union-attr]
@@ -369,7 +375,7 @@ class ResultBatch(Message):
         if not isinstance(elapsed, (int, float)):
             raise ProtocolError("results: elapsed must be a number")
         return cls(task_ids=ids, kinds=kinds, sizes=sizes, blob=frames[1], started=started,  # type: ignore[arg-type]
-                   capacity=capacity, elapsed=float(elapsed))
+                   capacity=capacity, elapsed=float(elapsed), handed=handed)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.task_ids)
@@ -416,6 +422,7 @@ class ResultBatch(Message):
             blob=b"".join([b.blob for b in batches]),
             started=[i for b in batches for i in b.started],
             elapsed=sum(b.elapsed for b in batches),
+            handed=[i for b in batches for i in b.handed],
         )
         for name, value in fields.items():
             setattr(merged, name, value)
@@ -465,10 +472,20 @@ class Drain(Message):
 
 @dataclasses.dataclass(slots=True)
 class ManagerExiting(Message):
-    """A manager says goodbye (drained, shut down, or failing) so nothing waits for it."""
+    """A manager says goodbye (drained, shut down, or failing) so nothing waits for it.
+
+    ``unstarted``: tasks it was sent that no worker of it ever began (its workers stopped
+    before them), so they may run elsewhere whatever their retry budget."""
 
     tag = "manager_exiting"
     reason: str = ""
+    unstarted: list[Any] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any], frames: Sequence[Frame]) -> Message:
+        message = super(ManagerExiting, cls).from_header(header, frames)
+        _check_ids(message.unstarted, "manager_exiting")  # type: ignore[attr-defined]
+        return message
 
 
 # --- worker <-> manager -------------------------------------------------------------

@@ -218,8 +218,9 @@ class Interchange:
         elif manager_id in self.scheduler.managers:
             self.scheduler.handle(ManagerSeen(manager_id, now))
             if isinstance(message, ManagerExiting):
-                logger.info("manager %s leaving: %s", printable(manager_id), printable(message.reason))
-                self.execute(self.scheduler.handle(ManagerLeft(manager_id, message.reason)))
+                logger.info("manager %s leaving: %s (%d tasks it never started)", printable(manager_id),
+                            printable(message.reason), len(message.unstarted))
+                self.execute(self.scheduler.handle(ManagerLeft(manager_id, message.reason, message.unstarted)))
             return
         if not isinstance(message, ManagerExiting):
             logger.warning("message from unregistered manager %s: telling it to stop", printable(manager_id))

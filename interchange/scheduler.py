@@ -10,9 +10,12 @@ together (opportunistic batching, no timers). Rules:
 * A function body goes to each manager once, just before the first task that uses it.
 * Held and draining managers get nothing new.
 * Any message from a manager counts as liveness; ``Tick`` expires managers silent for
-  longer than ``heartbeat_threshold``. A lost manager's tasks that it never handed to a
-  worker go back to the queue; the others are retried while their retry budget lasts,
-  else they fail with ``ManagerLost``.
+  longer than ``heartbeat_threshold``. A manager reports the tasks it hands to a worker
+  (``ResultBatch.handed``) before the worker has them, and those count as started. A lost
+  manager's tasks that it never handed to a worker, or that it said in its goodbye no
+  worker began (``ManagerLeft.unstarted``), go back to the queue; the others are retried
+  while their retry budget lasts, else they fail with ``ManagerLost``: a task with no
+  retries left is never run twice.
 * Task ids are unique: the service re-sends unfinished tasks on every new connection, so
   a submitted task the scheduler already holds (queued, or at a manager) is ignored, and
   one whose result waits for the service's acknowledgement (``held_results``) is not run
@@ -157,6 +160,7 @@ class ManagerResults:
 class ManagerLeft:
     manager_id: str
     reason: str
+    unstarted: list[Any] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(slots=True)
@@ -261,8 +265,8 @@ class Scheduler:
                 self.managers[registration.manager_id] = ManagerState(
                     registration=registration, capacity=max(1, registration.capacity), last_seen=now)
                 return actions
-            case ManagerLeft(manager_id, reason):
-                return self._lose(manager_id, reason)
+            case ManagerLeft(manager_id, reason, unstarted):
+                return self._lose(manager_id, reason, unstarted)
             case Tick(now):
                 return self._expire(now)
             case TasksCancelled(task_ids):
@@ -370,6 +374,8 @@ class Scheduler:
         if batch.capacity is not None:
             manager.capacity = max(1, batch.capacity)
         started, outstanding = manager.started, manager.outstanding
+        if batch.handed:  # possibly started from now on
+            started.update(batch.handed)
         if batch.started:
             started.update(batch.started)
             if self.report_started:
@@ -383,13 +389,14 @@ class Scheduler:
             if batch.task_ids:
                 self._results.append(batch)
 
-    def _lose(self, manager_id: str, reason: str) -> list[Action]:
+    def _lose(self, manager_id: str, reason: str, unstarted: Iterable[Any] = ()) -> list[Action]:
         manager = self.managers.pop(manager_id, None)
         if manager is None:
             return []
+        started = manager.started.difference(unstarted)
         requeue, failed = [], []
         for task_id, task in manager.outstanding.items():
-            if task_id not in manager.started:
+            if task_id not in started:
                 requeue.append(task)
             elif task.retries > 0:
                 requeue.append(task._replace(retries=task.retries - 1))

@@ -11,11 +11,18 @@
   pipelined deeply and long ones stay balanced across workers.
 * Results come back from a worker in the order its tasks were sent, so the head of a
   worker's queue is the task it is running; only those are reported as ``started``
-  (tasks queued behind them go back to the interchange's queue if this manager is lost).
+  (what the service shows). Every task handed to a worker is first reported as
+  ``handed``: the report leaves before the ``SendTasks`` that carries it, so if this
+  manager is lost the interchange counts it as started (tasks still in ``buffer`` go back
+  to the interchange's queue).
+* A worker counts the tasks it begins (``WorkerDied.began``, read from memory it shares
+  with its manager), so a lost worker's tasks split exactly into those it began (retried
+  while ``retries`` last, else ``WorkerLost``) and those it never began (back to the
+  buffer).
+* ``StopRequested`` (the manager is leaving): nothing more is handed out; the buffer and
+  every task a stopped worker never began become ``unstarted``, for the goodbye.
 * A task with a walltime is sent alone, to an idle worker; past its deadline the worker
   is killed, the task fails with ``TaskTimeout`` and a fresh worker is started.
-* A worker that dies: the task it was running is retried if it has retries left, else
-  fails with ``WorkerLost``; the tasks queued behind it go back to the buffer.
 * Capacity advertised to the interchange: ``workers + prefetch`` when prefetch is fixed,
   else twice the tasks the workers can have queued (``2 * workers * depth``).
 """
@@ -36,9 +43,6 @@ MIN_DEPTH = 2
 MAX_DEPTH = 256
 INITIAL_DEPTH = 16
 TARGET_QUEUE_SECONDS = 0.01
-STARTED_REPORT_DELAY = 0.005
-"""Seconds that ``started`` ids may wait for a result batch to ride on before they are
-reported on their own (short tasks then cost no extra message)."""
 
 
 
@@ -63,8 +67,12 @@ class WorkerResults:
 
 @dataclasses.dataclass(slots=True)
 class WorkerDied:
+    """``began``: how many tasks the worker began in its life (None: unknown, then the
+    head of its queue is taken for the one it was running)."""
+
     worker_id: str
     exit_code: int | None
+    began: int | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,6 +83,11 @@ class Tick:
 @dataclasses.dataclass(slots=True)
 class DrainRequested:
     pass
+
+
+@dataclasses.dataclass(slots=True)
+class StopRequested:
+    """The manager leaves: hand out nothing more; what never started is ``unstarted``."""
 
 
 # --- actions --------------------------------------------------------------------------
@@ -119,6 +132,7 @@ class WorkerSlot:
     functions: set[str] = dataclasses.field(default_factory=set)
     deadline: float | None = None
     timed_out: bool = False
+    sent: int = 0  # tasks ever sent to this worker (the queue holds the last of them)
 
 
 class ManagerScheduler:
@@ -134,9 +148,11 @@ class ManagerScheduler:
         self.depth = INITIAL_DEPTH
         self.mean_task_seconds: float | None = None
         self.draining = False
+        self.stopping = False
+        self.unstarted: list[Any] = []  # task ids given to this manager that will never start here
+        self._handed: list[Any] = []
         self._results: list[ResultBatch] = []
         self._started: list[Any] = []
-        self._started_since = 0.0
         self._reported_capacity: int | None = None
 
     # -- bookkeeping the I/O layer reads ------------------------------------------
@@ -157,7 +173,10 @@ class ManagerScheduler:
     def handle(self, event: object) -> list[Action]:
         match event:
             case TasksArrived(tasks):
-                self.buffer.extend(tasks)
+                if self.stopping:
+                    self.unstarted += [t.task_id for t in tasks]
+                else:
+                    self.buffer.extend(tasks)
                 return []
             case WorkerResults(worker_id, batch):
                 return self._on_results(worker_id, batch)
@@ -166,38 +185,43 @@ class ManagerScheduler:
                 if slot is not None:
                     slot.ready = True
                 return []
-            case WorkerDied(worker_id, exit_code):
-                return self._on_worker_died(worker_id, exit_code)
+            case WorkerDied(worker_id, exit_code, began):
+                return self._on_worker_died(worker_id, exit_code, began)
             case Tick(now):
                 self.now = now
                 return self._expire_walltimes()
             case DrainRequested():
                 self.draining = True
                 return []
+            case StopRequested():
+                self.stopping = True
+                self.unstarted += [t.task_id for t in self.buffer]
+                self.buffer.clear()
+                return []
         raise TypeError(f"unknown event {event!r}")
 
     def flush(self) -> list[Action]:
-        """Hand buffered tasks to workers with room and report what finished."""
-        actions: list[Action] = self._fill_workers()
-        started_due = bool(self._started) and self.now - self._started_since >= STARTED_REPORT_DELAY
-        if self._results or started_due:
+        """Report what finished and what is handed out now, then hand buffered tasks to
+        workers with room (the report goes first: see ``ResultBatch.handed``)."""
+        handouts = self._fill_workers()
+        actions: list[Action] = []
+        if self._results or self._handed:  # ``started`` ids always come with one of these
             capacity = self.capacity
             batches = ResultBatch.merge_within(self._results, self.batch_bytes) if self._results else [ResultBatch()]
             batches[0] = dataclasses.replace(  # started ids before any of their results
-                batches[0], started=self._started,
+                batches[0], started=self._started, handed=self._handed,
                 capacity=capacity if capacity != self._reported_capacity else None)
             self._reported_capacity = capacity
             actions += [ReportResults(batch) for batch in batches]
-            self._results, self._started = [], []
+            self._results, self._started, self._handed = [], [], []
+        actions += handouts
         if self.draining and self.outstanding == 0:
             actions.append(Exit("drained"))
         return actions
 
     def next_deadline(self) -> float | None:
-        """When ``Tick`` must come next (walltimes, a due ``started`` report), if ever."""
+        """When ``Tick`` must come next (a task's walltime), if ever."""
         deadlines = [slot.deadline for slot in self.slots.values() if slot.deadline is not None]
-        if self._started:
-            deadlines.append(self._started_since + STARTED_REPORT_DELAY)
         return min(deadlines) if deadlines else None
 
     # -- internals -------------------------------------------------------------------
@@ -221,14 +245,12 @@ class ManagerScheduler:
         return []
 
     def _report_started(self, task: Task) -> None:
-        if not self._started:
-            self._started_since = self.now
         self._started.append(task.task_id)
 
     def _fill_workers(self) -> list[Action]:
         actions: list[Action] = []
         buffer = self.buffer
-        if not buffer:
+        if not buffer or self.stopping:
             return actions
         # least loaded first, each taking at most a fair share of what is buffered
         open_slots = sorted((s for s in self.slots.values()
@@ -258,25 +280,37 @@ class ManagerScheduler:
                 if not slot.queue:  # an idle worker starts the first of these now
                     self._report_started(chunk[0])
                 slot.queue.extend(chunk)
+                slot.sent += len(chunk)
+                self._handed += [t.task_id for t in chunk]
                 new = {t.function_id for t in chunk} - slot.functions
                 slot.functions |= new
                 actions.append(SendTasks(slot.worker_id, chunk, sorted(new)))
         return actions
 
-    def _on_worker_died(self, worker_id: str, exit_code: int | None) -> list[Action]:
+    def _on_worker_died(self, worker_id: str, exit_code: int | None, began: int | None) -> list[Action]:
         slot = self.slots.pop(worker_id, None)
         if slot is None:
             return []
         queue = slot.queue
-        if queue and not slot.timed_out:
-            running = queue.popleft()
-            if running.retries > 0:
-                queue.appendleft(running._replace(retries=running.retries - 1))
+        if slot.timed_out:  # its task already failed with TaskTimeout; it ran alone
+            began_here = 0
+        elif began is None:  # unknown: the head is taken for the one it was running
+            began_here = min(1, len(queue))
+        else:  # the queue holds the last len(queue) tasks sent, in order
+            began_here = max(0, min(len(queue), began - (slot.sent - len(queue))))
+        started = [queue.popleft() for _ in range(began_here)]
+        if self.stopping:  # leaving: the started ones are the interchange's to retry or fail
+            self.unstarted += [t.task_id for t in queue]
+            return []
+        retried = []
+        for task in started:
+            if task.retries > 0:
+                retried.append(task._replace(retries=task.retries - 1))
             else:
-                error = WorkerLost(task_id=running.task_id, worker_id=worker_id,
+                error = WorkerLost(task_id=task.task_id, worker_id=worker_id,
                                    hostname=self.hostname, exit_code=exit_code)
-                self._results.append(ResultBatch.build([task_error_result(running.task_id, error)]))
-        self.buffer.extendleft(reversed(queue))
+                self._results.append(ResultBatch.build([task_error_result(task.task_id, error)]))
+        self.buffer.extendleft(reversed([*retried, *queue]))
         return [] if self.draining and not self.buffer else [StartWorker(slot.index)]
 
     def _expire_walltimes(self) -> list[Action]:

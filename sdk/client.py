@@ -5,7 +5,7 @@
     from fabric import Client
     client = Client("http://127.0.0.1:8470", token)      # or FABRIC_SERVICE_URL / FABRIC_TOKEN / fabric login
     function_id = client.register_function(double)
-    endpoint_id = client.register_endpoint("laptop")["endpoint_id"]
+    endpoint_id = client.get_endpoint_by_name("laptop")["endpoint_id"]   # `fabric endpoint start laptop`'s
     batch = client.submit_batch(endpoint_id, function_id, [serialize_arguments((21,), {})])
     print(client.get_result(batch.task_ids[0]))          # TaskPending until it is done
 
@@ -159,6 +159,14 @@ class Client:
         """``{"user_id", "name"}`` of the token's user."""
         return self._json("GET", "/v1/auth/whoami")
 
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Your tokens: ``token_id`` (the part of a token before its dot), ``name``, ``created``."""
+        return list(self._json("GET", "/v1/auth/tokens")["tokens"])
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke one of your tokens (this client's own too): refused from the next request on."""
+        self._request("DELETE", f"/v1/auth/tokens/{quote(token_id.partition('.')[0], safe='')}")
+
     # -- functions ---------------------------------------------------------------------
     def register_function(self, function: Callable[..., Any], *, name: str | None = None,
                           description: str = "") -> str:
@@ -199,20 +207,35 @@ class Client:
             self._functions = {f: i for f, i in self._functions.items() if i != function_id}
 
     # -- endpoints ---------------------------------------------------------------------
-    def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET
-                          ) -> dict[str, Any]:
-        """Register an endpoint (or your endpoint of that name again): ``endpoint_id``,
-        ``forwarder_address``, ``server_public_key``, and the endpoint's ``public_key`` and
-        ``secret_key``. Registering again keeps the id and rotates the keys: the old key pair
-        can no longer connect. ``allowed_functions``: the only function ids the service will
-        accept tasks for on this endpoint (None: any function; left out: unchanged)."""
+    def register_endpoint(self, name: str, *, allowed_functions: Sequence[str] | None | Unset = UNSET,
+                          rotate_keys: bool = False) -> dict[str, Any]:
+        """Register a new endpoint: ``endpoint_id``, ``forwarder_address``, ``server_public_key``,
+        and the endpoint's ``public_key`` and ``secret_key`` (only in this reply: the service
+        keeps no secret key). Your endpoint of that name, if you have one, is returned as it
+        is (no ``secret_key``; a running endpoint keeps its connection) unless ``rotate_keys``:
+        then it gets a new key pair and the old one can no longer connect (what ``fabric
+        endpoint start`` does). ``allowed_functions``: the only function ids the service will
+        accept tasks for on this endpoint (None: any function; left out: unchanged).
+        To find an endpoint's id, ``get_endpoint_by_name``."""
         body: dict[str, Any] = {"name": name}
         if not isinstance(allowed_functions, Unset):
             body["allowed_functions"] = None if allowed_functions is None else list(allowed_functions)
+        if rotate_keys:
+            body["rotate_keys"] = True
         return self._json("POST", "/v1/endpoints", json=body)
 
-    def list_endpoints(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/v1/endpoints")["endpoints"])
+    def list_endpoints(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Your endpoints and those shared with you or your groups (only those called ``name``)."""
+        query = "" if name is None else "?" + urlencode({"name": name})
+        return list(self._json("GET", f"/v1/endpoints{query}")["endpoints"])
+
+    def get_endpoint_by_name(self, name: str) -> dict[str, Any]:
+        """Your endpoint called ``name`` (``endpoint_id``, ``status``, ...); ``NotFound`` if you
+        have none. A lookup: it registers nothing and never touches the endpoint's keys."""
+        for endpoint in self.list_endpoints(name):
+            if endpoint["access"] == "owner":
+                return endpoint
+        raise NotFound(f"you have no endpoint called {name!r}", error_type="not_found")
 
     def get_endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
         """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts."""

@@ -4,6 +4,7 @@ Everything lives under ``fabric.home.fabric_home()``: ``$FABRIC_HOME``, else ``~
 
     credentials.json          {"service_url": ..., "token": ...}   (mode 0600)
     endpoints/NAME/           one configured endpoint (``fabric endpoint configure NAME``)
+    service/                  a service's data directory, by default (``fabric service ...``)
 
 A ``Client`` finds its service and token in this order: the arguments it is given, the
 environment (``FABRIC_SERVICE_URL``, ``FABRIC_TOKEN``), then ``credentials.json``.

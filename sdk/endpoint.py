@@ -76,8 +76,13 @@ class Endpoint(concurrent.futures.Executor):
     managers run (default: local processes; e.g. ``ProviderConfig(kind="slurm", ...)``) and
     ``scaling`` makes the endpoint elastic (blocks between ``min_blocks`` and
     ``max_blocks``); without it ``managers`` local managers run for the endpoint's life.
-    ``manager_curve`` encrypts the managers' connections with CurveZMQ (None: only when they
-    do not run on this machine's loopback interface; see ``InterchangeConfig``).
+    ``manager_host`` is where managers connect to the interchange, which binds it: the
+    default, 127.0.0.1, reaches only managers on this machine; managers on other nodes (a
+    batch scheduler's blocks) need an address or host name of this machine that they can
+    reach. ``manager_port`` fixes the port (0: a free one in ``manager_port_range``).
+    ``manager_curve`` encrypts the managers' connections with CurveZMQ and admits only the
+    key pairs the interchange made for its managers (None: on unless ``manager_host`` is a
+    loopback address; see ``InterchangeConfig``).
     ``allowed_functions``: the only function ids this endpoint runs (None: any function); a
     function's id is the hash of its body, ``serialize_function(fn)[0]`` of ``fabric.serialize``.
     A task of any other function never reaches a worker: its future raises ``FunctionNotAllowed``.
@@ -89,7 +94,8 @@ class Endpoint(concurrent.futures.Executor):
                  max_message_bytes: int = 256 * 1024 * 1024, max_inflight_bytes: int = 256 * 1024 * 1024,
                  provider: ProviderConfig | None = None, scaling: ScalingConfig | None = None,
                  log_level: str | None = None, manager_curve: bool | None = None,
-                 allowed_functions: Iterable[str] | None = None) -> None:
+                 allowed_functions: Iterable[str] | None = None, manager_host: str = "127.0.0.1",
+                 manager_port: int = 0, manager_port_range: tuple[int, int] = (54000, 55000)) -> None:
         self.endpoint_id = f"local-{uuid.uuid4().hex[:12]}"
         self.retries = retries
         allowed = _as_list(allowed_functions)
@@ -106,7 +112,8 @@ class Endpoint(concurrent.futures.Executor):
             heartbeat_period=heartbeat_period, heartbeat_threshold=heartbeat_threshold,
             max_message_bytes=max_message_bytes,
             provider=provider or ProviderConfig(), scaling=scaling, manager_curve=manager_curve,
-            allowed_functions=allowed,
+            allowed_functions=allowed, manager_host=manager_host, manager_port=manager_port,
+            manager_port_range=manager_port_range,
         )
         self.config = config
         self._max_payload = config.max_payload_bytes

@@ -1,20 +1,32 @@
-"""``fabric service ...`` (also ``python -m service ...``): run the service, add users, report.
+"""``fabric service ...`` (also ``python -m service ...``): run the service, manage users and tokens, report.
 
 ::
 
     fabric service start [--port 8470] [--forwarder-port 8471] [--data-dir DIR] [--config FILE]
-    fabric service add-user NAME [--data-dir DIR]      # prints a new token for NAME
-    fabric service status [--data-dir DIR] [--json]    # what the store holds; running or not
+    fabric service add-user NAME [--token-name LABEL]  # creates NAME if new; prints a new token for it
+    fabric service users [--json]                      # users and how many tokens each holds
+    fabric service tokens [USER] [--json]              # token ids, names, users, dates (never secrets)
+    fabric service revoke-token TOKEN_ID               # (a unique prefix of) a token's id, or the token
+    fabric service remove-user NAME                    # the user, their tokens, endpoints, functions, groups
+    fabric service status [--json]                     # what the store holds; running or not
+
+Every command takes ``--data-dir DIR``; without it they all use the same folder:
+``$FABRIC_SERVICE_DIR``, else ``$FABRIC_HOME/service`` (``~/.fabric/service``). A user
+may hold several tokens (one per machine or purpose, each revoked on its own); a revoked
+token or a removed user's is refused from the next request on, while the service runs.
 
 ``status`` reads the store through a read-only connection: database size on disk (with
 its -wal and -shm files), users, endpoints (online), task groups, tasks by state, the age
 of the oldest unfinished task, and whether a service runs on that data directory.
+``start`` checks the store's integrity first (``PRAGMA quick_check``) and refuses a
+damaged one, saying what is wrong.
 
 The Globus Auth client secret (identity ``globus``) may come from
 ``FABRIC_GLOBUS_CLIENT_SECRET`` instead of the settings file (it wins over the file).
 
 ``main(argv)`` returns the exit status: 0 on success (``start``: after a clean SIGTERM),
-2 for bad arguments, 1 with a one-line message on stderr when the service cannot run.
+2 for bad arguments, 1 with a one-line message on stderr when the service cannot run or
+the command cannot do what it was asked.
 """
 
 from __future__ import annotations
@@ -24,15 +36,22 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from fabric.errors import ConfigError
 from service.config import GLOBUS_SECRET_VARIABLE, ServiceConfig
 from service.errors import ServiceError
 
+if TYPE_CHECKING:
+    from service.store import SQLiteStore
+
+MIN_PREFIX = 4
+"""The fewest characters of a token's id ``revoke-token`` takes."""
+
 
 def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Run the fabric service, manage its users, report on "
-                                                           "its store.")
+    parser = argparse.ArgumentParser(prog=prog, description="Run the fabric service, manage its users and tokens, "
+                                                           "report on its store.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="run the service (HTTP API and endpoint forwarder) until SIGTERM",
                                description="Run the HTTP API and the endpoint forwarder in this process.")
@@ -50,9 +69,35 @@ def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
                        help="stop (as on SIGTERM) when the process that started this one exits (Linux): for "
                             "tests, benchmarks and supervisors that must never leave a service behind")
     add_user = actions.add_parser("add-user", help="create a user (if new) and print a new token for it",
-                                  description="Create user NAME if new and print a new API token for it.")
+                                  description="Create user NAME if new and print a new API token for it (a user "
+                                              "may hold several: one per machine or purpose).")
     add_user.add_argument("name", metavar="NAME")
+    add_user.add_argument("--token-name", default=None, metavar="LABEL",
+                          help="what the token is for, shown by `tokens` (default: its id)")
     _data_dir(add_user)
+    users = actions.add_parser("users", help="list users and how many tokens each holds",
+                               description="List the store's users: name, id, tokens, created.")
+    _data_dir(users)
+    users.add_argument("--json", action="store_true", help="JSON instead of text")
+    tokens = actions.add_parser("tokens", help="list tokens (ids and names, never secrets)",
+                                description="List the tokens of USER (default: every user's): id, user, name, "
+                                            "issued. The id is the part of a token before its dot.")
+    tokens.add_argument("user", metavar="USER", nargs="?", help="a user's name or id")
+    _data_dir(tokens)
+    tokens.add_argument("--json", action="store_true", help="JSON instead of text")
+    revoke = actions.add_parser("revoke-token", help="revoke a token (refused from the next request on)",
+                                description="Revoke the token whose id starts with TOKEN_ID (at least "
+                                            f"{MIN_PREFIX} characters, matching one token; the whole token works "
+                                            "too). Requests with it are refused from the next one on.")
+    revoke.add_argument("token", metavar="TOKEN_ID")
+    _data_dir(revoke)
+    remove = actions.add_parser("remove-user", help="remove a user and everything they own or were given",
+                                description="Remove user NAME (or id): their tokens, identities, endpoints "
+                                            "(their keys are refused at once), functions, groups and "
+                                            "sharing; their tasks not yet sent are cancelled (those already "
+                                            "sent finish). Results go with the purge.")
+    remove.add_argument("name", metavar="NAME")
+    _data_dir(remove)
     status = actions.add_parser("status", help="what the store holds (works while the service runs, or not)",
                                 description="Report the store's size and contents, read-only.")
     _data_dir(status)
@@ -62,8 +107,8 @@ def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None,
-                        help="where the store and keys live "
-                             "(default: $FABRIC_SERVICE_DIR or ~/.local/share/fabric/service)")
+                        help="where the store and keys live (default: $FABRIC_SERVICE_DIR, else "
+                             "$FABRIC_HOME/service, i.e. ~/.fabric/service)")
 
 
 def _config(args: argparse.Namespace) -> ServiceConfig:
@@ -80,33 +125,136 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
 
 def main(argv: Sequence[str] | None = None, prog: str = "fabric service") -> int:
     args = build_parser(prog).parse_args(argv)
+    commands = {"add-user": _add_user, "users": _users, "tokens": _tokens, "revoke-token": _revoke_token,
+                "remove-user": _remove_user, "status": _status, "start": _start}
     try:
-        if args.action == "add-user":
-            return _add_user(args)
-        if args.action == "status":
-            return _status(args)
-        return _start(args)
+        return commands[args.action](args)
     except (ConfigError, ServiceError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 
 
-def _add_user(args: argparse.Namespace) -> int:
+def _open_store(args: argparse.Namespace, *, create: bool = False) -> SQLiteStore:
+    """The store in ``--data-dir`` (or the default one); made if new only with ``create``."""
     from pathlib import Path
 
     from service.store import SQLiteStore
 
     config = ServiceConfig(data_dir=args.data_dir or ServiceConfig.default_data_dir())
+    if create:
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    elif not config.database_path.is_file():
+        raise ConfigError(f"no store at {config.database_path} (pass --data-dir where the service keeps it, or "
+                          f"set FABRIC_SERVICE_DIR)")
+    return SQLiteStore(config.database_path, synchronous=config.sqlite_synchronous)
+
+
+def _add_user(args: argparse.Namespace) -> int:
     if not args.name.strip() or len(args.name) > 128:
         raise ConfigError("NAME must have 1 to 128 characters")
-    Path(config.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SQLiteStore(config.database_path, synchronous=config.sqlite_synchronous)
+    if args.token_name is not None and not 0 < len(args.token_name) <= 128:
+        raise ConfigError("--token-name must have 1 to 128 characters")
+    store = _open_store(args, create=True)
     try:
-        _, token = store.add_user(args.name)
+        known = store.find_user(args.name)
+        user, token = store.add_user(args.name, args.token_name)
+        held = len(store.list_tokens(user.user_id))
     finally:
         store.close()
+    if known is not None and known.name == args.name:
+        print(f"user {args.name} exists: issued another token ({held} now; `tokens {args.name}` lists them, "
+              f"`revoke-token ID` revokes one)", file=sys.stderr)
     print(token)
     return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    import json
+
+    store = _open_store(args)
+    try:
+        found = store.list_users()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"user_id": u.user_id, "name": u.name, "tokens": u.tokens, "created": u.created}
+                          for u in found]))
+        return 0
+    rows = [(u.name, u.user_id, str(u.tokens), _when(u.created)) for u in found]
+    print(_table(("NAME", "USER ID", "TOKENS", "CREATED"), rows))
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    import json
+
+    store = _open_store(args)
+    try:
+        user = None if args.user is None else store.find_user(args.user)
+        if args.user is not None and user is None:
+            raise ConfigError(f"no user {args.user!r}")
+        found = store.list_tokens(None if user is None else user.user_id)
+        names = {u.user_id: u.name for u in store.list_users()}
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"token_id": t.token_id, "user": names.get(t.user_id), "user_id": t.user_id,
+                           "name": t.name, "created": t.created} for t in found]))
+        return 0
+    rows = [(t.token_id, names.get(t.user_id, t.user_id), t.name, _when(t.created)) for t in found]
+    print(_table(("TOKEN ID", "USER", "NAME", "ISSUED"), rows))
+    return 0
+
+
+def _revoke_token(args: argparse.Namespace) -> int:
+    prefix = args.token.strip().partition(".")[0]  # a whole token: its id, the secret never shown
+    if len(prefix) < MIN_PREFIX:
+        raise ConfigError(f"TOKEN_ID needs at least {MIN_PREFIX} characters of the token's id")
+    store = _open_store(args)
+    try:
+        found = store.list_tokens(None, prefix)
+        if len(found) != 1:
+            raise ConfigError(f"no token's id starts with {prefix!r}" if not found else
+                              f"{prefix!r} names {len(found)} tokens ({', '.join(t.token_id for t in found)}): "
+                              f"give more of the id")
+        token = found[0]
+        store.revoke_token(token.token_id)
+        names = {u.user_id: u.name for u in store.list_users()}
+    finally:
+        store.close()
+    print(f"revoked token {token.token_id} ({token.name}) of {names.get(token.user_id, token.user_id)}")
+    return 0
+
+
+def _remove_user(args: argparse.Namespace) -> int:
+    import time
+
+    store = _open_store(args)
+    try:
+        user = store.find_user(args.name)
+        if user is None:
+            raise ConfigError(f"no user {args.name!r}")
+        tokens = len(store.list_tokens(user.user_id))
+        unfinished = store.remove_user(user.user_id) or []
+        outcomes = [store.cancel_group(group_id, time.time()) for group_id in unfinished]
+    finally:
+        store.close()
+    sent = sum(len(ids) for outcome in outcomes for ids in outcome.dispatched.values())
+    print(f"removed user {user.name} ({user.user_id}) and {tokens} token(s); cancelled "
+          f"{sum(outcome.cancelled for outcome in outcomes)} task(s) not yet sent ({sent} already sent finish)")
+    return 0
+
+
+def _when(timestamp: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
 
 
 def _status(args: argparse.Namespace) -> int:

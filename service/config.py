@@ -14,11 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fabric.home import fabric_home
 from fabric.errors import ConfigError
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 IDENTITY_PROVIDERS = ("local", "globus")
 GLOBUS_SECRET_VARIABLE = "FABRIC_GLOBUS_CLIENT_SECRET"
+DATA_DIR_VARIABLE = "FABRIC_SERVICE_DIR"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -201,12 +203,10 @@ class ServiceConfig:
 
     @staticmethod
     def default_data_dir() -> str:
-        """``$FABRIC_SERVICE_DIR``, else ``$XDG_DATA_HOME/fabric/service`` (``~/.local/share``)."""
-        explicit = os.environ.get("FABRIC_SERVICE_DIR")
-        if explicit:
-            return explicit
-        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-        return os.path.join(base, "fabric", "service")
+        """``$FABRIC_SERVICE_DIR``, else ``service`` in ``fabric_home()`` (``$FABRIC_HOME``, else
+        ``~/.fabric``): where every ``fabric service`` command looks without ``--data-dir``."""
+        explicit = os.environ.get(DATA_DIR_VARIABLE)
+        return explicit if explicit else str(fabric_home() / "service")
 
 
 def _positive(name: str, value: Any) -> None:

@@ -41,6 +41,27 @@ class User:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """One of a user's API tokens, as listed: its id (the part of the token before the dot,
+    not secret), its name and when it was issued; never its secret."""
+
+    token_id: str
+    user_id: str
+    name: str
+    created: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user as the operator lists them: how many tokens they hold."""
+
+    user_id: str
+    name: str
+    created: float
+    tokens: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FunctionRecord:
     function_id: str
     owner: str
@@ -55,8 +76,7 @@ class EndpointRecord:
     endpoint_id: str
     owner: str
     name: str
-    public_key: str
-    secret_key: str
+    public_key: str  # the service keeps no secret key: the endpoint got it in the registration reply
     created: float
     connected: bool
     last_heartbeat: float | None

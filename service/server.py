@@ -35,6 +35,11 @@ class Service:
         self.config = config
         Path(config.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = SQLiteStore(config.database_path, synchronous=config.sqlite_synchronous)
+        try:
+            self.store.check_integrity()  # a damaged page would otherwise answer 503s from the first request on
+        except BaseException:
+            self.store.close()
+            raise
         self.signal = ResultSignal()
         self.keys = server_keys(config.keys_dir)
         try:

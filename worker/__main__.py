@@ -1,4 +1,4 @@
-"""``python -m worker --id ID --fd FD --manager-pid PID [--cpus 0,1]``: one worker.
+"""``python -m worker --id ID --fd FD --manager-pid PID [--control-fd FD --index N] [--cpus 0,1]``: one worker.
 
 CPU pinning is applied here, first, before anything imports user code; accelerator
 pinning already arrived in the environment the manager planned for this worker.
@@ -18,6 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manager-pid", type=int, required=True, help="exit when this parent is gone")
     parser.add_argument("--max-result-bytes", type=int, default=128 * 1024 * 1024,
                         help="results larger than this fail with PayloadTooLarge")
+    parser.add_argument("--control-fd", type=int, default=None,
+                        help="inherited memory shared with the manager (fabric.control): its stop flag, our task count")
+    parser.add_argument("--index", type=int, default=0, help="this worker's place among its manager's workers")
     parser.add_argument("--cpus", default="", help="comma list of CPU ids to pin this worker to")
     parser.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or WARNING)")
     return parser.parse_args(argv)
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.worker import main as run
 
     configure_logging(args.log_level)
-    run(args.id, args.fd, args.manager_pid, args.max_result_bytes)
+    run(args.id, args.fd, args.manager_pid, args.max_result_bytes, args.control_fd, args.index)
     return 0
 
 

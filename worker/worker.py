@@ -8,8 +8,13 @@ first use, cached by function id; tasks arrive in chunks (``TaskBatch``) and run
 order; results go back when the chunk is done, or sooner once ``FLUSH_INTERVAL`` has
 passed, so long tasks report one by one and short ones in bulk.
 
-The worker exits on ``Shutdown``, when its manager is gone, or when it is killed (a task
-past its walltime): the manager then starts a fresh one.
+With a ``WorkerControl`` (memory shared with its manager, ``fabric.control``) it checks
+the manager's stop flag before each task, starts none once it is set (it then sends the
+results it has and exits), and counts each task it begins, so its manager knows exactly
+which tasks it never began.
+
+The worker exits on ``Shutdown``, on its manager's stop flag, when its manager is gone, or
+when it is killed (a task past its walltime): the manager then starts a fresh one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import msgpack
 
 from fabric import protocol
+from fabric.control import WorkerControl
 from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import exit_with_parent, parent_alive
 from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
@@ -63,8 +69,13 @@ def describe_exception(exc: BaseException, task_id: Any) -> bytes:
 class Worker:
     """Executes tasks; all socket work is in ``serve``, all task work in ``run_chunk``."""
 
-    def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int) -> None:
+    def __init__(self, worker_id: str, stream: MessageStream, manager_pid: int, max_result_bytes: int,
+                 control: WorkerControl | None = None, index: int = 0) -> None:
         self.worker_id = worker_id
+        self.control = control
+        self.slot = 1 + index  # this worker's word in control.words
+        self.began = 0
+        self.stopped = False
         self.max_result_bytes = max_result_bytes
         self.batch_bytes = min(MAX_BATCH_BYTES, max_result_bytes)
         self.manager_pid = manager_pid
@@ -85,6 +96,8 @@ class Worker:
                 message = protocol.decode(frames)
                 if isinstance(message, TaskBatch):
                     self.run_chunk(message.tasks)
+                    if self.stopped:
+                        return "stopped by its manager"
                 elif isinstance(message, FunctionDefinitions):
                     self.bodies.update(zip(message.function_ids, message.bodies))
                 elif isinstance(message, Shutdown):
@@ -108,7 +121,14 @@ class Worker:
         results: list[tuple[Any, int, bytes]] = []
         size = 0
         started = time.perf_counter()
+        words, slot = (self.control.words, self.slot) if self.control is not None else (None, 0)
         for task in tasks:
+            if words is not None:
+                if words[0]:  # the manager stopped us: begin nothing more
+                    self.stopped = True
+                    break
+                self.began += 1
+                words[slot] = self.began
             result = self.run(task)
             results.append(result)
             size += len(result[2])
@@ -137,13 +157,15 @@ class Worker:
         self.stream.close()
 
 
-def main(worker_id: str, fd: int, manager_pid: int, max_result_bytes: int) -> str:
+def main(worker_id: str, fd: int, manager_pid: int, max_result_bytes: int, control_fd: int | None = None,
+         index: int = 0) -> str:
     """Entry point of a worker process: watch the parent, serve, say how it ended."""
     exit_with_parent()
     if not parent_alive(manager_pid):
         return "manager gone before start"
     stream = MessageStream(socket.socket(fileno=fd), blocking=True)
-    worker = Worker(worker_id, stream, manager_pid, max_result_bytes)
+    control = WorkerControl.attach(control_fd) if control_fd is not None else None
+    worker = Worker(worker_id, stream, manager_pid, max_result_bytes, control, index)
     try:
         reason = worker.serve()
     finally:

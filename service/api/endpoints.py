@@ -1,17 +1,22 @@
 """``/v1/endpoints``: register an endpoint (its CurveZMQ keys and where to connect), status,
 sharing and the allow-list of functions.
 
-Registering a name the caller already registered keeps the endpoint's id and *rotates* its
-key pair: the reply carries the new keys, and a connection made with the old ones is closed
-(a process holding them cannot connect again). ``allowed_functions`` (a list of function
-ids, or null for any function; left out: unchanged) is the endpoint's allow-list: a batch
-for another function is refused with 403 ``function_not_allowed``. The endpoint's own
-configuration enforces its list again before anything runs.
+Registering a new name makes the endpoint and its CurveZMQ key pair: the reply is the only
+place its secret key ever appears (the service keeps the public key only). Registering a
+name the caller already registered returns that endpoint without touching its keys (a
+lookup, 200, no ``secret_key``) unless the request asks ``"rotate_keys": true`` (as
+``fabric endpoint start`` does): then the reply carries a new key pair, and a connection
+made with the old one is closed (a process holding it cannot connect again).
+``GET /v1/endpoints?name=NAME`` finds endpoints by name without registering anything.
+``allowed_functions`` (a list of function ids, or null for any function; left out:
+unchanged) is the endpoint's allow-list: a batch for another function is refused with 403
+``function_not_allowed``. The endpoint's own configuration enforces its list again before
+anything runs.
 
 An endpoint is private to its owner until shared (``PUT /v1/endpoints/<id>/sharing``, see
 ``service.api.sharing``): a user it is shared with (directly, through a group, or because
 it is public) may see its status and submit tasks to it; only the owner sees its host,
-changes its sharing or allow-list, or registers it again. Listing shows the caller's
+changes its sharing or allow-list, or rotates its keys. Listing shows the caller's
 endpoints and those shared with them or their groups (public ones are reached by id).
 """
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from service.api import sharing
 from service.api.common import current_user, field, json_body, services
@@ -71,30 +76,39 @@ def _owned(endpoint_id: str, action: str) -> EndpointRecord:
 
 
 @blueprint.post("/endpoints")
-@operation("Register an endpoint (or get the caller's endpoint of that name): its id, the forwarder's "
-           "address and the CurveZMQ keys to connect with", request="json", status=201, errors=(400, 413, 415))
+@operation("Register an endpoint: its id, the forwarder's address and the CurveZMQ keys to connect with "
+           "(the secret key in this reply only). The caller's endpoint of that name is returned as it is "
+           "(200, no secret key) unless \"rotate_keys\": true", request="json", status=201, errors=(400, 413, 415))
 def register_endpoint() -> tuple[dict[str, Any], int]:
     data = json_body()
     name = field(data, "name", str)
     if not 0 < len(name) <= 128:
         raise InvalidField("name", "must have 1 to 128 characters")
     allowed = _allowed_functions(data, "allowed_functions")
-    keys = new_key_pair()
-    record, created = services().store.register_endpoint(current_user().user_id, name, keys.public, keys.secret,
-                                                         allowed_functions=allowed)
-    if not created:
+    rotate: bool = field(data, "rotate_keys", bool, required=False, default=False)
+    keys = new_key_pair()  # used if the endpoint is new or asks for new keys; the secret is never stored
+    record, created = services().store.register_endpoint(current_user().user_id, name, keys.public,
+                                                         rotate_keys=rotate, allowed_functions=allowed)
+    issued = record.public_key == keys.public
+    if issued and not created:
         services().dispatcher.keys_rotated(record.endpoint_id)
     reply = {"endpoint_id": record.endpoint_id, "name": record.name,
              "forwarder_address": services().forwarder_address, "server_public_key": services().server_public_key,
-             "public_key": record.public_key, "secret_key": record.secret_key,
+             "public_key": record.public_key, "keys_rotated": issued and not created,
              "allowed_functions": None if record.allowed_functions is None else list(record.allowed_functions)}
+    if issued:
+        reply["secret_key"] = keys.secret
     return reply, 201 if created else 200
 
 
 @blueprint.get("/endpoints")
-@operation("The caller's endpoints and those shared with them or their groups")
+@operation("The caller's endpoints and those shared with them or their groups",
+           query=(("name", "string", "only the endpoints of this name"),))
 def list_endpoints() -> dict[str, Any]:
     found = services().store.visible_endpoints(current_user().user_id)
+    name = request.args.get("name")
+    if name is not None:
+        found = [(record, how) for record, how in found if record.name == name]
     names = sharing.owner_names([record.owner for record, _ in found])
     return {"endpoints": [_summary(record, how, names.get(record.owner)) for record, how in found]}
 

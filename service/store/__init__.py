@@ -23,22 +23,25 @@ seq) or after the time to live; a purged task is gone (``get_task`` answers None
 group's counts are not changed by the purge.
 
 Tokens are ``<token id>.<secret>``; only ``sha256(secret)`` is stored and compared in
-constant time.
+constant time (users and tokens: ``users``). The file and its -wal and -shm files are
+private to the service's user (0600); endpoints' secret keys are never stored.
 """
 
 from __future__ import annotations
 
 from service.records import (DISPATCHED, FAILED, RECEIVED, RUNNING, STATES, SUCCESS, UNFINISHED, WAITING, CancelOutcome,
                              CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, NewTasks, PurgeOutcome,
-                             ResultPage, RetryOutcome, TaskRecord, User)
+                             ResultPage, RetryOutcome, TaskRecord, TokenRecord, User, UserRecord)
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
 from service.store.schema import SCHEMA_VERSION
-from service.store.sqlite import SQLiteStore, hash_secret, new_task_ids
+from service.store.sqlite import SQLiteStore, new_task_ids
+from service.store.users import hash_secret
 
 __all__ = [
     "DISPATCHED", "FAILED", "RECEIVED", "RUNNING", "SCHEMA_VERSION", "STATES", "SUCCESS", "UNFINISHED", "WAITING",
     "CancelOutcome", "CommitOutcome", "EndpointRecord", "FunctionRecord", "GroupCounts", "NewTasks", "PurgeOutcome",
-    "ResultPage", "RetryOutcome", "SQLiteStore", "Store", "TaskRecord", "User", "hash_secret", "new_task_ids",
+    "ResultPage", "RetryOutcome", "SQLiteStore", "Store", "TaskRecord", "TokenRecord", "User", "UserRecord",
+    "hash_secret", "new_task_ids",
 ]
 _IN_UNFINISHED = _IN_UNFINISHED  # the partial index's condition, for tests that check query plans

@@ -8,8 +8,8 @@ from typing import Any
 
 from fabric.protocol import Task
 from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts,
-                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, Sharing, TaskRecord, Unset,
-                             User)
+                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, Sharing, TaskRecord,
+                             TokenRecord, Unset, User, UserRecord)
 
 
 class Store(abc.ABC):
@@ -17,12 +17,36 @@ class Store(abc.ABC):
 
     # -- users and tokens ----------------------------------------------------------------
     @abc.abstractmethod
-    def add_user(self, name: str) -> tuple[User, str]:
-        """Create user ``name`` if new; issue and return a new token for it."""
+    def add_user(self, name: str, token_name: str | None = None) -> tuple[User, str]:
+        """Create user ``name`` if new; issue and return a new token for it (named
+        ``token_name``, None: by its id). A user may hold several tokens."""
 
     @abc.abstractmethod
     def user_for_token(self, token: str) -> User | None:
-        """The user a token belongs to, or None."""
+        """The user a token belongs to, or None (a revoked token, a removed user)."""
+
+    @abc.abstractmethod
+    def find_user(self, reference: str) -> User | None:
+        """The local user of this name or id."""
+
+    @abc.abstractmethod
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name, with how many tokens each holds."""
+
+    @abc.abstractmethod
+    def list_tokens(self, user_id: str | None, prefix: str = "") -> list[TokenRecord]:
+        """The user's tokens (None: everyone's) whose id starts with ``prefix``; never their secrets."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, user_id: str | None = None) -> bool:
+        """Delete the token (only if it is ``user_id``'s, unless None): refused from the next request on."""
+
+    @abc.abstractmethod
+    def remove_user(self, user_id: str) -> list[str] | None:
+        """Delete the user, their tokens and identities, their groups and memberships, their
+        endpoints and functions and what they shared or was shared with them; returns the
+        ids of their task groups with unfinished tasks (``cancel_group`` stops them), None
+        if there is no such user."""
 
     @abc.abstractmethod
     def user_for_identity(self, provider: str, subject: str, username: str) -> User:
@@ -54,11 +78,12 @@ class Store(abc.ABC):
 
     # -- endpoints -----------------------------------------------------------------------
     @abc.abstractmethod
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
+    def register_endpoint(self, owner: str, name: str, public_key: str, *, rotate_keys: bool = False,
                           allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
-        """The owner's endpoint called ``name``, now holding these keys (new, or rotated: the
-        old key pair no longer connects) and, unless ``UNSET``, this allow-list (None: any
-        function); (record, created)."""
+        """The owner's endpoint called ``name`` and, unless ``UNSET``, now with this allow-list
+        (None: any function); (record, created). A new endpoint gets ``public_key``; an
+        existing one keeps its key unless ``rotate_keys`` (then the old key pair no longer
+        connects): looking an endpoint up never rotates its keys."""
 
     @abc.abstractmethod
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> None:

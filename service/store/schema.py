@@ -18,7 +18,10 @@ Each task group keeps counters beside its rows, so progress and purging never co
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,21 +30,24 @@ from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
 from service.store import batches
 
-SCHEMA_VERSION = 3
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 4
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, hash BLOB NOT NULL, created REAL NOT NULL);
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, hash BLOB NOT NULL, created REAL NOT NULL,
+    name TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS functions (
     owner TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
     body BLOB NOT NULL, created REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (owner, id));
 CREATE TABLE IF NOT EXISTS endpoints (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL,
-    public_key TEXT NOT NULL UNIQUE, secret_key TEXT NOT NULL, created REAL NOT NULL,
+    public_key TEXT NOT NULL UNIQUE, created REAL NOT NULL,
     connected INTEGER NOT NULL DEFAULT 0, last_heartbeat REAL, hostname TEXT, pid INTEGER,
     managers INTEGER NOT NULL DEFAULT 0, workers INTEGER NOT NULL DEFAULT 0,
     interchange_queued INTEGER NOT NULL DEFAULT 0, interchange_outstanding INTEGER NOT NULL DEFAULT 0,
@@ -125,17 +131,30 @@ ALTER TABLE endpoints ADD COLUMN allowed_functions TEXT
 # version 3: sharing (groups, group_members, grants), identities of an identity provider
 # (created above) and endpoint allow-lists
 
+_MIGRATE_3_TO_4 = """
+ALTER TABLE endpoints DROP COLUMN secret_key;
+ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+UPDATE tokens SET name = id
+"""
+# version 4: the service no longer keeps endpoints' CurveZMQ secret keys (an endpoint gets
+# its secret key in the registration reply only); tokens have names (a user holds several:
+# one per machine or purpose, each revoked on its own). Tokens of older stores are named
+# by their id. The migration's connection zeroes what it deletes
+# (``secure_delete``) and the caller truncates the WAL after it, so no copy of an old
+# secret key stays in the files.
+
 
 def _statements(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
 
-def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
-    """Create what is missing and bring an older schema up to ``SCHEMA_VERSION`` (in the caller's transaction)."""
+def create_or_migrate(db: sqlite3.Connection, path: str) -> int:
+    """Create what is missing and bring an older schema up to ``SCHEMA_VERSION`` (in the
+    caller's transaction); returns the version the store had (``SCHEMA_VERSION`` if new)."""
     for statement in _statements(_TABLES):
         db.execute(statement)
     db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    version = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    version = found = int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
     if version == 1:
         for statement in _statements(_MIGRATE_1_TO_2):
             db.execute(statement)
@@ -144,6 +163,10 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
         for statement in _statements(_MIGRATE_2_TO_3):
             db.execute(statement)
         version = 3
+    if version == 3:
+        for statement in _statements(_MIGRATE_3_TO_4):
+            db.execute(statement)
+        version = 4
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")
@@ -151,6 +174,41 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> None:
                "(SELECT coalesce(max(rowid), 0) FROM tasks))")
     for statement in _statements(_INDEXES):
         db.execute(statement)
+    return found
+
+
+def make_private(path: str) -> None:
+    """Create the store's file with mode 0600 if it is new (SQLite gives its -wal and -shm
+    files the database's mode) and take group and other permissions off existing ones: the
+    store holds token hashes, function bodies, arguments and results."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot open the store {path}: {exc}") from exc
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+                logger.warning("%s was readable by others (mode %o): now %o", name, mode, mode & 0o700)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # someone else's file: say so, the service may still run
+            logger.warning("cannot make %s private: %s", name, exc)
+
+
+def check_integrity(db: sqlite3.Connection, path: str) -> None:
+    """``PRAGMA quick_check``: ``StoreError`` saying what is damaged, in one line."""
+    try:
+        found = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        found = [str(exc)]
+    problems = [line.strip() for text in found for line in text.splitlines()
+                if line.strip() and not line.startswith("*** in database")]
+    if problems != ["ok"]:
+        shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise StoreError(f"the store {path} is damaged ({shown}): restore it from a backup, or save what "
+                         f"is readable with `sqlite3 {path} .recover`")
 
 
 def next_task_rowids(db: sqlite3.Connection, count: int) -> int:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import itertools
 import json
 import logging
 import operator
 import os
-import secrets
 import sqlite3
 import threading
 import time
@@ -24,14 +21,15 @@ from fabric.protocol import Task
 from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
-                             ResultPage, RetryOutcome, Sharing, TaskRecord, Unset, User)
+                             ResultPage, RetryOutcome, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
 from service.store import access, batches
 from service.store import purge as purging
-from service.store import task_groups
+from service.store import task_groups, users
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
 from service.store.schema import chunks as _chunks
-from service.store.schema import ROWS_PER_STATEMENT, create_or_migrate, next_task_rowids, row_chunks
+from service.store.schema import (ROWS_PER_STATEMENT, SCHEMA_VERSION, check_integrity, create_or_migrate,
+                                  make_private, next_task_rowids, row_chunks)
 from service.store.schema import marks as _marks
 
 logger = logging.getLogger(__name__)
@@ -43,14 +41,10 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the -wal file is cut back to after a checkpoint (it never shrinks on its own)."""
 
 
-def hash_secret(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
                  "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
-_ENDPOINT_COLUMNS = ("id, owner, name, public_key, secret_key, created, connected, last_heartbeat, hostname, pid, "
-                     "managers, workers, interchange_queued, interchange_outstanding, allowed_functions")
+_ENDPOINT_COLUMNS = ("id, owner, name, public_key, created, connected, last_heartbeat, hostname, pid, managers, "
+                     "workers, interchange_queued, interchange_outstanding, allowed_functions")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
 _FUNCTION_LISTED = "id, owner, name, description, x'', created"  # without bodies
 _SEND_COLUMNS = "id, function_id, args, walltime, retries, priority, task_group_id"
@@ -64,8 +58,8 @@ def _task_record(row: tuple[Any, ...]) -> TaskRecord:
 
 def _endpoint_record(row: tuple[Any, ...]) -> EndpointRecord:
     values = list(row)
-    values[6] = bool(values[6])
-    values[14] = access.decode_allowed(values[14])
+    values[5] = bool(values[5])
+    values[13] = access.decode_allowed(values[13])
     return EndpointRecord(*values)
 
 
@@ -124,8 +118,21 @@ class SQLiteStore(Store):
         self._closed = False
         self._acknowledged: dict[str, int] = {}  # task group -> seq, until purge() writes it
         self._acknowledged_lock = threading.Lock()
+        make_private(self.path)
         with self._write() as db:
-            create_or_migrate(db, self.path)
+            db.execute("PRAGMA secure_delete = ON")  # a migration leaves no copy of what it drops
+            try:
+                found = create_or_migrate(db, self.path)
+            finally:
+                db.execute("PRAGMA secure_delete = OFF")
+        if found < 4:  # version 4 dropped the endpoints' secret keys: no copy stays in the WAL either
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            logger.info("store %s migrated from schema version %d to %d", self.path, found, SCHEMA_VERSION)
+
+    def check_integrity(self) -> None:
+        """``PRAGMA quick_check`` of the whole file; ``StoreError`` naming what is damaged (a
+        damaged page otherwise shows only when a request reads it: a 503 for each that does)."""
+        check_integrity(self._db(), self.path)
 
     # -- connections and transactions ----------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -188,28 +195,37 @@ class SQLiteStore(Store):
                 db.close()
 
     # -- users and tokens ----------------------------------------------------------------
-    def add_user(self, name: str) -> tuple[User, str]:
-        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-        now = time.time()
+    def add_user(self, name: str, token_name: str | None = None) -> tuple[User, str]:
         with self._write() as db:
-            row = db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
-            user_id = row[0] if row else str(uuid.uuid4())
-            if row is None:
-                db.execute("INSERT INTO users (id, name, created) VALUES (?, ?, ?)", (user_id, name, now))
-            db.execute("INSERT INTO tokens (id, user_id, hash, created) VALUES (?, ?, ?, ?)",
-                       (token_id, user_id, hash_secret(secret), now))
-        return User(user_id, name), f"{token_id}.{secret}"
+            user_id, _ = users.new_user(db, name)
+            _, token = users.issue_token(db, user_id, token_name)
+        return User(user_id, name), token
 
     def user_for_token(self, token: str) -> User | None:
-        token_id, _, secret = token.partition(".")
-        if not token_id or not secret:
-            return None
         with self._read() as db:
-            row = db.execute("SELECT t.hash, u.id, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
-                             "WHERE t.id = ?", (token_id,)).fetchone()
-        if row is None or not hmac.compare_digest(bytes(row[0]), hash_secret(secret)):
-            return None
-        return User(row[1], row[2])
+            return users.user_for_token(db, token)
+
+    def find_user(self, reference: str) -> User | None:
+        with self._read() as db:
+            return users.find_user(db, reference)
+
+    def list_users(self) -> list[UserRecord]:
+        with self._read() as db:
+            return users.list_users(db)
+
+    def list_tokens(self, user_id: str | None, prefix: str = "") -> list[TokenRecord]:
+        with self._read() as db:
+            return users.list_tokens(db, user_id, prefix)
+
+    def revoke_token(self, token_id: str, user_id: str | None = None) -> bool:
+        with self._write() as db:
+            return users.revoke_token(db, token_id, user_id)
+
+    def remove_user(self, user_id: str) -> list[str] | None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                return None
+            return users.remove_user(db, user_id)
 
     def user_for_identity(self, provider: str, subject: str, username: str) -> User:
         with self._read() as db:  # the usual case: known, same username; no write lock taken
@@ -264,18 +280,17 @@ class SQLiteStore(Store):
         return bodies
 
     # -- endpoints -----------------------------------------------------------------------
-    def register_endpoint(self, owner: str, name: str, public_key: str, secret_key: str, *,
+    def register_endpoint(self, owner: str, name: str, public_key: str, *, rotate_keys: bool = False,
                           allowed_functions: Sequence[str] | None | Unset = UNSET) -> tuple[EndpointRecord, bool]:
         with self._write() as db:
             row = db.execute("SELECT id FROM endpoints WHERE owner = ? AND name = ?", (owner, name)).fetchone()
             created = row is None
             endpoint_id = str(uuid.uuid4()) if created else row[0]
             if created:
-                db.execute("INSERT INTO endpoints (id, owner, name, public_key, secret_key, created) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (endpoint_id, owner, name, public_key, secret_key, time.time()))
-            else:  # registering again rotates the keys: the old pair can no longer connect
-                db.execute("UPDATE endpoints SET public_key = ?, secret_key = ? WHERE id = ?",
-                           (public_key, secret_key, endpoint_id))
+                db.execute("INSERT INTO endpoints (id, owner, name, public_key, created) VALUES (?, ?, ?, ?, ?)",
+                           (endpoint_id, owner, name, public_key, time.time()))
+            elif rotate_keys:  # the old pair can no longer connect
+                db.execute("UPDATE endpoints SET public_key = ? WHERE id = ?", (public_key, endpoint_id))
             if not isinstance(allowed_functions, Unset):
                 access.set_allowed(db, endpoint_id, allowed_functions)
             row = db.execute(f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()

@@ -125,3 +125,14 @@ def write_marker_too(path: str) -> str:
     """``write_marker`` under another function id."""
     _write_atomically(path, "ran")
     return path
+
+
+def log_manager_then_wait(directory: str, index: int, gate: str) -> tuple[int, int]:
+    """``log_manager_then_sleep``, but waiting until the file ``gate`` exists (at most a minute)."""
+    manager_pid = os.getppid()
+    with open(os.path.join(directory, str(index)), "a") as file:
+        file.write(f"{manager_pid}\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return index, manager_pid

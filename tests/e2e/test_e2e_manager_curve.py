@@ -21,42 +21,12 @@ import psutil
 import pytest
 import zmq
 from tests.support import TIMEOUT, poll_until
-from tests.support.processes import descendants, module_of
-from tests.support.interchange import manager_address, receive, registration
-from zmq.utils.monitor import recv_monitor_message
+from tests.support.interchange import (FAILED_HANDSHAKE, handshake, manager_address, manager_configs, receive,
+                                       registration)
 
-from fabric import Endpoint
 from fabric.config import InterchangeConfig, ProviderConfig, is_loopback
 from fabric.errors import ConfigError
 from fabric.protocol import RegistrationReply
-
-FAILED_HANDSHAKE = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-
-
-def manager_configs(endpoint: Endpoint) -> list[dict[str, Any]]:
-    """The ``--config`` JSON on the command line of each of the endpoint's managers."""
-    poll_until(lambda: endpoint.status().managers, "a manager to register")
-    configs = []
-    for process in descendants(endpoint._process.pid):
-        if module_of(process) == "manager":
-            command = process.cmdline()
-            configs.append({"pid": process.pid, "cmdline": command,
-                            **json.loads(command[command.index("--config") + 1])})
-    return configs
-
-
-def handshake(socket: zmq.Socket, address: str) -> int:
-    """Connect ``socket`` to ``address``; the monitor event that ends its first handshake."""
-    monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | FAILED_HANDSHAKE)
-    try:
-        socket.connect(address)
-        poll_until(lambda: monitor.poll(0), "the handshake to end")
-        return int(recv_monitor_message(monitor)["event"])
-    finally:
-        socket.disable_monitor()
-        monitor.close()
-
 
 def curve_dealer(context: zmq.Context, identity: bytes, server_key: str, public: bytes, secret: bytes) -> zmq.Socket:
     socket = context.socket(zmq.DEALER)

@@ -21,6 +21,7 @@ from tests.support import TIMEOUT, poll_until
 from tests.support.processes import descendants, living, read_pid, wait_gone, worker_processes
 
 from fabric.errors import EndpointError, EndpointShutdown, ManagerLost
+from fabric.process import child_environment
 
 LOSS_HEARTBEATS = {"heartbeat_period": 0.2, "heartbeat_threshold": 1.0}
 
@@ -76,29 +77,65 @@ def test_manager_killed_its_tasks_are_requeued_or_lost_and_the_other_manager_fin
         ("square", x, x * x) for x in range(10)]
 
 
-def test_manager_killed_tasks_it_never_started_run_on_its_replacement(make_endpoint, tmp_path) -> None:
-    """DESIGN: a lost manager's prefetched-but-not-started tasks go back to the queue;
-    only the task its worker was running may fail with ``ManagerLost``."""
+def test_manager_killed_tasks_it_never_handed_out_run_on_its_replacement(make_endpoint, tmp_path) -> None:
+    """DESIGN: a lost manager's prefetched tasks (never handed to a worker) go back to the
+    queue; the task its worker was running, with no retries left, fails with ``ManagerLost``."""
     endpoint = make_endpoint(workers=1, managers=1, prefetch=3, **LOSS_HEARTBEATS)
     [manager] = endpoint.wait_for_workers(timeout=TIMEOUT).managers
     marker = tmp_path / "pid"
-    running = endpoint.submit_task(fns.record_pid_unless_retried, (str(marker), TIMEOUT), retries=0)
-    waiting = [endpoint.submit(fns.square, x) for x in range(3)]  # prefetched behind it
+    # a task with a walltime runs alone: the others wait in the manager, not at the worker
+    running = endpoint.submit_task(fns.record_pid_unless_retried, (str(marker), TIMEOUT), retries=0,
+                                   walltime=10 * TIMEOUT)
+    waiting = [endpoint.submit(fns.square, x) for x in range(3)]
     poll_until(lambda: read_pid(marker), "the first task to start")
+    poll_until(lambda: endpoint.status().queued_tasks == 0, "the others to be prefetched")
 
     psutil.Process(manager["pid"]).send_signal(signal.SIGKILL)
 
-    try:
-        assert running.result(TIMEOUT)[0] == "retried"  # lost before its start was reported
-    except ManagerLost as lost:
-        assert lost.manager_id == manager["manager_id"]
-    outcomes = []
-    for future in waiting:
+    with pytest.raises(ManagerLost) as lost:  # never "retried": it began, and had no retries left
+        running.result(TIMEOUT)
+    assert lost.value.manager_id == manager["manager_id"]
+    assert [future.result(TIMEOUT) for future in waiting] == [("square", x, x * x) for x in range(3)]
+
+
+def runs_of(directory, indices) -> dict[int, int]:
+    """How many times each task of ``log_manager_then_*`` began."""
+    return {i: len((directory / str(i)).read_text().split()) if (directory / str(i)).exists() else 0
+            for i in indices}
+
+
+def test_manager_killed_no_task_a_worker_began_runs_again_without_retries(make_endpoint, tmp_path) -> None:
+    """Issue 12, item 14: a worker runs ahead of the results its manager has read (the quick
+    task's result waits in the worker while the next one runs), so the manager had not said
+    that the slow task began. Killed then, no task with ``retries=0`` may run twice: each
+    one ends with its result or ``ManagerLost``."""
+    endpoint = make_endpoint(workers=1, managers=1, prefetch=4, **LOSS_HEARTBEATS)
+    [manager] = endpoint.wait_for_workers(timeout=TIMEOUT).managers
+    gate = tmp_path / "gate"
+    log = tmp_path / "runs"
+    log.mkdir()
+    assert endpoint.submit(fns.square, 2).result(TIMEOUT) == ("square", 2, 4)  # the module is imported
+    endpoint.hold_manager(manager["manager_id"])
+    futures = [endpoint.submit_task(fns.log_manager_then_sleep, (str(log), 0, 0), retries=0),
+               *[endpoint.submit_task(fns.log_manager_then_wait, (str(log), i, str(gate)), retries=0)
+                 for i in (1, 2, 3)]]
+    poll_until(lambda: endpoint.status().queued_tasks == 4, "the tasks to wait at the interchange")
+    endpoint.release_manager(manager["manager_id"])  # all four go out in one batch, to one worker
+    poll_until(lambda: runs_of(log, [1])[1], "the second task to begin")
+
+    psutil.Process(manager["pid"]).send_signal(signal.SIGKILL)
+    gate.touch()
+
+    outcomes = {}
+    for index, future in enumerate(futures):
         try:
-            outcomes.append(future.result(TIMEOUT))
+            outcomes[index] = future.result(TIMEOUT)
         except ManagerLost as lost:
-            outcomes.append(lost)
-    assert outcomes == [("square", x, x * x) for x in range(3)]
+            outcomes[index] = lost
+    assert isinstance(outcomes[1], ManagerLost)
+    assert all(runs <= 1 for runs in runs_of(log, range(4)).values()), runs_of(log, range(4))
+    for index, outcome in outcomes.items():
+        assert isinstance(outcome, ManagerLost) or outcome[0] == index
 
 
 def test_interchange_killed_fails_pending_futures_and_leaves_no_orphans(make_endpoint, tmp_path) -> None:
@@ -121,6 +158,37 @@ def test_interchange_killed_fails_pending_futures_and_leaves_no_orphans(make_end
         endpoint.submit(fns.square, 1)
     with pytest.raises(EndpointError):
         endpoint.status()
+
+
+def test_a_manager_elsewhere_stops_when_its_interchange_s_connection_closes(make_endpoint, tmp_path) -> None:
+    """Issue 12, item 14: a manager that is not the interchange's child (a batch job's, on
+    another node) gets no parent-death signal. When the interchange dies its connection
+    closes: the manager kills its workers and exits then, long before ``heartbeat_threshold``,
+    and none of the tasks it had prefetched ever begins."""
+    endpoint = make_endpoint(workers=1, managers=0, heartbeat_period=0.2, heartbeat_threshold=10 * TIMEOUT)
+    address = poll_until(lambda: endpoint.manager_address, "the interchange to start")
+    config = endpoint.config.manager_config("elsewhere-1", address)
+    manager = subprocess.Popen([sys.executable, "-m", "manager", "--config", config.to_json()],
+                               env=child_environment(), stdin=subprocess.DEVNULL)
+    try:
+        poll_until(lambda: endpoint.status().managers, "the manager to register")
+        workers = worker_processes(manager.pid)
+        log, gate = tmp_path / "runs", tmp_path / "gate"
+        log.mkdir()
+        futures = [endpoint.submit_task(fns.log_manager_then_wait, (str(log), i, str(gate))) for i in range(4)]
+        poll_until(lambda: runs_of(log, [0])[0], "the first task to begin")
+
+        os.kill(endpoint._process.pid, signal.SIGKILL)
+        manager.wait(TIMEOUT)
+        gate.touch()
+        wait_gone(workers, "the manager's workers")
+        assert runs_of(log, range(4)) == {0: 1, 1: 0, 2: 0, 3: 0}
+        for future in futures:
+            with pytest.raises(EndpointError):
+                future.result(TIMEOUT)
+    finally:
+        manager.kill()
+        manager.wait()
 
 
 def test_frozen_interchange_managers_exit_and_pending_futures_fail(make_endpoint, tmp_path) -> None:

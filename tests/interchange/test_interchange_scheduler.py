@@ -495,6 +495,38 @@ def test_finished_tasks_are_not_requeued_when_a_manager_is_lost() -> None:
     assert s.status(2.0)["queued_tasks"] == 0
 
 
+def test_tasks_a_manager_handed_to_workers_count_as_started_when_it_is_lost() -> None:
+    """Issue 12, item 14: a manager reports what it hands to its workers before they have
+    it; killed before its workers' starts were reported, those tasks must not run again
+    with no retries left. What it never handed out (its prefetch) goes back to the queue."""
+    s = scheduler(("m1", 4))
+    submit(s, task("running"), task("queued-at-worker"), task("retried", retries=1), task("prefetched"))
+    s.flush()
+    s.handle(ManagerResults("m1", ResultBatch(handed=["running", "queued-at-worker", "retried"]), 1.0))
+    s.handle(Tick(1.0 + THRESHOLD + 1))  # killed: no goodbye, it just goes silent
+    [batch] = upstream(s.flush())
+    assert sorted(batch.task_ids) == ["queued-at-worker", "running"]
+    assert {task_error(bytes(p))["error"] for p in batch.payloads()} == {"ManagerLost"}
+    s.handle(ManagerJoined(registration("m2", 10), 2.0))
+    assert {t.task_id: t.retries for m in messages_to(s.flush(), "m2") if isinstance(m, TaskBatch)
+            for t in m.tasks} == {"retried": 0, "prefetched": 0}
+
+
+def test_tasks_a_leaving_manager_says_no_worker_began_run_elsewhere() -> None:
+    s = scheduler(("m1", 3))
+    submit(s, task("began"), task("never-began"), task("finished"))
+    s.flush()
+    s.handle(ManagerResults("m1", ok("finished", started=["began"]), 1.0))
+    s.handle(ManagerResults("m1", ResultBatch(handed=["began", "never-began"]), 1.0))
+    [finished] = upstream(s.flush())
+    assert finished.task_ids == ["finished"]
+    s.handle(ManagerLeft("m1", "terminated by SIGTERM", unstarted=["never-began", "not-its-task"]))
+    [lost] = upstream(s.flush())
+    assert lost.task_ids == ["began"]  # no retries left: ManagerLost
+    s.handle(ManagerJoined(registration("m2", 10), 2.0))
+    assert task_batches(s.flush()) == {"m2": ["never-began"]}
+
+
 def test_retry_budget_is_spent_one_loss_at_a_time() -> None:
     s = scheduler(("m1", 1))
     submit(s, task("t", retries=2))

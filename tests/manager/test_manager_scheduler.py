@@ -9,9 +9,9 @@ import pytest
 
 from fabric.errors import TaskError, TaskTimeout, WorkerLost
 from fabric.protocol import MAX_BATCH_BYTES, RESULT_OK, RESULT_TASK_ERROR, ResultBatch, Task
-from manager.scheduler import (CHUNK, INITIAL_DEPTH, MAX_DEPTH, MIN_DEPTH, STARTED_REPORT_DELAY, DrainRequested, Exit,
-                               KillWorker, ManagerScheduler, ReportResults, SendTasks, StartWorker, TasksArrived, Tick,
-                               WorkerDied, WorkerResults, WorkerStarted)
+from manager.scheduler import (CHUNK, INITIAL_DEPTH, MAX_DEPTH, MIN_DEPTH, DrainRequested, Exit,
+                               KillWorker, ManagerScheduler, ReportResults, SendTasks, StartWorker, StopRequested,
+                               TasksArrived, Tick, WorkerDied, WorkerResults, WorkerStarted)
 
 HOST = "node-1"
 
@@ -236,14 +236,33 @@ def test_capacity_is_reported_when_it_changes() -> None:
     assert third.capacity == ms.capacity
 
 
+def test_every_task_is_reported_handed_before_it_goes_to_a_worker() -> None:
+    """Issue 12, item 14: the interchange must hear of a hand-out before the worker can begin
+    the task, so a manager killed at any moment never leaves a begun task counted as unstarted."""
+    ms = make(2)
+    arrive(ms, *(task(i) for i in range(5)))
+    actions = ms.flush()
+    finish(ms, "w0", 1)
+    arrive(ms, task(5), task(6))
+    actions += ms.flush()
+    reported: set[Any] = set()
+    for action in actions:
+        if isinstance(action, ReportResults):
+            reported.update(action.batch.handed)
+        elif isinstance(action, SendTasks):
+            assert {t.task_id for t in action.tasks} <= reported
+    assert reported == set(range(7))
+
+
 def test_only_the_tasks_workers_run_are_reported_started() -> None:
-    """Tasks queued behind a running one were not started: a lost manager's queue goes back."""
+    """Tasks queued behind a running one were not started (``started`` is what the service
+    shows as running); all of them were handed out."""
     ms = make(2)
     arrive(ms, *(task(i) for i in range(5)))
     actions = ms.flush()
     per_worker = sent(actions)
     assert sorted(i for ids in per_worker.values() for i in ids) == [0, 1, 2, 3, 4]
-    ms.handle(Tick(STARTED_REPORT_DELAY * 2))
+    ms.handle(Tick(1.0))
     actions += ms.flush()
     started = [i for batch in reports(actions) for i in batch.started]
     assert sorted(started) == sorted(ids[0] for ids in per_worker.values())
@@ -252,15 +271,15 @@ def test_only_the_tasks_workers_run_are_reported_started() -> None:
     assert reports(ms.flush()) == []  # each id is reported once
 
 
-def test_started_ids_ride_on_results() -> None:
+def test_started_ids_ride_on_results_and_hand_out_reports() -> None:
     ms = make(1)
     arrive(ms, task(1), task(2))
     actions = ms.flush()
     finish(ms, "w0", 1)
     actions += ms.flush()
-    [batch] = reports(actions)
-    assert batch.task_ids == [1]
-    assert batch.started == [1, 2]  # 1 started at once, 2 when the worker moved on to it
+    handed, finished = reports(actions)
+    assert (handed.task_ids, handed.handed, handed.started) == ([], [1, 2], [1])  # 1 starts at once
+    assert (finished.task_ids, finished.handed, finished.started) == ([1], [], [2])  # 2 when 1 is done
 
 
 def test_started_ids_are_never_reported_after_their_results() -> None:
@@ -269,12 +288,13 @@ def test_started_ids_are_never_reported_after_their_results() -> None:
     a finished task as started and keeps it in its ``started`` set forever."""
     ms = make(1)
     arrive(ms, task(1), task(2))
-    ms.flush()
+    handed = reports(ms.flush())
     big = b"r" * (MAX_BATCH_BYTES // 2 + 1)
     ms.handle(WorkerResults("w0", ResultBatch.build([(1, RESULT_OK, big)])))
     ms.handle(WorkerResults("w0", ResultBatch.build([(2, RESULT_OK, big)])))
     batches = reports(ms.flush())
     assert len(batches) == 2
+    batches = handed + batches
     seen_started: set[Any] = set()
     for batch in batches:
         seen_started.update(batch.started)
@@ -287,16 +307,11 @@ def test_next_deadline() -> None:
     assert ms.next_deadline() is None
     arrive(ms, task(1))
     ms.flush()
-    assert ms.next_deadline() == pytest.approx(STARTED_REPORT_DELAY)
+    assert ms.next_deadline() is None  # its start was reported with its hand-out: nothing waits
     ms.handle(Tick(1.0))
-    ms.flush()
-    assert ms.next_deadline() is None
     finish(ms, "w0", 1)
     ms.flush()
     arrive(ms, task(2, walltime=3.0))
-    ms.flush()
-    assert ms.next_deadline() == pytest.approx(1.0 + STARTED_REPORT_DELAY)
-    ms.handle(Tick(2.0))
     ms.flush()
     assert ms.next_deadline() == pytest.approx(4.0)
 
@@ -485,3 +500,34 @@ def test_a_few_tasks_spread_over_all_idle_workers() -> None:
     arrive(ms, *(task(i) for i in range(4)))
     per_worker = sent(ms.flush())
     assert sorted(len(ids) for ids in per_worker.values()) == [2, 2]
+
+
+# --- lost workers and leaving: which tasks a worker began ---------------------------------------
+
+
+def test_a_lost_worker_s_tasks_split_by_how_many_it_began() -> None:
+    """Issue 12, item 14: a worker runs ahead of the results its manager has read; the count
+    of tasks it began (shared with its manager) says which must not run again without retries."""
+    ms = make(1)
+    arrive(ms, task(1), task(2, retries=1), task(3), task(4))
+    ms.flush()
+    finish(ms, "w0", 1)  # 2 and 3 began too, their results never came
+    assert ms.handle(WorkerDied("w0", -9, began=3)) == [StartWorker(0)]
+    [batch] = reports(ms.flush())
+    assert batch.task_ids == [1, 3]
+    assert [k for k in batch.kinds] == [RESULT_OK, RESULT_TASK_ERROR]
+    assert isinstance(TaskError.from_wire(msgpack.unpackb(bytes(batch.payloads()[1]))), WorkerLost)
+    assert [(t.task_id, t.retries) for t in ms.buffer] == [(2, 0), (4, 0)]  # 2 retried, 4 never began
+
+
+def test_stop_requested_hands_out_nothing_and_collects_what_never_began() -> None:
+    ms = make(2)
+    arrive(ms, task("wt", walltime=5.0), task("a"), task("b"), task("c"))
+    assert sent(ms.flush()) == {"w0": ["wt"], "w1": ["a", "b", "c"]}
+    arrive(ms, task("buffered"))  # w0 runs a walltime task alone, w1 is not flushed again
+    ms.handle(StopRequested())
+    arrive(ms, task("late"))
+    assert sent(ms.flush()) == {}
+    assert ms.handle(WorkerDied("w1", 0, began=1)) == []  # stopped by the flag after a: no restart
+    assert ms.handle(WorkerDied("w0", -9, began=1)) == []  # killed in its task
+    assert ms.unstarted == ["buffered", "late", "b", "c"]

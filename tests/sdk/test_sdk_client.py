@@ -57,7 +57,13 @@ def test_batches_tasks_and_pending_results(service: ServiceProcess) -> None:
     client = new_client(service)
     endpoint = client.register_endpoint("laptop")
     assert set(endpoint) >= {"endpoint_id", "forwarder_address", "server_public_key", "public_key", "secret_key"}
-    assert client.register_endpoint("laptop")["endpoint_id"] == endpoint["endpoint_id"]
+    again = client.register_endpoint("laptop")  # a lookup: no new keys
+    assert again["endpoint_id"] == endpoint["endpoint_id"] and "secret_key" not in again
+    assert client.get_endpoint_by_name("laptop")["endpoint_id"] == endpoint["endpoint_id"]
+    assert [e["endpoint_id"] for e in client.list_endpoints(name="laptop")] == [endpoint["endpoint_id"]]
+    assert client.list_endpoints(name="desktop") == []
+    with pytest.raises(NotFound):
+        client.get_endpoint_by_name("desktop")
     function_id = client.register_function(double)
     arguments = [serialize_arguments((i,), {}) for i in range(5)]
     batch = client.submit_batch(endpoint["endpoint_id"], function_id, arguments)

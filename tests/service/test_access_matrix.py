@@ -25,6 +25,8 @@ UNAUTHORIZED = (401, 401)
 # row names all five roles.
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/auth/whoami"): (200, 200, 200),
+    ("get", "/v1/auth/tokens"): (200, 200, 200),
+    ("delete", "/v1/auth/tokens/{token_id}"): (204, 404, 404),  # alice's token: only alice revokes it
     ("get", "/v1/openapi.json"): (200, 200, 200),
     ("post", "/v1/functions"): (200, 200, 200),
     ("get", "/v1/functions"): (200, 200, 200),
@@ -32,7 +34,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/v1/functions/{function_id}"): (204, 403, 404),
     ("get", "/v1/functions/{function_id}/sharing"): (200, 403, 404),
     ("put", "/v1/functions/{function_id}/sharing"): (200, 403, 404),
-    ("post", "/v1/endpoints"): (200, 201, 201),  # the owner re-registers (rotation); others make their own
+    ("post", "/v1/endpoints"): (200, 201, 201),  # the owner gets hers again; others make their own
     ("get", "/v1/endpoints"): (200, 200, 200),
     ("get", "/v1/endpoints/{endpoint_id}"): (200, 200, 404),
     ("get", "/v1/endpoints/{endpoint_id}/sharing"): (200, 403, 404),
@@ -64,7 +66,7 @@ class World:
     """What alice owns and shares, made afresh for one cell."""
 
     def __init__(self, service: ServiceProcess, users: dict[str, Api], names: dict[str, str]) -> None:
-        alice, self.names = users["owner"], names
+        alice, self.names, self.service = users["owner"], names, service
         tag = uuid.uuid4().hex[:8]
         self.endpoint_name = f"cluster-{tag}"
         self.endpoint_id = alice.register_endpoint(self.endpoint_name)["endpoint_id"]
@@ -85,9 +87,12 @@ class World:
         return {"endpoint_id": self.endpoint_id, "function_id": self.function_id, "args": [b"x"]}
 
     def path(self, template: str) -> str:
+        token_id = ""
+        if "{token_id}" in template:  # another token of alice's: revoking it leaves hers in use
+            token_id = self.service.add_user(self.names["owner"]).partition(".")[0]
         return template.format(function_id=self.function_id, endpoint_id=self.endpoint_id, group_id=self.group_id,
                                task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"],
-                               name="dashboard.js")
+                               token_id=token_id, name="dashboard.js")
 
     def body(self, method: str, template: str) -> dict[str, Any]:
         """The request's body, if it has one (a valid one: the matrix is about who, not what)."""

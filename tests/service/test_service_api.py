@@ -101,10 +101,17 @@ def test_endpoints_register_and_status(alice: Api, bob: Api) -> None:
     endpoint = created.json()
     assert {"endpoint_id", "forwarder_address", "server_public_key", "public_key", "secret_key"} <= set(endpoint)
     assert len(endpoint["public_key"]) == len(endpoint["secret_key"]) == len(endpoint["server_public_key"]) == 40
-    again = alice.post("/v1/endpoints", json_body={"name": "cluster"})
-    rotated = again.json()
-    assert again.status == 200 and rotated["endpoint_id"] == endpoint["endpoint_id"]
-    assert (rotated["public_key"], rotated["secret_key"]) != (endpoint["public_key"], endpoint["secret_key"])
+    again = alice.post("/v1/endpoints", json_body={"name": "cluster"})  # a lookup: same keys, no secret
+    found = again.json()
+    assert again.status == 200 and found["endpoint_id"] == endpoint["endpoint_id"]
+    assert found["public_key"] == endpoint["public_key"] and "secret_key" not in found and not found["keys_rotated"]
+    rotated = alice.post("/v1/endpoints", json_body={"name": "cluster", "rotate_keys": True})
+    assert rotated.status == 200 and rotated.json()["endpoint_id"] == endpoint["endpoint_id"]
+    assert rotated.json()["keys_rotated"] and len(rotated.json()["secret_key"]) == 40
+    assert (rotated.json()["public_key"], rotated.json()["secret_key"]) != (endpoint["public_key"],
+                                                                            endpoint["secret_key"])
+    refused = alice.post("/v1/endpoints", json_body={"name": "x", "rotate_keys": "yes"})
+    assert refused.status == 400 and refused.json()["error"]["field"] == "rotate_keys", refused
     status = alice.get(f"/v1/endpoints/{endpoint['endpoint_id']}").json()
     assert (status["status"], status["outstanding_tasks"], status["waiting_tasks"]) == ("offline", 0, 0)
     assert bob.get(f"/v1/endpoints/{endpoint['endpoint_id']}").status == 404

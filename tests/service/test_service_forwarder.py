@@ -111,13 +111,17 @@ def test_unknown_keys_cannot_connect(service: ServiceProcess, api: Api, intercha
     assert not online(api, endpoint["endpoint_id"])
 
 
-def test_registering_again_rotates_keys_and_cuts_off_the_old_pair(
+def test_registering_again_rotates_keys_only_when_asked_and_cuts_off_the_old_pair(
         service: ServiceProcess, api: Api, interchanges: list[FakeInterchange]) -> None:
     endpoint = api.register_endpoint("rotating")
     function_id = api.register_function(b"body")
     old = registered_online(service, api, endpoint, interchanges)
 
-    rotated = api.register_endpoint("rotating")  # e.g. `fabric endpoint start` on a new machine
+    looked_up = api.register_endpoint("rotating")  # a lookup: the running endpoint is left alone
+    assert looked_up["public_key"] == endpoint["public_key"] and "secret_key" not in looked_up
+    assert not any(isinstance(m, Shutdown) for m in old.pump() + old.received) and online(api, endpoint["endpoint_id"])
+
+    rotated = api.register_endpoint("rotating", rotate_keys=True)  # e.g. `fabric endpoint start` elsewhere
     assert rotated["endpoint_id"] == endpoint["endpoint_id"] and rotated["public_key"] != endpoint["public_key"]
     poll_until(lambda: any(isinstance(m, Shutdown) for m in old.pump() + old.received), "the old connection told to stop")
     assert not online(api, endpoint["endpoint_id"])

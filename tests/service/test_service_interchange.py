@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import msgpack
+import psutil
 import pytest
 import zmq
-from tests.support import poll_until
+from tests.support import TIMEOUT, poll_until
 from tests.support.interchange import InterchangeProcess
 from tests.support.service import Api, FakeInterchange, ServiceProcess
 
@@ -209,6 +210,42 @@ def test_results_spooled_by_a_stopped_interchange_are_delivered_by_the_next(
     assert runs(record) == list(range(6))  # the service sent the tasks again: answered from the spool
     poll_until(lambda: not spool_files(restarted.spool), "delivered results to leave the disk")
     assert "6 results of an earlier run" in restarted.read_log()
+
+
+# -- kills -------------------------------------------------------------------------------------------
+
+
+def test_a_killed_interchange_s_workers_begin_nothing_more_and_only_begun_tasks_run_again(
+        service: ServiceProcess, api: Api, start_interchange: Callable[..., InterchangeProcess],
+        tmp_path: Path) -> None:
+    """Issue 12, item 14, the guarantee the README states: after SIGKILL of the interchange its
+    manager begins no task (its prefetched ones are dropped), the service sends every
+    unfinished task to the next interchange, and only the tasks a worker had begun before the
+    kill run a second time; every task's result is delivered once."""
+    endpoint = api.register_endpoint("cluster")
+    first = start_interchange(endpoint, workers_per_manager=1)
+    poll_until(lambda: online(api, endpoint["endpoint_id"]), "the interchange to connect")
+    record, gate = tmp_path / "runs", tmp_path / "gate"
+    submitted = submit(api, endpoint, record, range(12), gate=gate)
+    # one task begins and waits for the gate; the others wait behind it at the manager and its worker
+    began_before_the_kill = poll_until(lambda: runs(record), "a task to begin")
+    below = first.psutil.children(recursive=True)  # the manager and its worker
+
+    first.process.kill()
+    first.process.wait(TIMEOUT)
+    poll_until(lambda: "interchange gone: " in first.read_log(),
+               "the manager to notice that its interchange is gone")
+    gate.touch()  # the tasks its workers were running may end now: nothing may begin after them
+    gone, alive = psutil.wait_procs(below, timeout=TIMEOUT)
+    assert not alive, f"processes outlived their killed interchange: {alive}"
+    assert runs(record) == began_before_the_kill  # no task began after the kill
+
+    start_interchange(endpoint)  # the same spool: a restarted endpoint
+    assert values_of(api.all_results(submitted["task_group_id"], 12)) == sorted(x * x for x in range(12))
+    ran = runs(record)
+    assert sorted(set(ran)) == list(range(12))
+    assert sorted(x for x in set(ran) if ran.count(x) > 1) == began_before_the_kill
+    assert max(ran.count(x) for x in ran) == 2
 
 
 # -- the wire ------------------------------------------------------------------------------------------

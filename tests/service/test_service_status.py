@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,3 +70,23 @@ def test_status_of_no_store_is_a_one_line_error(tmp_path: Path) -> None:
     done = status(tmp_path / "nothing here")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "no store at" in done.stderr
+
+
+def test_every_command_uses_one_default_data_dir(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FABRIC_")}
+    env["FABRIC_HOME"] = str(tmp_path / "home")
+
+    def service(*arguments: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "service", *arguments], capture_output=True, text=True,
+                              timeout=TIMEOUT, env={**env, **extra})
+
+    assert service("add-user", "dora").returncode == 0
+    default = tmp_path / "home" / "service" / "fabric.db"
+    assert json.loads(service("status", "--json").stdout)["database"]["path"] == str(default)
+    assert "dora" in service("users").stdout and "dora" in service("tokens", "dora").stdout
+    elsewhere = tmp_path / "elsewhere"
+    assert service("add-user", "erin", FABRIC_SERVICE_DIR=str(elsewhere)).returncode == 0
+    assert "erin" in service("users", "--data-dir", str(elsewhere)).stdout
+    assert "erin" not in service("users").stdout
+    help_text = service("tokens", "--help").stdout
+    assert "$FABRIC_HOME/service" in " ".join(help_text.split())

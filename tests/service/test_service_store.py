@@ -55,16 +55,19 @@ def test_functions_are_per_owner_and_content_addressed(store: SQLiteStore) -> No
     assert store.function_access("a", "id1") is not None
 
 
-def test_endpoints_register_once_per_name_and_again_rotates_keys(store: SQLiteStore) -> None:
-    first, created = store.register_endpoint("a", "laptop", "pub1", "sec1", allowed_functions=["f2", "f1"])
+def test_endpoints_register_once_per_name_and_rotate_keys_only_when_asked(store: SQLiteStore) -> None:
+    first, created = store.register_endpoint("a", "laptop", "pub1", allowed_functions=["f2", "f1"])
     assert first.allowed_functions == ("f1", "f2")
-    record, created_again = store.register_endpoint("a", "laptop", "pub2", "sec2")
-    assert created and not created_again and record.endpoint_id == first.endpoint_id
-    assert (record.public_key, record.secret_key, record.allowed_functions) == ("pub2", "sec2", ("f1", "f2"))
+    looked_up, created_again = store.register_endpoint("a", "laptop", "pub2")
+    assert created and not created_again and looked_up == first  # a lookup: the keys stay
+    assert store.endpoint_for_key("pub1") == first.endpoint_id and store.endpoint_for_key("pub2") is None
+    record, _ = store.register_endpoint("a", "laptop", "pub2", rotate_keys=True)
+    assert record.endpoint_id == first.endpoint_id
+    assert (record.public_key, record.allowed_functions) == ("pub2", ("f1", "f2"))
     assert store.endpoint_for_key("pub2") == record.endpoint_id and store.endpoint_for_key("pub1") is None
-    cleared, _ = store.register_endpoint("a", "laptop", "pub3", "sec3", allowed_functions=None)
-    assert cleared.allowed_functions is None
-    record, _ = store.register_endpoint("a", "laptop", "pub2", "sec2")
+    cleared, _ = store.register_endpoint("a", "laptop", "pub3", allowed_functions=None)
+    assert cleared.allowed_functions is None and cleared.public_key == "pub2"
+    record, _ = store.register_endpoint("a", "laptop", "pub2")
     assert store.get_endpoint("b", record.endpoint_id) is None
     assert store.get_endpoint(None, record.endpoint_id) == record
     store.set_connection(record.endpoint_id, True, 5.0, "host", 42)

@@ -245,8 +245,20 @@ def test_counters_agree_with_rows_whatever_happens(store: SQLiteStore) -> None:
         check_counters(store, group)
 
 
+def _drop_version_4(path: Path, secret_key: str = "") -> None:
+    """Make a version 3 store: endpoints' secret keys (all ``secret_key``) back, tokens' names gone."""
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE endpoints ADD COLUMN secret_key TEXT NOT NULL DEFAULT ''")
+    db.execute("UPDATE endpoints SET secret_key = ?", (secret_key,))
+    db.execute("ALTER TABLE tokens DROP COLUMN name")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+
+
 def _drop_version_3(path: Path) -> None:
     """Make a version 2 store: the sharing and identity tables and the endpoints' allow-list column, gone."""
+    _drop_version_4(path)
     db = sqlite3.connect(path)
     for table in ("grants", "group_members", "groups", "identities"):
         db.execute(f"DROP TABLE {table}")
@@ -285,7 +297,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     finally:
         store.close()
     db = sqlite3.connect(tmp_path / "fabric.db")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
     db.close()
 
 
@@ -293,7 +305,7 @@ def test_a_version_2_store_is_migrated_and_can_share(tmp_path: Path) -> None:
     old = SQLiteStore(tmp_path / "fabric.db")
     alice, _ = old.add_user("alice")
     bob, _ = old.add_user("bob")
-    endpoint, _ = old.register_endpoint(alice.user_id, "laptop", "pub", "sec")
+    endpoint, _ = old.register_endpoint(alice.user_id, "laptop", "pub")
     old.close()
     _drop_version_3(tmp_path / "fabric.db")
     store = SQLiteStore(tmp_path / "fabric.db")
@@ -364,3 +376,24 @@ def test_task_rowids_are_never_used_twice(store: SQLiteStore) -> None:
     rowids = [r for (r,) in db.execute("SELECT rowid FROM tasks ORDER BY rowid")]
     db.close()
     assert rowids == [4, 5, 6, 7]
+
+
+def test_a_version_3_store_loses_the_endpoints_secret_keys(tmp_path: Path) -> None:
+    path = tmp_path / "fabric.db"
+    old = SQLiteStore(path)
+    alice, token = old.add_user("alice")
+    endpoints = [old.register_endpoint(alice.user_id, f"laptop{i}", f"pub{i}")[0] for i in range(50)]
+    old.close()
+    secret = "S3cr3t-CurveZMQ-key-of-an-endpoint-0001"  # what a version 3 store kept for each endpoint
+    _drop_version_4(path, secret_key=secret)
+    assert secret.encode() in path.read_bytes()
+    store = SQLiteStore(path)
+    try:
+        assert store.get_endpoint(alice.user_id, endpoints[7].endpoint_id) == endpoints[7]
+        assert store.user_for_token(token) == alice  # tokens survive, named by their id
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("fabric.db")]
+        assert all(secret.encode() not in p.read_bytes() for p in files), "a secret key is still in the files"
+    finally:
+        store.close()
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(endpoints)")]
+    assert "secret_key" not in columns

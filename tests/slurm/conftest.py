@@ -20,7 +20,7 @@ import pytest
 
 from fabric import Endpoint
 from fabric.config import ProviderConfig, ScalingConfig
-from slurm_helpers import TIMEOUT, live_jobs, poll_until
+from slurm_helpers import live_jobs, poll_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCRIPT = REPOSITORY / "scripts" / "slurm-cluster.sh"
@@ -100,4 +100,4 @@ def slurm_endpoint(slurm_cluster: str, scratch: Path) -> Iterator[Callable[..., 
     for endpoint in endpoints:
         endpoint.shutdown(wait=False, cancel_futures=True)
     for endpoint in endpoints:
-        poll_until(lambda e=endpoint: not live_jobs(e), f"the jobs of {endpoint.endpoint_id} to end", TIMEOUT)
+        poll_until(lambda e=endpoint: not live_jobs(e), f"the jobs of {endpoint.endpoint_id} to end")

@@ -3,6 +3,7 @@ socket (a DEALER that speaks the protocol, or anything else, where managers conn
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import signal
@@ -13,13 +14,14 @@ from typing import Any
 
 import psutil
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from fabric import Endpoint, protocol
 from fabric.config import InterchangeConfig
 from fabric.process import child_environment
 from fabric.protocol import PROTOCOL_VERSION, ManagerRegistration
 from tests.support import TIMEOUT, poll_until
-from tests.support.processes import alive
+from tests.support.processes import alive, descendants, module_of
 
 HEARTBEATS = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0}
 
@@ -33,7 +35,7 @@ class InterchangeProcess:
             upstream_address=endpoint["forwarder_address"], endpoint_id=endpoint["endpoint_id"],
             upstream_server_key=endpoint["server_public_key"], upstream_public_key=endpoint["public_key"],
             upstream_secret_key=endpoint["secret_key"], spool_dir=str(spool), exit_with_upstream=False,
-            workers_per_manager=2, **{**HEARTBEATS, **settings})
+            **{"workers_per_manager": 2, **HEARTBEATS, **settings})
         self.log_path = log
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -99,3 +101,31 @@ def registration(manager_id: str, **fields) -> ManagerRegistration:
                   accelerators=[], python_version=platform.python_version(), protocol_version=PROTOCOL_VERSION,
                   worker_count=1, prefetch=0, capacity=1)
     return ManagerRegistration(**{**values, **fields})
+
+
+FAILED_HANDSHAKE = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def manager_configs(endpoint: Endpoint) -> list[dict[str, Any]]:
+    """The ``--config`` JSON on the command line of each of the endpoint's managers."""
+    poll_until(lambda: endpoint.status().managers, "a manager to register")
+    configs = []
+    for process in descendants(endpoint._process.pid):
+        if module_of(process) == "manager":
+            command = process.cmdline()
+            configs.append({"pid": process.pid, "cmdline": command,
+                            **json.loads(command[command.index("--config") + 1])})
+    return configs
+
+
+def handshake(socket: zmq.Socket, address: str) -> int:
+    """Connect ``socket`` to ``address``; the monitor event that ends its first handshake."""
+    monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | FAILED_HANDSHAKE)
+    try:
+        socket.connect(address)
+        poll_until(lambda: monitor.poll(0), "the handshake to end")
+        return int(recv_monitor_message(monitor)["event"])
+    finally:
+        socket.disable_monitor()
+        monitor.close()

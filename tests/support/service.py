@@ -144,8 +144,8 @@ class Api:
         assert reply.status == 200, reply
         return str(reply.json()["function_id"])
 
-    def register_endpoint(self, name: str) -> dict[str, Any]:
-        reply = self.post("/v1/endpoints", json_body={"name": name})
+    def register_endpoint(self, name: str, *, rotate_keys: bool = False) -> dict[str, Any]:
+        reply = self.post("/v1/endpoints", json_body={"name": name, "rotate_keys": rotate_keys})
         assert reply.status in (200, 201), reply
         return reply.json()  # type: ignore[no-any-return]
 

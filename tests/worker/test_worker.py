@@ -28,6 +28,7 @@ import worker_functions
 from worker_functions import TaskFailed
 
 from fabric import protocol
+from fabric.control import WorkerControl
 from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import child_environment
 from fabric.protocol import (PROTOCOL_VERSION, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, Heartbeat, Message,
@@ -159,7 +160,8 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
     started: list[RunningWorker] = []
 
     def start(*, cpus: str | None = None, manager_pid: int | None = None,
-              max_result_bytes: int = MAX_RESULT_BYTES, ready: bool = True) -> RunningWorker:
+              max_result_bytes: int = MAX_RESULT_BYTES, ready: bool = True,
+              control: WorkerControl | None = None, index: int = 0) -> RunningWorker:
         worker_id = f"worker-{len(started)}"
         ours, theirs = stream_pair()
         command = [sys.executable, "-m", "worker", "--id", worker_id, "--fd", str(theirs.fileno()),
@@ -167,9 +169,13 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
                    "--max-result-bytes", str(max_result_bytes)]
         if cpus is not None:
             command += ["--cpus", cpus]
+        shared = (theirs.fileno(),)
+        if control is not None:
+            command += ["--control-fd", str(control.fd), "--index", str(index)]
+            shared += (control.fd,)
         stderr_path = tmp_path / f"{worker_id}.stderr"
         with open(stderr_path, "wb") as stderr:
-            process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(command, pass_fds=shared, stdin=subprocess.DEVNULL,
                                        stderr=stderr, env=worker_environment())
         theirs.close()  # the worker's copy is its only one: its exit means EOF here
         running = RunningWorker(worker_id, process, MessageStream(ours), stderr_path)
@@ -371,6 +377,33 @@ def test_shutdown_after_tasks_returns_their_results_then_exits_zero(start_worker
     assert [value(r) for r in worker.results(5)[1]] == [0, 1, 4, 9, 16]
     assert worker.wait_closed() == []
     assert worker.wait_exit() == 0
+
+
+def test_the_stop_flag_ends_a_chunk_before_its_next_task_and_the_count_says_which_began(
+        start_worker: StartWorker, tmp_path: Path) -> None:
+    """Issue 12, item 14: a manager that leaves sets the flag its workers share; a worker
+    finishes the task it is on, begins no other, sends what it has and exits; the count it
+    kept tells its manager exactly which tasks never began."""
+    control = WorkerControl.create(2)
+    try:
+        worker = start_worker(control=control, index=1)
+        [log_then_wait, square] = worker.define(worker_functions.log_then_wait, worker_functions.square)
+        worker.run(task(0, square, 3))
+        assert control.began(1) == 1
+        log, gate = tmp_path / "log", tmp_path / "gate"
+        worker.send(TaskBatch(tasks=[task(i, log_then_wait, str(log), str(gate), i) for i in (1, 2, 3)]))
+        worker.poll(lambda: log.exists(), "the first task of the chunk to begin")
+
+        control.stop()
+        gate.touch()
+
+        assert [value(r) for r in worker.results(1)[1]] == [1]
+        assert worker.wait_closed() == []
+        assert worker.wait_exit() == 0
+        assert log.read_text().split() == ["1"]
+        assert control.began(1) == 2 and control.began(0) == 0
+    finally:
+        control.close()
 
 
 def test_closing_the_stream_ends_the_worker(start_worker: StartWorker) -> None:

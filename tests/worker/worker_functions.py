@@ -51,3 +51,13 @@ def nap(seconds: float, value: int) -> int:
 
 def affinity() -> set[int]:
     return os.sched_getaffinity(0)
+
+
+def log_then_wait(log: str, gate: str, value: int) -> int:
+    """Append ``value`` to ``log`` (one line per run), then wait until ``gate`` exists."""
+    with open(log, "a") as file:
+        file.write(f"{value}\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
