@@ -27,7 +27,7 @@ from service.dashboard import queries
 from service.openapi import operation
 
 STATIC = Path(__file__).parent / "static"
-PUBLIC_VIEWS = frozenset({"dashboard.page", "dashboard.script"})
+PUBLIC_VIEWS = frozenset({"dashboard.page", "dashboard.script", "dashboard.style"})
 """Views served without a token: they hold no data."""
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
@@ -50,10 +50,16 @@ def page() -> Response:
     return _static("dashboard.html", "text/html")
 
 
-@pages.get("/dashboard/<any('dashboard.js', 'dashboard.css'):name>")
-@operation("The dashboard's script and style sheet", response="text")
-def script(name: str) -> Response:
-    return _static(name, "text/javascript" if name.endswith(".js") else "text/css")
+@pages.get("/dashboard/dashboard.js")
+@operation("The dashboard's script", response="text")
+def script() -> Response:
+    return _static("dashboard.js", "text/javascript")
+
+
+@pages.get("/dashboard/dashboard.css")
+@operation("The dashboard's style sheet", response="text")
+def style() -> Response:
+    return _static("dashboard.css", "text/css")
 
 
 @api.get("/dashboard")

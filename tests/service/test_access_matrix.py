@@ -58,7 +58,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/dashboard"): (200, 200, 200),  # each sees only their own (test_dashboard_browser)
     # the dashboard's page, script and style hold no data: served to anyone, token or not
     ("get", "/dashboard"): (200, 200, 200, 200, 200),
-    ("get", "/dashboard/{name}"): (200, 200, 200, 200, 200),  # another's group is answered as missing (test_service_long_polls)
+    ("get", "/dashboard/dashboard.js"): (200, 200, 200, 200, 200),
+    ("get", "/dashboard/dashboard.css"): (200, 200, 200, 200, 200),  # another's group is answered as missing (test_service_long_polls)
 }
 
 
@@ -92,7 +93,7 @@ class World:
             token_id = self.service.add_user(self.names["owner"]).partition(".")[0]
         return template.format(function_id=self.function_id, endpoint_id=self.endpoint_id, group_id=self.group_id,
                                task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"],
-                               token_id=token_id, name="dashboard.js")
+                               token_id=token_id)
 
     def body(self, method: str, template: str) -> dict[str, Any]:
         """The request's body, if it has one (a valid one: the matrix is about who, not what)."""
