@@ -209,6 +209,23 @@ def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the worker count whose latency distributions are drawn (default: 2)")
 
 
+ROUTING_MODES = ("single", "round-robin", "least-loaded", "fastest", "cheapest", "closest")
+
+
+def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=at_least(1), default=10_000, help="tasks per mode (default: 10,000)")
+    parser.add_argument("--task-ms", type=float, default=5.0, help="milliseconds each task sleeps (default: 5)")
+    parser.add_argument("--delay-ms", type=float, default=10.0,
+                        help="milliseconds added to each task on the 2-worker endpoint (default: 10)")
+    parser.add_argument("--modes", type=name_list(ROUTING_MODES), default=list(ROUTING_MODES),
+                        metavar="MODE[,MODE...]", help=f"modes to run (default: all of {', '.join(ROUTING_MODES)})")
+    parser.add_argument("--cost-tasks", type=at_least(0), default=20_000,
+                        help="no-op tasks per dispatch-cost run (default: 20,000; 0 skips it)")
+    parser.add_argument("--repeat", type=at_least(1), default=3,
+                        help="alternated direct/routed dispatch-cost runs (default: 3)")
+    _add_output(parser, "300 tasks per mode, at most 2,000 dispatch-cost tasks, 1 repeat")
+
+
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "endpoint": ("benchmarks.endpoint",
                  "the endpoint path: throughput, latency, start-up, peak RSS per process; kinds and worker counts swept",
@@ -227,6 +244,9 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
               add_micro_arguments),
     "all": ("benchmarks.suite", "every section above into one record directory, then the charts",
             add_all_arguments),
+    "routing": ("benchmarks.routing",
+                "a bag of tasks over three endpoints per routing policy, round-robin and one endpoint; dispatch cost",
+                add_routing_arguments),
     "plot": ("benchmarks.plot", "PNG charts from a record directory (needs matplotlib)", add_plot_arguments),
 }
 
@@ -246,6 +266,12 @@ DESCRIPTIONS = {
     "all": "Run endpoint and service (all kinds, swept workers; the service table gains ratios service / "
            "endpoint), peers, scale and micro into one record directory, then draw the charts if matplotlib "
            "is installed.",
+    "routing": "Measure routing: a real service and three real endpoints (1, 2 and 4 workers, the 2-worker one "
+               "slowed by a per-task delay) run a bag of sleep tasks per mode: one endpoint only, client-side "
+               "round-robin, and the service's policies least-loaded, fastest, cheapest and closest over an "
+               "endpoint group. Reports makespan, tasks per endpoint and makespan / ideal (ideal = total work / "
+               "total capacity); then the service's dispatch cost per no-op task routed through a one-member "
+               "group vs sent to the endpoint directly. Writes record.json, report.md and routing.png.",
     "plot": "Draw PNG charts from a record directory: throughput vs workers per system, latency distribution "
             "per system, throughput and latency of the endpoint and service paths (side by side when the record "
             "has both), the scale curve (whichever the record has data for).",

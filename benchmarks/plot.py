@@ -261,6 +261,11 @@ def draw(directory: Path, record: dict[str, Any], output: Path | None = None, wo
     if "scale" in sections and sections["scale"]["rows"]:
         scale_chart(plt, record, output / "scale.png")
         written.append(output / "scale.png")
+    if "routing" in sections and sections["routing"]["rows"]:
+        from benchmarks import routing  # noqa: PLC0415
+
+        routing.chart(plt, record, output / "routing.png", _finish)
+        written.append(output / "routing.png")
     return written
 
 

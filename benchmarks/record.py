@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 """Where record directories go by default (git-ignored)."""
 
 SECTION_MODULES = {"endpoint": "benchmarks.sweep", "service": "benchmarks.sweep", "peers": "benchmarks.peers",
-                   "scale": "benchmarks.scale", "micro": "benchmarks.micro.runner"}
+                   "scale": "benchmarks.scale", "micro": "benchmarks.micro.runner", "routing": "benchmarks.routing"}
 
 NOT_MEASURED: dict[str, str] = {}
 """What the suite knows it does not measure, by topic; every record and report says so (nothing now)."""

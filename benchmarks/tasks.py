@@ -20,6 +20,11 @@ def noop() -> None:
     return None
 
 
+def noop_of(value: Any) -> None:
+    """Do nothing with one argument (for ``map``)."""
+    return None
+
+
 def sleep10ms(value: int) -> int:
     """Sleep 10 ms, then return ``value`` (so results can be matched to their tasks)."""
     time.sleep(SLEEP_SECONDS)
@@ -34,3 +39,12 @@ def echo(payload: bytes) -> bytes:
 def add_one(array: Any) -> Any:
     """Return ``array + 1`` (a new numpy array): an array in, an array out."""
     return array + 1
+
+
+def sleep_where(seconds: float) -> str:
+    """Sleep ``seconds`` plus the endpoint's ``FABRIC_BENCH_DELAY``, then name the endpoint
+    (``FABRIC_BENCH_ENDPOINT``): the routing benchmark counts where tasks ran from these."""
+    import os
+
+    time.sleep(seconds + float(os.environ.get("FABRIC_BENCH_DELAY", "0")))
+    return os.environ.get("FABRIC_BENCH_ENDPOINT", "?")

@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fabric.errors import (AuthError, BatchGone, EndpointError, EndpointShutdown, FabricError, Forbidden,
-                           FunctionNotAllowed, InvalidRequest, ManagerLost, NotFound, PayloadTooLarge, ProtocolError,
-                           RateLimited, RemoteExecutionError, SerializationError, ServiceError, ServiceInternalError,
-                           ServiceUnavailable, TaskCancelled, TaskError, TaskPending, TaskTimeout, WorkerLost)
+                           FunctionNotAllowed, InvalidRequest, ManagerLost, NoEligibleEndpoint, NotFound,
+                           PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError, SerializationError,
+                           ServiceError, ServiceInternalError, ServiceUnavailable, TaskCancelled, TaskError,
+                           TaskPending, TaskTimeout, WorkerLost)
 
 if TYPE_CHECKING:
     from sdk.client import Client
@@ -33,10 +34,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError", "BatchGone", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
-    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NotFound", "PayloadTooLarge",
-    "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError", "ServiceError", "ServiceInternalError",
-    "ServiceUnavailable", "TaskCancelled", "TaskError",
-    "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
+    "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NoEligibleEndpoint",
+    "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError",
+    "ServiceError", "ServiceInternalError", "ServiceUnavailable", "TaskCancelled", "TaskError", "TaskPending",
+    "TaskTimeout", "WorkerLost", "__version__",
 ]
 
 _LAZY = {"Client": "sdk.client", "Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint",

@@ -79,6 +79,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is list:
         return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
     if origin is tuple:
         return (isinstance(value, (list, tuple)) and len(value) == len(args)
                 and all(_matches(v, a) for v, a in zip(value, args)))
@@ -311,6 +313,9 @@ class ScalingConfig(_JsonConfig):
             raise ConfigError(f"max_block_failures must be >= 1, got {self.max_block_failures!r}")
 
 
+MAX_LABELS = 64
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class InterchangeConfig(_JsonConfig):
     """One interchange: binds a ROUTER for managers and connects out to its upstream.
@@ -340,6 +345,10 @@ class InterchangeConfig(_JsonConfig):
     temporary folder; the folder is removed when the interchange stops. Kubernetes pods
     cannot read such files: with the ``kubernetes`` provider it must be off (None means off).
 
+    ``labels``: what the endpoint declares about itself for routing (``site``,
+    ``cost_per_core_hour``, ``near``: a list of places, or any name), sent with each status
+    report; a group's tasks may require a label (``requires={"site": "aps"}``).
+
     ``allowed_functions``: the function ids (``fabric.serialize.function_id``: a hash of the
     function's body) this endpoint runs; a task of any other function is never sent to a
     manager but answered with ``FunctionNotAllowed``. None (the default): any function.
@@ -368,10 +377,13 @@ class InterchangeConfig(_JsonConfig):
     spool_dir: str | None = None
     manager_curve: bool | None = None
     allowed_functions: list[str] | None = None
+    labels: dict[str, str | float | bool | list[str]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_types()
         _check_allowed_functions(self.allowed_functions)
+        if len(self.labels) > MAX_LABELS or not all(0 < len(k) <= 256 for k in self.labels):
+            raise ConfigError(f"labels: at most {MAX_LABELS}, each named by 1 to 256 characters")
         _check_curve_keys(self.upstream_server_key, self.upstream_public_key, self.upstream_secret_key)
         if self.manager_curve and self.provider.kind == "kubernetes":
             raise ConfigError("manager_curve is not available with the kubernetes provider (pods cannot read the "

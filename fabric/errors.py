@@ -16,6 +16,7 @@
     │   ├── NotFound             404: no such function, endpoint, task or group *for you*
     │   ├── InvalidRequest       400/405/409/415: a request the service cannot take (409
     │   │                        ``batch_conflict``: a batch id reused with other content)
+    │   │   └── NoEligibleEndpoint 409: no member of the endpoint group meets ``requires``
     │   ├── BatchGone            410: a batch replayed after its tasks were purged
     │   ├── RateLimited          429: too many requests; ``retry_after`` seconds
     │   ├── ServiceUnavailable   502/503/504, or the service cannot be reached (retried)
@@ -95,6 +96,11 @@ class NotFound(ServiceError, LookupError):
 
 class InvalidRequest(ServiceError, ValueError):
     """The service cannot take the request as sent (bad fields, wrong method or content type)."""
+
+
+class NoEligibleEndpoint(InvalidRequest):
+    """No endpoint of the group you submitted to (that you reach) meets the routing
+    constraints (``requires``), so the batch was refused and nothing of it stored."""
 
 
 class RateLimited(ServiceError):

@@ -544,9 +544,10 @@ class StatusRequest(Message):
 
 @dataclasses.dataclass(slots=True)
 class StatusReport(Message):
-    """Managers (one map each), queued and outstanding task counts; blocks (one map each:
-    ``block_id``, ``job_id``, ``state``, ``managers``, ...), recently ended blocks, and why
-    scaling stopped, if it did."""
+    """Managers (one map each: ``workers``, ``cores``, ``memory``, ``accelerators``,
+    ``python_version``, ...), queued and outstanding task counts; blocks (one map each:
+    ``block_id``, ``job_id``, ``state``, ``managers``, ...), recently ended blocks, why
+    scaling stopped, if it did, and the endpoint's configured ``labels`` (routing reads them)."""
 
     tag = "status_report"
     request_id: int
@@ -557,6 +558,7 @@ class StatusReport(Message):
     blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     ended_blocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     scaling_error: str | None = None
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)

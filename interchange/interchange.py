@@ -171,7 +171,7 @@ class Interchange:
                 pass
             case StatusRequest(request_id):
                 now = time.monotonic()
-                status = {**self.scheduler.status(now), **self.scaling.status(now)}
+                status = {**self.scheduler.status(now), **self.scaling.status(now), "labels": self.config.labels}
                 self.send_upstream(StatusReport(request_id=request_id, **status))
             case ManagerCommand(request_id, action, manager_id):
                 self.on_manager_command(request_id, action, manager_id)

@@ -129,7 +129,8 @@ class ManagerState:
         return {
             "manager_id": r.manager_id, "hostname": r.hostname, "pid": r.pid, "workers": r.worker_count,
             "capacity": self.capacity, "outstanding": len(self.outstanding), "cores": r.cores,
-            "memory": r.memory, "accelerators": r.accelerators, "block_id": r.block_id,
+            "memory": r.memory, "accelerators": r.accelerators, "python_version": r.python_version,
+            "block_id": r.block_id,
             "held": self.held, "draining": self.draining, "idle_seconds": round(now - self.last_seen, 3),
         }
 

@@ -42,8 +42,9 @@ from typing import Any
 import msgpack
 import urllib3
 
-from fabric.errors import (AuthError, BatchGone, ConfigError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge,
-                           RateLimited, ServiceError, ServiceInternalError, ServiceUnavailable, TaskPending)
+from fabric.errors import (AuthError, BatchGone, ConfigError, Forbidden, InvalidRequest, NoEligibleEndpoint, NotFound,
+                           PayloadTooLarge, RateLimited, ServiceError, ServiceInternalError, ServiceUnavailable,
+                           TaskPending)
 from fabric.serialize import serialize_function
 from sdk.credentials import resolve
 from sdk.progress import Progress
@@ -72,6 +73,7 @@ class SubmittedBatch:
 
     task_group_id: str
     task_ids: list[str]
+    warnings: tuple[str, ...] = ()  # e.g. the endpoint's workers run another Python
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -238,7 +240,11 @@ class Client:
         raise NotFound(f"you have no endpoint called {name!r}", error_type="not_found")
 
     def get_endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
-        """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts."""
+        """``status`` (online/offline), ``last_heartbeat``, ``managers``, ``workers``, task counts;
+        ``report``: the endpoint's last hardware report (``managers``: per manager ``workers``,
+        ``cores``, ``memory``, ``accelerators``, ``python_version``; ``labels``; live load:
+        ``idle_workers``, ``queued_tasks``, ``outstanding_tasks``); ``measured``: the service's
+        averages (``round_trip`` and ``rtt`` in seconds, ``tasks_per_s``, ``failure_rate``)."""
         return self._json("GET", f"/v1/endpoints/{endpoint_id}")
 
     def set_allowed_functions(self, endpoint_id: str, function_ids: Sequence[str] | None) -> list[str] | None:
@@ -249,6 +255,28 @@ class Client:
         body = {"allowed_functions": None if function_ids is None else list(function_ids)}
         reply = self._json("PUT", f"/v1/endpoints/{endpoint_id}/allowed_functions", json=body)
         return reply["allowed_functions"]  # type: ignore[no-any-return]
+
+    # -- endpoint groups -----------------------------------------------------------------
+    def create_endpoint_group(self, name: str, endpoint_ids: Sequence[str]) -> dict[str, Any]:
+        """A named set of endpoints (yours or shared with you) to submit to at once:
+        ``{"endpoint_group_id", "name", "owner", "access", "endpoint_ids", "created"}``."""
+        return self._json("POST", "/v1/endpoint_groups", json={"name": name, "endpoint_ids": list(endpoint_ids)})
+
+    def list_endpoint_groups(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/endpoint_groups")["endpoint_groups"])
+
+    def get_endpoint_group(self, endpoint_group_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/endpoint_groups/{endpoint_group_id}")
+
+    def share_endpoint_group(self, endpoint_group_id: str, *, users: Sequence[str] = (), groups: Sequence[str] = (),
+                             public: bool = False) -> dict[str, Any]:
+        """Let these users, groups' members or everyone submit to your endpoint group (their
+        tasks go to the members they reach themselves); replaces its sharing."""
+        return self._json("PUT", f"/v1/endpoint_groups/{endpoint_group_id}/sharing",
+                          json=_sharing(users, groups, public))
+
+    def delete_endpoint_group(self, endpoint_group_id: str) -> None:
+        self._request("DELETE", f"/v1/endpoint_groups/{endpoint_group_id}")
 
     # -- sharing and groups ------------------------------------------------------------
     def share_endpoint(self, endpoint_id: str, *, users: Sequence[str] = (), groups: Sequence[str] = (),
@@ -296,14 +324,31 @@ class Client:
         self._request("DELETE", f"/v1/groups/{group_id}")
 
     # -- tasks -------------------------------------------------------------------------
-    def submit_batch(self, endpoint_id: str, function_ids: str | Sequence[str], arguments: Sequence[bytes], *,
+    def submit_batch(self, endpoint_id: str | None, function_ids: str | Sequence[str], arguments: Sequence[bytes], *,
                      task_group_id: str | None = None, retries: int = 0,
-                     resource_spec: dict[str, Any] | None = None, batch_id: str | None = None) -> SubmittedBatch:
+                     resource_spec: dict[str, Any] | None = None, batch_id: str | None = None,
+                     endpoint_group: str | None = None, routing: dict[str, Any] | None = None,
+                     python_version: str | None = None) -> SubmittedBatch:
         """Submit tasks in one request: ``arguments`` are serialized ``(args, kwargs)`` payloads
         (``fabric.serialize.serialize_arguments``), one per task; ``function_ids`` one id for
-        all, or one per task. Safe to retry: the batch carries ``batch_id`` (new if None)."""
-        body: dict[str, Any] = {"endpoint_id": endpoint_id, "args": list(arguments),
-                                "batch_id": batch_id or str(uuid.uuid4()), "retries": retries}
+        all, or one per task. Safe to retry: the batch carries ``batch_id`` (new if None).
+
+        ``endpoint_group`` instead of ``endpoint_id``: the service picks a member per task,
+        by ``routing`` (``{"policy", "requires", "weights", "near"}``, see the README);
+        ``NoEligibleEndpoint`` if no member meets ``requires``. ``python_version``: the
+        answer's ``warnings`` say if the workers run another Python."""
+        if (endpoint_id is None) == (endpoint_group is None):
+            raise ValueError("submit to an endpoint_id or to an endpoint_group")
+        body: dict[str, Any] = {"args": list(arguments), "batch_id": batch_id or str(uuid.uuid4()),
+                                "retries": retries}
+        if endpoint_group is not None:
+            body["endpoint_group"] = endpoint_group
+            if routing is not None:
+                body["routing"] = routing
+        else:
+            body["endpoint_id"] = endpoint_id
+        if python_version is not None:
+            body["python_version"] = python_version
         if isinstance(function_ids, str):
             body["function_id"] = function_ids
         else:
@@ -314,7 +359,7 @@ class Client:
             body["resource_spec"] = resource_spec
         encoded, headers = compress(msgpack.packb(body, use_bin_type=True))
         reply = self._json("POST", "/v1/batches", body=encoded, headers={"Content-Type": MSGPACK, **headers})
-        return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]))
+        return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]), tuple(reply.get("warnings", ())))
 
     def submit_many(self, endpoint_id: str, function_id: str, arguments: Iterable[bytes], *,
                     task_group_id: str | None = None, batch_tasks: int = 4096, batch_bytes: int = 16 * 2**20,
@@ -350,7 +395,9 @@ class Client:
         return len(chunk)
 
     def get_task(self, task_id: str) -> dict[str, Any]:
-        """A task's record: ``state``, times, and (once finished) ``result`` bytes and ``result_kind``."""
+        """A task's record: ``state``, times, and (once finished) ``result`` bytes and ``result_kind``;
+        ``endpoint_id`` where it runs (None while a group's task waits to be placed) and, for
+        a group's task, ``route_reason``: why the routing policy put it there."""
         record = self._json("GET", f"/v1/tasks/{task_id}")
         if record.get("result") is not None:
             record["result"] = base64.b64decode(record["result"])
@@ -367,7 +414,8 @@ class Client:
         return value
 
     def get_task_group(self, task_group_id: str) -> dict[str, Any]:
-        """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``."""
+        """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``;
+        ``endpoints``: how many were placed on each endpoint (tasks of endpoint groups)."""
         return self._json("GET", f"/v1/task_groups/{task_group_id}")
 
     def cancel_task_group(self, task_group_id: str) -> int:
@@ -544,6 +592,8 @@ def _error(response: urllib3.BaseHTTPResponse) -> Exception:
         kind = ServiceUnavailable
     elif status >= 500:
         kind = ServiceInternalError
+    elif error_type == "no_eligible_endpoint":
+        kind = NoEligibleEndpoint
     elif 400 <= status < 500:
         kind = InvalidRequest
     return kind(message, status=status, error_type=error_type, request_id=request_id)

@@ -32,9 +32,11 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import platform
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -75,11 +77,22 @@ def _shared_client() -> Client:
 
 
 class ServiceTaskFuture(TaskFuture):
-    """A ``TaskFuture`` that knows its task's id once the service accepted it."""
+    """A ``TaskFuture`` that knows its task's id once the service accepted it, and
+    (``endpoint_id``) the endpoint it runs on once dispatched."""
 
     def __init__(self, task_id: str | None = None) -> None:
         super().__init__()
         self.task_id = task_id
+        self._endpoint_id: str | None = None
+        self._client: Client | None = None  # set for tasks of an endpoint group: asked on demand
+
+    @property
+    def endpoint_id(self) -> str | None:
+        """The endpoint the task was sent to (for an endpoint group's task: the one the service
+        picked, asked of the service the first time; None until it is dispatched)."""
+        if self._endpoint_id is None and self._client is not None and self.task_id is not None:
+            self._endpoint_id = self._client.get_task(self.task_id).get("endpoint_id")
+        return self._endpoint_id
 
 
 @dataclasses.dataclass(slots=True)
@@ -94,6 +107,13 @@ class Executor(concurrent.futures.Executor):
     """Run functions on endpoint ``endpoint_id`` through the service ``client`` talks to
     (None: a ``Client()`` shared by the executors made without one).
 
+    Or on an endpoint group (``endpoint_group``: its id): the service picks a member for
+    each task when it dispatches it, by ``policy`` (``least-loaded``, ``fastest``,
+    ``cheapest``, ``closest`` to ``near``) or by ``weights`` (figures to numbers, lowest
+    weighted sum wins), among the members meeting ``requires`` (e.g. ``{"gpu": 1}``,
+    ``{"site": "aps"}``); ``NoEligibleEndpoint`` (on the futures) if none does. The first
+    upload warns (``RuntimeWarning``) if the workers run another Python than this one.
+
     ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
     while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
@@ -106,8 +126,16 @@ class Executor(concurrent.futures.Executor):
                  task_group_id: str | None = None, resource_spec: dict[str, Any] | None = None, retries: int = 0,
                  batch_tasks: int = DEFAULT_BATCH_TASKS, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  max_queued_tasks: int = 100_000, progress: bool | None = None,
-                 offline_warning_after: float | None = OFFLINE_WARNING_AFTER) -> None:
+                 endpoint_group: str | None = None, policy: str | None = None,
+                 requires: dict[str, Any] | None = None, weights: dict[str, float] | None = None,
+                 near: str | None = None, offline_warning_after: float | None = OFFLINE_WARNING_AFTER) -> None:
+        if endpoint_id is not None and endpoint_group is not None:
+            raise ValueError("an executor runs on an endpoint_id or an endpoint_group, not both")
         self.endpoint_id = endpoint_id
+        self.endpoint_group = endpoint_group
+        routing = {"policy": policy, "requires": requires, "weights": weights, "near": near}
+        self.routing = {k: v for k, v in routing.items() if v is not None} if endpoint_group else None
+        self._python_checked = False
         self.client = client if client is not None else _shared_client()
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.resource_spec = resource_spec
@@ -132,21 +160,22 @@ class Executor(concurrent.futures.Executor):
         _live_executors.add(self)
 
     def __repr__(self) -> str:
-        return f"Executor(endpoint_id={self.endpoint_id!r}, task_group_id={self.task_group_id!r})"
+        where = f"endpoint_group={self.endpoint_group!r}" if self.endpoint_group else f"endpoint_id={self.endpoint_id!r}"
+        return f"Executor({where}, task_group_id={self.task_group_id!r})"
 
     # -- submitting --------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ServiceTaskFuture:
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
-        if self.endpoint_id is None:
-            raise ValueError("the executor has no endpoint_id")
+        if self.endpoint_id is None and self.endpoint_group is None:
+            raise ValueError("the executor has no endpoint_id (nor endpoint_group)")
         return self._enqueue(self._function_id(fn), args, kwargs)
 
     def submit_to_registered_function(self, function_id: str, args: Iterable[Any] = (),
                                       kwargs: dict[str, Any] | None = None) -> ServiceTaskFuture:
         """Run a function already registered with the service, by id: yours, or one shared with
         you or your groups, or a public one (``NotFound`` on the future otherwise)."""
-        if self.endpoint_id is None:
-            raise ValueError("the executor has no endpoint_id")
+        if self.endpoint_id is None and self.endpoint_group is None:
+            raise ValueError("the executor has no endpoint_id (nor endpoint_group)")
         if not isinstance(function_id, str) or not function_id:
             raise TypeError("function_id must be a function id (a non-empty string)")
         return self._enqueue(function_id, tuple(args), kwargs or {})
@@ -240,8 +269,13 @@ class Executor(concurrent.futures.Executor):
         retries, spec = batch[0].options
         try:
             submitted = self.client.submit_batch(
-                self.endpoint_id or "", [q.function_id for q in batch], [q.payload for q in batch],
-                task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None)
+                self.endpoint_id, [q.function_id for q in batch], [q.payload for q in batch],
+                task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None,
+                endpoint_group=self.endpoint_group, routing=self.routing,
+                python_version=None if self._python_checked else platform.python_version())
+            self._python_checked = True
+            for warning in submitted.warnings:
+                warnings.warn(warning, RuntimeWarning, stacklevel=1)
         except PayloadTooLarge as exc:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
@@ -285,9 +319,11 @@ class Executor(concurrent.futures.Executor):
         self.progress.add_submitted(len(batch))
 
     def _attach(self, task_ids: list[str], futures: list[ServiceTaskFuture]) -> None:
+        routed = self.client if self.endpoint_group is not None else None
         with self._lock:
             for task_id, future in zip(task_ids, futures):
                 future.task_id = task_id
+                future._endpoint_id, future._client = self.endpoint_id, routed
                 early = self._early.pop(task_id, None)
                 if early is None:
                     self._futures[task_id] = future
@@ -385,6 +421,26 @@ class Executor(concurrent.futures.Executor):
             self._lock.notify_all()
         self.client.results_watcher().watch(self)
         return futures
+
+    def get_worker_hardware_details(self) -> dict[str, list[dict[str, Any]]]:
+        """Per endpoint (the executor's, or each member of its group that you reach), the
+        managers' hardware as last reported: ``workers``, ``cores``, ``memory``,
+        ``accelerators`` (ids) and ``accelerator_kind``, ``python_version`` (the Globus
+        Compute name; here from the endpoints' status reports, no task is run)."""
+        if self.endpoint_group is not None:
+            endpoint_ids = list(self.client.get_endpoint_group(self.endpoint_group)["endpoint_ids"])
+        elif self.endpoint_id is not None:
+            endpoint_ids = [self.endpoint_id]
+        else:
+            raise ValueError("the executor has no endpoint_id (nor endpoint_group)")
+        details: dict[str, list[dict[str, Any]]] = {}
+        for endpoint_id in endpoint_ids:
+            try:
+                report = self.client.get_endpoint_status(endpoint_id).get("report") or {}
+            except NotFound:
+                continue
+            details[endpoint_id] = list(report.get("managers", []))
+        return details
 
     # -- lifecycle ---------------------------------------------------------------------
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

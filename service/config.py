@@ -50,6 +50,11 @@ class ServiceConfig:
     ``max_outstanding`` tasks per endpoint are dispatched and unfinished at once; inbound
     messages past ``max_message_bytes`` are refused.
 
+    Routing (tasks submitted to an endpoint group): an endpoint gone offline has its routed
+    tasks not yet sent re-routed at once, and those sent but unfinished after
+    ``failover_grace`` seconds more (None: ``heartbeat_threshold``); an endpoint failing
+    tasks with system errors again and again is left out of routing for ``drain_seconds``.
+
     Purging: a background thread deletes, every ``purge_interval`` seconds, the finished
     tasks whose results the client fetched (failed ones stay for a retry), and finished
     tasks older than ``result_ttl`` seconds (default 7 days) whether fetched or not; a task
@@ -92,6 +97,8 @@ class ServiceConfig:
     heartbeat_period: float = 2.0
     heartbeat_threshold: float = 10.0
     max_outstanding: int = 100_000
+    failover_grace: float | None = None
+    drain_seconds: float = 60.0
     max_message_bytes: int = 256 * 1024 * 1024
     sqlite_synchronous: str = "NORMAL"
     result_ttl: float = 7 * 24 * 3600.0
@@ -126,6 +133,10 @@ class ServiceConfig:
                               f"got {self.max_polls!r}")
         if not isinstance(self.rate_limit, (int, float)) or self.rate_limit < 0:
             raise ConfigError(f"rate_limit must be >= 0 (0: no limit), got {self.rate_limit!r}")
+        if self.failover_grace is not None and not (math.isfinite(self.failover_grace) and self.failover_grace >= 0):
+            raise ConfigError(f"failover_grace must be a non-negative number of seconds, got {self.failover_grace!r}")
+        if not (math.isfinite(self.drain_seconds) and self.drain_seconds >= 0):
+            raise ConfigError(f"drain_seconds must be a non-negative number of seconds, got {self.drain_seconds!r}")
         if self.heartbeat_threshold < 2 * self.heartbeat_period:
             raise ConfigError("heartbeat_threshold must be at least twice heartbeat_period")
         if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
@@ -177,6 +188,11 @@ class ServiceConfig:
 
     def replace(self, **changes: Any) -> ServiceConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def failover_grace_seconds(self) -> float:
+        """``failover_grace``, resolved (None: the heartbeat threshold)."""
+        return self.heartbeat_threshold if self.failover_grace is None else self.failover_grace
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:

@@ -14,6 +14,7 @@
         ├── NotFound              404  no such id *for this user* (others' ids look missing too)
         ├── MethodNotAllowed      405  the route exists, the method does not
         ├── Conflict              409  the name is taken (a group of the caller's)
+        │   ├── NoEligibleEndpoint 409 no member of an endpoint group meets the batch's routing constraints
         │   └── BatchConflict     409  a batch id sent again with other content
         ├── BatchGone             410  a batch sent again after its tasks were purged
         ├── PayloadTooLarge       413  a task's arguments, a function body, a batch or a request too big
@@ -92,6 +93,19 @@ class FunctionNotAllowed(Forbidden):
 class Conflict(ApiError):
     status = 409
     error_type = "conflict"
+
+
+class NoEligibleEndpoint(Conflict):
+    """No member of the endpoint group (that the caller reaches) meets the routing constraints."""
+
+    error_type = "no_eligible_endpoint"
+
+    def __init__(self, endpoint_group_id: str, requires: dict[str, object]) -> None:
+        super().__init__(f"no endpoint of group {endpoint_group_id!r} that you reach meets {requires!r}")
+        self.endpoint_group_id, self.requires = endpoint_group_id, requires
+
+    def details(self) -> dict[str, object]:
+        return {"endpoint_group_id": self.endpoint_group_id, "requires": self.requires}
 
 
 class BatchConflict(Conflict):

@@ -22,7 +22,10 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from collections.abc import Sequence
+
 from fabric.protocol import Task
+from service.routing import Placement, RoutingSpec
 
 
 class ResultSignal:
@@ -87,6 +90,14 @@ class Dispatcher(Protocol):
     def keys_rotated(self, endpoint_id: str) -> None:
         """The endpoint registered again with a new key pair: close a connection made with the old one."""
 
+    def route_added(self, route_id: str, count: int) -> None:
+        """``count`` tasks of an endpoint group wait under this route: place them (``service.router``)."""
+
+    def reserve_routed(self, route_id: str, spec: RoutingSpec, members: Sequence[str],
+                       count: int) -> list[Placement]:
+        """Where the first tasks of a new batch of the route go at once (room reserved); every
+        placement must be answered by a ``hand_over`` of its endpoint and count."""
+
 
 class NoDispatcher:
     """For an app without a forwarder in its process: tasks wait in the store."""
@@ -108,3 +119,10 @@ class NoDispatcher:
 
     def keys_rotated(self, endpoint_id: str) -> None:
         pass
+
+    def route_added(self, route_id: str, count: int) -> None:
+        pass
+
+    def reserve_routed(self, route_id: str, spec: RoutingSpec, members: Sequence[str],
+                       count: int) -> list[Placement]:
+        return []

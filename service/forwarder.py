@@ -24,8 +24,15 @@ Dispatch. While a session has nothing waiting in the store, a submit stores its 
 the loop takes them, oldest first, as room frees (``take_waiting``) until none are left;
 then submits dispatch again.
 
+Routing. A batch submitted to an endpoint group is placed at submit as far as its members
+have room (``reserve_routed``: the ``service.router.Router`` decides by the route's policy,
+from the members' live reports and the service's measurements; the tasks are stored
+``dispatched`` on their endpoints and handed over, like dispatch at submit); the rest wait
+in the store under their route, and each turn ``dispatch_routed`` places them as room frees,
+in the store's transaction that sends them (``take_routed``).
+
 The loop is a list of named steps: poll, ``receive_from_endpoints``, ``send_handed_over``,
-``dispatch_woken``, ``send_cancellations`` (``CancelTasks`` the app asked for when a task
+``dispatch_woken``, ``dispatch_routed``, ``send_cancellations`` (``CancelTasks`` the app asked for when a task
 group was cancelled; held in memory while the endpoint is offline, sent once it connects,
 after the re-sent tasks, and after tasks handed over meanwhile), ``tick`` (heartbeats,
 status requests, expiry, a sweep for waiting tasks, on a timer).
@@ -44,10 +51,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgpack
 import zmq
 
 from fabric import protocol
@@ -61,6 +67,10 @@ from service.endpoint_auth import ZAP_DOMAIN, CurrentKeys, EndpointAuthenticator
 from service.errors import ServiceError, StoreError
 from service.events import ResultSignal
 from service.keys import KeyPair
+from service.results import MAX_COUNT as _MAX_COUNT
+from service.results import error_text, is_count as _is_count
+from service.router import Router
+from service.routing import Placement, RoutingSpec
 from service.store import Store
 
 logger = logging.getLogger(__name__)
@@ -83,33 +93,6 @@ class Session:
     backlog: bool = True  # tasks may wait in the store: none go out at submit until it is drained
     sweep: bool = False  # look in the store once (tasks another service process added)
     added: int = 0  # bumped when tasks were stored to wait for the endpoint (guards clearing backlog)
-
-
-_MAX_COUNT = 2**62
-
-
-def _is_count(value: object) -> bool:
-    """A number an endpoint may report: a non-negative int SQLite can hold."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _MAX_COUNT
-
-
-def error_text(kind: int, payload: Any) -> str | None:
-    """A one-line description of a failed task from its error payload (msgpack, never pickle)."""
-    if kind == protocol.RESULT_OK:
-        return None
-    try:
-        data = msgpack.unpackb(payload, raw=False, max_bin_len=1, strict_map_key=False)
-    except Exception:  # noqa: BLE001 - any malformed payload just has no description
-        return "the task failed (unreadable error payload)"
-    if not isinstance(data, dict):
-        return "the task failed"
-    name = data.get("remote_type") or data.get("error")
-    name = name[:256] if isinstance(name, str) else "TaskError"
-    message = data.get("message") or data.get("fields") or ""
-    try:  # what the endpoint sent may be anything msgpack holds: 1,000 nested lists defeat repr
-        return f"{name}: {message}"[:4096]
-    except (RecursionError, ValueError):
-        return f"{name}: (an unreadable error message)"
 
 
 class Forwarder:
@@ -141,6 +124,7 @@ class Forwarder:
         self._reserved: dict[str, int] = {}  # endpoint id -> tasks reserved for dispatch at submit, not yet sent
         self._handed_over: dict[str, list[tuple[int, list[Task]]]] = {}  # endpoint id -> (reserved, tasks)
         self._cancels: dict[str, list[str]] = {}  # endpoint id -> task ids to cancel there
+        self._routes_added: dict[str, int] = {}  # route id -> tasks the app stored under it
         self.keys = CurrentKeys(store)
         self._rotated: set[str] = set()  # endpoints whose keys the app rotated
         self._lock = threading.Lock()
@@ -152,6 +136,8 @@ class Forwarder:
         self.tick_interval = min(1.0, config.heartbeat_period / 2)
         self.next_tick = 0.0
         store.disconnect_all()
+        self.router = Router(store, self._in_flight, failover_grace=config.failover_grace_seconds,
+                             drain_seconds=config.drain_seconds, now=time.monotonic())
 
     def _bind(self, keys: KeyPair) -> zmq.Socket[Any]:
         socket: zmq.Socket[Any] = self.context.socket(zmq.ROUTER)
@@ -179,6 +165,27 @@ class Forwarder:
     # -- what the app calls (any thread) ---------------------------------------------
     def is_online(self, endpoint_id: str) -> bool:
         return endpoint_id in self.sessions
+
+    def route_added(self, route_id: str, count: int) -> None:
+        with self._lock:
+            self._routes_added[route_id] = self._routes_added.get(route_id, 0) + count
+        self._wake()
+
+    def reserve_routed(self, route_id: str, spec: RoutingSpec, members: Sequence[str],
+                       count: int) -> list[Placement]:
+        """Where the first of ``count`` new tasks of a route go now (dispatch at submit), room
+        reserved for them like ``reserve``; each placement must be answered by a ``hand_over``."""
+        with self._lock:
+            if route_id in self._routes_added:
+                return []
+            placed = self.router.plan_now(route_id, spec, members, count, time.monotonic())
+            for placement in placed:
+                self._reserved[placement.endpoint_id] = self._reserved.get(placement.endpoint_id, 0) + placement.count
+        return placed
+
+    def _in_flight(self, endpoint_id: str) -> int | None:
+        session = self.sessions.get(endpoint_id)
+        return None if session is None else session.outstanding + self._reserved.get(endpoint_id, 0)
 
     def tasks_added(self, endpoint_id: str) -> None:
         if endpoint_id in self.sessions:
@@ -286,6 +293,7 @@ class Forwarder:
                 self.end_rotated_sessions()
                 self.send_handed_over()
                 self.dispatch_woken()
+                self.dispatch_routed()
                 self.send_cancellations()
                 now = time.monotonic()
                 if now >= self.next_tick:
@@ -367,6 +375,7 @@ class Forwarder:
                     return
                 self.store.record_status(session.endpoint_id, len(managers), min(sum(workers), _MAX_COUNT),
                                          queued_tasks, outstanding_tasks)
+                self.router.on_report(session.endpoint_id, message, time.monotonic())
             case Heartbeat():
                 pass
             case CommandReply(request_id, ok, text):
@@ -385,6 +394,7 @@ class Forwarder:
         results = [(task_id, kind, bytes(payload), error_text(kind, payload))
                    for task_id, kind, payload in batch.results()]
         outcome = self.store.commit_results(endpoint_id, results, now)  # committed before the ack
+        self.router.on_results(endpoint_id, results, outcome, time.monotonic())
         if outcome.committed:
             self.signal.ring()  # first: a client waits for these
         if outcome.ignored:
@@ -406,6 +416,7 @@ class Forwarder:
         session = Session(endpoint_id=endpoint_id, identity=identity, public_key=public_key, last_heard=now,
                           heard_at=wall)
         self.sessions[endpoint_id] = session
+        self.router.online(endpoint_id)
         # What the endpoint reports is bounded by the protocol and escaped here, for the log and the store.
         hostname, pid = (printable(registration.hostname, 255), registration.pid) if registration else (None, None)
         self.store.set_connection(endpoint_id, True, wall, hostname, pid)
@@ -443,6 +454,7 @@ class Forwarder:
     def close_session(self, session: Session, reason: str) -> None:
         if self.sessions.get(session.endpoint_id) is session:
             del self.sessions[session.endpoint_id]
+            self.router.offline(session.endpoint_id, time.monotonic())
         logger.info("endpoint %s offline: %s", session.endpoint_id, reason)
         self.store.set_connection(session.endpoint_id, False, session.heard_at)
 
@@ -507,6 +519,23 @@ class Forwarder:
                 session.backlog = True  # a full take (of a sweep, maybe): look again
         return sent
 
+    def dispatch_routed(self) -> None:
+        """Place waiting tasks of endpoint groups where their routes' policies say, as room allows."""
+        if self._routes_added:
+            with self._lock:
+                added, self._routes_added = self._routes_added, {}
+            for route_id, count in added.items():
+                self.router.route_added(route_id, count)
+        for route_id, placement in self.router.placements(MAX_TASKS_PER_TURN, time.monotonic()):
+            session = self.sessions.get(placement.endpoint_id)
+            if session is None:
+                continue
+            tasks = self.store.take_routed(route_id, placement.endpoint_id, placement.count, placement.reason,
+                                           time.time())
+            self.router.placed(route_id, placement.count, len(tasks))
+            if tasks:
+                self.send_tasks(session, tasks)
+
     def send_cancellations(self) -> None:
         """``CancelTasks`` to connected endpoints; those for an offline one wait until it connects."""
         if not self._cancels:
@@ -565,13 +594,16 @@ class Forwarder:
                 continue
             if now - session.last_status >= period:
                 session.last_status = now
-                self.send_to(session, StatusRequest(request_id=next(self._request_ids)))
+                request_id = next(self._request_ids)
+                self.router.status_sent(session.endpoint_id, request_id, now)
+                self.send_to(session, StatusRequest(request_id=request_id))
             elif now - session.last_sent >= period:
                 self.send_to(session, Heartbeat())
         try:
             self.store.record_heartbeats({s.endpoint_id: s.heard_at for s in self.sessions.values()})
         except StoreError as exc:
             logger.error("cannot record heartbeats: %s", exc)
+        self.router.tick(now)
         with self._lock:  # tasks added by another service process, or a wake-up that was missed
             for session in self.sessions.values():
                 session.sweep = True

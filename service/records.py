@@ -129,6 +129,8 @@ class TaskRecord:
     resource_spec: dict[str, Any] | None
     dispatch_count: int
     seq: int | None
+    route_id: str | None = None  # submitted to an endpoint group: the route that placed it
+    route_reason: str | None = None  # why it went where it did (or was moved)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class CommitOutcome:
     committed: list[str]
     ignored: int
     task_groups: set[str]
+    round_trip: float | None = None  # mean seconds from dispatch to this commit of the committed tasks
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -206,3 +209,54 @@ class NewTasks:
     priority: int = 0
     resource_spec: dict[str, Any] | None = None
     batch_id: str | None = None
+
+
+ROUTE_PREFIX = "route:"
+"""A task submitted to an endpoint group and not yet placed has endpoint id ``route:<route id>``
+(so it waits in the same index range as an endpoint's waiting tasks)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointGroupRecord:
+    """A named set of endpoints to submit to at once (the service picks one per task)."""
+
+    endpoint_group_id: str
+    owner: str
+    name: str
+    members: tuple[str, ...]
+    created: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteRecord:
+    """How one submitter's tasks to a group are placed: the policy (``routing.RoutingSpec``
+    as a dict) and the members they may go to (reachable by the submitter)."""
+
+    route_id: str
+    owner: str
+    endpoint_group_id: str
+    spec: dict[str, Any]
+    members: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoutedBatch:
+    """A group's batch as stored: ``sent`` (endpoint id -> tasks placed there at submit,
+    stored ``dispatched``) and how many more wait under the route (``waiting``)."""
+
+    task_group_id: str
+    task_ids: list[str]
+    route_id: str
+    sent: dict[str, list[Any]]
+    waiting: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointReport:
+    """An endpoint's last hardware report (``managers``, ``labels``, live load) and the
+    service's measurements of it (``round_trip``, ``tasks_per_s``, ``failure_rate``, ``rtt``)."""
+
+    endpoint_id: str
+    report: dict[str, Any]
+    measured: dict[str, Any]
+    updated: float

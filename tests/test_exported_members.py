@@ -23,7 +23,7 @@ EXPORTED = [
     "FunctionNotAllowed",
     "InvalidRequest",
     "ManagerLost",
-    "NotFound",
+    "NoEligibleEndpoint", "NotFound",
     "PayloadTooLarge",
     "ProtocolError",
     "RateLimited",

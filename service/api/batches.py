@@ -3,6 +3,11 @@
 A batch body is a msgpack map::
 
     {"endpoint_id": str, "function_id": str,      # or "function_ids": [str, ...], one per task
+     "endpoint_group": str,                        # instead of endpoint_id: the service picks a member
+     "routing": {"policy": str, "requires": {...}, # with endpoint_group (see service.routing)
+                 "weights": {...}, "near": str},
+     "python_version": str,                        # optional: the client's, compared with the workers'
+
      "args": [bytes, ...],                         # each task's serialized arguments
      "task_group_id": str,                         # optional: add to this group (a UUID)
      "batch_id": str,                              # optional: a UUID naming this request, so a
@@ -20,9 +25,19 @@ their groups, or public; 404 otherwise), and the endpoint's allow-list, if it ha
 name every function (403 ``function_not_allowed``); nothing of a refused batch is stored.
 The tasks belong to the caller, whoever owns the endpoint.
 
+Routing. With ``endpoint_group`` the service places each task (per chunk) on a member at
+dispatch time (at submit for as many as the members have room for; the rest wait in the
+store and the forwarder places them as room frees), by ``routing.policy`` (``least-loaded``,
+the default, ``fastest``, ``cheapest``, ``closest``) or ``routing.weights``, among the
+members that meet ``routing.requires`` and that the caller reaches (and whose allow-list
+names every function). A group the caller cannot see is 404; a bad policy, constraint or
+weight is 400 with the ``field``; when no member meets the constraints (by their last
+reports) the batch is refused with 409 ``no_eligible_endpoint`` and nothing is stored.
+
 The body may be compressed (``Content-Encoding: gzip`` or ``deflate``; see
 ``service.api.common``). The reply (201) is JSON: ``{"task_group_id": str, "task_ids":
-[str, ...]}``, sent only once every task is in the store.
+[str, ...]}``, sent only once every task is in the store, with ``"warnings": [str]`` when
+the workers run another Python than ``python_version``.
 
 ``GET /v1/tasks/<id>`` is one task's record. A finished task is deleted once its client
 fetched its result through its group's results stream (or ``result_ttl`` after it
@@ -35,8 +50,12 @@ from typing import Any
 
 from flask import Blueprint
 
+from service import routing
+from service.api import endpoint_groups
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
-from service.errors import FunctionNotAllowed, InvalidField, NotFound, PayloadTooLarge
+from service.errors import FunctionNotAllowed, InvalidField, NoEligibleEndpoint, NotFound, PayloadTooLarge
+from service.records import ROUTE_PREFIX
+from service.store.routes import route_id_of
 from service.openapi import operation
 from service.store import RECEIVED, WAITING, NewTasks
 
@@ -92,8 +111,12 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
     group = field(data, "task_group_id", str, required=False)
     batch_id = field(data, "batch_id", str, required=False)
     spec, walltime, priority = _resource_spec(data)
-    return NewTasks(endpoint_id=field(data, "endpoint_id", str), function_ids=_function_ids(data, len(args)),
-                    payloads=args, task_group_id=uuid_text(group, "task_group_id") if group else None,
+    routed = data.get("endpoint_group") is not None
+    if routed == (data.get("endpoint_id") is not None):
+        raise InvalidField("endpoint_id", "or endpoint_group must be given, not both nor neither")
+    return NewTasks(endpoint_id="" if routed else field(data, "endpoint_id", str),
+                    function_ids=_function_ids(data, len(args)), payloads=args,
+                    task_group_id=uuid_text(group, "task_group_id") if group else None,
                     retries=retries, walltime=walltime, priority=priority, resource_spec=spec,
                     batch_id=uuid_text(batch_id, "batch_id") if batch_id else None)
 
@@ -104,7 +127,11 @@ def _parse_batch(data: dict[str, Any]) -> NewTasks:
 def submit_batch() -> tuple[dict[str, Any], int]:
     parts = services()
     owner = current_user().user_id
-    tasks = _parse_batch(msgpack_body(parts.config.max_request_bytes))
+    data = msgpack_body(parts.config.max_request_bytes)
+    tasks = _parse_batch(data)
+    python = field(data, "python_version", str, required=False)
+    if not tasks.endpoint_id:
+        return _submit_routed(owner, data, tasks, python)
     reached = parts.store.endpoint_access(owner, tasks.endpoint_id)
     if reached is None:
         raise NotFound(f"no endpoint {tasks.endpoint_id!r}")
@@ -130,7 +157,62 @@ def submit_batch() -> tuple[dict[str, Any], int]:
     if added is None:
         raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
     group_id, task_ids = added
-    return {"task_group_id": group_id, "task_ids": task_ids}, 201
+    return _reply(group_id, task_ids, python, [tasks.endpoint_id]), 201
+
+
+def _reply(group_id: str, task_ids: list[str], python: str | None, endpoint_ids: list[str]) -> dict[str, Any]:
+    reply: dict[str, Any] = {"task_group_id": group_id, "task_ids": task_ids}
+    if python is not None:  # sent with a client's first batch only: no cost on the others
+        reports = services().store.endpoint_reports(endpoint_ids)
+        warnings = [f"endpoint {e}: {w}" for e in endpoint_ids
+                    if (w := routing.python_mismatch(python, routing.Hardware.from_report(
+                        reports[e].report if e in reports else None)))]
+        if warnings:
+            reply["warnings"] = warnings
+    return reply
+
+
+def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
+                   python: str | None) -> tuple[dict[str, Any], int]:
+    """A batch for an endpoint group: stored under a route over the eligible members."""
+    parts = services()
+    group_id = field(data, "endpoint_group", str)
+    try:
+        spec = routing.RoutingSpec.parse(data.get("routing"))
+    except routing.RoutingError as exc:
+        raise InvalidField(exc.field, exc.message) from None
+    group, _ = endpoint_groups.visible(group_id)
+    if not group.members:
+        raise InvalidField("endpoint_group", "the group has no endpoints")
+    function_ids = set(tasks.function_ids)
+    for function_id in function_ids:
+        if parts.store.function_access(owner, function_id) is None:
+            raise NotFound(f"no function {function_id!r}")
+    members = []
+    for endpoint_id in group.members:
+        reached = parts.store.endpoint_access(owner, endpoint_id)
+        allowed = reached[0].allowed_functions if reached else None
+        if reached is not None and (allowed is None or function_ids <= set(allowed)):
+            members.append(endpoint_id)
+    reports = parts.store.endpoint_reports(members)
+    eligible = [e for e in members if routing.meets(spec.requires, routing.Hardware.from_report(
+        reports[e].report if e in reports else None))]
+    if not eligible:
+        raise NoEligibleEndpoint(group.endpoint_group_id, dict(spec.requires))
+    route_id = route_id_of(owner, group.endpoint_group_id, spec.to_dict(), eligible)
+    placed = parts.dispatcher.reserve_routed(route_id, spec, eligible, len(tasks.payloads))  # dispatch at submit
+    added = None
+    try:
+        added = parts.store.add_routed(owner, tasks, group.endpoint_group_id, spec.to_dict(), eligible, placed)
+    finally:
+        for placement in placed:
+            parts.dispatcher.hand_over(placement.endpoint_id, placement.count,
+                                       added.sent.get(placement.endpoint_id, []) if added else [])
+    if added is None:
+        raise NotFound(f"no task group {tasks.task_group_id!r}, or batch_id {tasks.batch_id!r} is taken")
+    if added.waiting:
+        parts.dispatcher.route_added(added.route_id, added.waiting)
+    return _reply(added.task_group_id, added.task_ids, python, eligible), 201
 
 
 @blueprint.get("/tasks/<task_id>")
@@ -139,8 +221,10 @@ def get_task(task_id: str) -> dict[str, Any]:
     record = services().store.get_task(current_user().user_id, task_id)
     if record is None:
         raise NotFound(f"no task {task_id!r}")
+    placed = not record.endpoint_id.startswith(ROUTE_PREFIX)
     return {"task_id": record.task_id, "state": record.state, "function_id": record.function_id,
-            "endpoint_id": record.endpoint_id, "task_group_id": record.task_group_id, "created": record.created,
+            "endpoint_id": record.endpoint_id if placed else None, "route_id": record.route_id,
+            "route_reason": record.route_reason, "task_group_id": record.task_group_id, "created": record.created,
             "dispatched": record.dispatched, "started": record.started, "completed": record.completed,
             "retries": record.retries, "resource_spec": record.resource_spec, "result_kind": record.result_kind,
             "result": b64encode(record.result), "error": record.error}

@@ -124,7 +124,16 @@ def endpoint_status(endpoint_id: str) -> dict[str, Any]:
             "managers": record.managers,
             "workers": record.workers, "outstanding_tasks": counts.get(DISPATCHED, 0) + counts.get(RUNNING, 0),
             "waiting_tasks": counts.get(RECEIVED, 0) + counts.get(WAITING, 0),
-            "interchange_queued_tasks": record.interchange_queued}
+            "interchange_queued_tasks": record.interchange_queued, **_report(record.endpoint_id)}
+
+
+def _report(endpoint_id: str) -> dict[str, Any]:
+    """The endpoint's last hardware report (per manager: workers, cores, memory, accelerators,
+    Python) with its labels and live load, and the service's measurements of it."""
+    found = services().store.endpoint_reports([endpoint_id]).get(endpoint_id)
+    if found is None:
+        return {"report": None, "measured": None}
+    return {"report": {**found.report, "updated": found.updated}, "measured": found.measured}
 
 
 @blueprint.get("/endpoints/<endpoint_id>/sharing")

@@ -4,7 +4,9 @@ and operations on the whole group (cancel, retry).
 ``GET /v1/task_groups/<id>`` answers JSON ``{"task_group_id", "tasks", "success", "failed",
 "pending", "waiting", "running", "cancelled"}``: ``tasks`` = ``success`` + ``failed`` +
 ``pending``; ``pending`` = ``waiting`` (received or waiting-for-endpoint) + ``running``
-(dispatched or running); ``cancelled`` counts the ``failed`` tasks that were cancelled.
+(dispatched or running); ``cancelled`` counts the ``failed`` tasks that were cancelled;
+``endpoints`` (endpoint id -> count; only once some were placed) where the group's tasks
+submitted to an endpoint group were placed (a task moved by failover counts where it went last).
 
 ``GET /v1/task_groups/<id>/tasks?after=<cursor>&limit=<n>`` lists the group's task ids in
 submission order (msgpack ``{"task_group_id", "task_ids", "cursor"}``), so a client that
@@ -75,9 +77,13 @@ def task_group(task_group_id: str) -> dict[str, Any]:
     counts = services().store.group_counts(task_group_id)
     if counts is None:
         raise NotFound(f"no task group {task_group_id!r}")
-    return {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
-            "failed": counts.failed, "pending": counts.pending, "waiting": counts.waiting,
-            "running": counts.running, "cancelled": counts.cancelled}
+    reply = {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
+             "failed": counts.failed, "pending": counts.pending, "waiting": counts.waiting,
+             "running": counts.running, "cancelled": counts.cancelled}
+    placements = services().store.placements(task_group_id)
+    if placements:
+        reply["endpoints"] = placements
+    return reply
 
 
 @blueprint.post("/task_groups/<task_group_id>/cancel")

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fabric.protocol import Task
-from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts,
-                             GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome, Sharing, TaskRecord,
-                             TokenRecord, Unset, User, UserRecord)
+from service.records import (UNSET, CancelOutcome, CommitOutcome, EndpointGroupRecord, EndpointRecord, EndpointReport,
+                             FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome, ResultPage, RetryOutcome,
+                             RoutedBatch, RouteRecord, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
+from service.routing import Placement
 
 
 class Store(abc.ABC):
@@ -211,6 +212,64 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def unfinished_counts(self, endpoint_id: str) -> dict[str, int]:
         """How many of the endpoint's tasks are in each unfinished state (none: left out)."""
+
+    # -- routing (``service.store.routes``) -----------------------------------------------
+    @abc.abstractmethod
+    def record_report(self, endpoint_id: str, report: dict[str, Any], measured: dict[str, Any], now: float) -> None:
+        """The endpoint's last hardware and load report, and the service's measurements of it."""
+
+    @abc.abstractmethod
+    def endpoint_reports(self, endpoint_ids: Iterable[str]) -> dict[str, EndpointReport]:
+        """The last reports of these endpoints (those never reported left out)."""
+
+    @abc.abstractmethod
+    def create_endpoint_group(self, owner: str, name: str, members: Sequence[str]) -> EndpointGroupRecord | None:
+        """A new endpoint group; None if the owner has one of that name."""
+
+    @abc.abstractmethod
+    def endpoint_group_access(self, user_id: str, group_id: str) -> tuple[EndpointGroupRecord, str] | None:
+        """The endpoint group and how the user reaches it (owner, shared, public); None if they cannot."""
+
+    @abc.abstractmethod
+    def visible_endpoint_groups(self, user_id: str) -> list[tuple[EndpointGroupRecord, str]]:
+        """Endpoint groups the user owns or that were shared with them or their groups."""
+
+    @abc.abstractmethod
+    def delete_endpoint_group(self, owner: str, group_id: str) -> bool:
+        """Delete the owner's endpoint group and its sharing (tasks already routed keep their route)."""
+
+    @abc.abstractmethod
+    def add_routed(self, owner: str, tasks: NewTasks, endpoint_group_id: str, spec: dict[str, Any],
+                   members: Sequence[str], placed: Sequence[Placement] = ()) -> RoutedBatch | None:
+        """Store a batch for a group: the first tasks ``placed`` on endpoints at once
+        (``dispatched``, with the reasons), the rest waiting under a route (policy ``spec``
+        over ``members``) until placed; None as ``add_tasks``. A batch id seen before adds
+        nothing (``sent`` empty, ``waiting`` 0)."""
+
+    @abc.abstractmethod
+    def get_route(self, route_id: str) -> RouteRecord | None: ...
+
+    @abc.abstractmethod
+    def waiting_routes(self) -> dict[str, int]:
+        """Routes with tasks waiting to be placed, and how many."""
+
+    @abc.abstractmethod
+    def take_routed(self, route_id: str, endpoint_id: str, limit: int, reason: str, now: float) -> list[Task]:
+        """Place up to ``limit`` waiting tasks of the route on the endpoint, now ``dispatched``, with the reason."""
+
+    @abc.abstractmethod
+    def reroute(self, endpoint_id: str, dispatched: bool, reason: str) -> dict[str, int]:
+        """The endpoint's routed tasks not yet sent (and, if ``dispatched``, those sent and
+        unfinished) wait under their routes again; a late result from it is then ignored.
+        Returns the routes concerned, and how many tasks of each."""
+
+    @abc.abstractmethod
+    def routed_endpoints(self) -> set[str]:
+        """Endpoints holding routed unfinished tasks."""
+
+    @abc.abstractmethod
+    def placements(self, task_group_id: str) -> dict[str, int]:
+        """How many of the group's routed tasks were placed on each endpoint (moves deducted)."""
 
     # -- whole task groups ---------------------------------------------------------------
     @abc.abstractmethod

@@ -128,5 +128,6 @@ def _delete_empty_groups(write: Write, cutoff: float) -> tuple[int, bool]:
                             "ORDER BY updated LIMIT ?", (cutoff, GROUPS_PER_TRANSACTION)).fetchall()
         db.executemany(batches.FORGET_GROUPS, groups)
         db.executemany("DELETE FROM batches WHERE task_group_id = ?", groups)
+        db.executemany("DELETE FROM placements WHERE task_group_id = ?", groups)
         db.executemany("DELETE FROM task_groups WHERE id = ?", groups)
     return len(groups), len(groups) == GROUPS_PER_TRANSACTION

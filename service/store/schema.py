@@ -32,7 +32,9 @@ from service.store import batches
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+ROUTING_VERSION = 5
+"""The version that added routing (``_migrate_routing``), on top of version 4 (no stored secret keys, named tokens)."""
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
 
 _TABLES = """
@@ -74,10 +76,21 @@ CREATE TABLE IF NOT EXISTS tasks (
     task_group_id TEXT NOT NULL, state TEXT NOT NULL, args BLOB, result_kind INTEGER, result BLOB,
     error TEXT, created REAL NOT NULL, dispatched REAL, started REAL, completed REAL,
     retries INTEGER NOT NULL DEFAULT 0, walltime REAL, priority INTEGER NOT NULL DEFAULT 0,
-    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER);
+    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER, route_id TEXT, route_reason TEXT);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
     task_count INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS endpoint_groups (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, members TEXT NOT NULL, created REAL NOT NULL,
+    UNIQUE (owner, name));
+CREATE TABLE IF NOT EXISTS endpoint_reports (
+    endpoint_id TEXT PRIMARY KEY, report TEXT NOT NULL, measured TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS routes (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, endpoint_group_id TEXT NOT NULL, spec TEXT NOT NULL,
+    members TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS placements (
+    task_group_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (task_group_id, endpoint_id)) WITHOUT ROWID;
 """ + batches.TABLE + ";"
 
 _INDEXES = """
@@ -144,6 +157,13 @@ UPDATE tokens SET name = id
 # secret key stays in the files.
 
 
+def _migrate_routing(db: sqlite3.Connection) -> None:
+    """Routing (issue 14): endpoint groups, endpoint reports, routes and placements (created
+    by ``_TABLES``), and each task's route and the reason it went where it did."""
+    db.execute("ALTER TABLE tasks ADD COLUMN route_id TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN route_reason TEXT")
+
+
 def _statements(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
@@ -167,6 +187,9 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> int:
         for statement in _statements(_MIGRATE_3_TO_4):
             db.execute(statement)
         version = 4
+    if version == ROUTING_VERSION - 1:
+        _migrate_routing(db)
+        version = ROUTING_VERSION
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")

@@ -22,8 +22,11 @@ from service.errors import StoreError
 from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
                              EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
+from service.routing import Placement
 from service.store import access, batches
 from service.store import purge as purging
+from service.store import routes
+from service.store.routing_methods import RoutingMethods
 from service.store import task_groups, users
 from service.store.base import Store
 from service.store.schema import IN_UNFINISHED as _IN_UNFINISHED
@@ -42,7 +45,7 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
-                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq")
+                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, route_id, route_reason")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, created, connected, last_heartbeat, hostname, pid, managers, "
                      "workers, interchange_queued, interchange_outstanding, allowed_functions")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
@@ -78,12 +81,12 @@ _UUID7_HEAD = (7 << 76) | (2 << 62)  # version 7, RFC 4122 variant
 @functools.lru_cache(maxsize=len(ROWS_PER_STATEMENT))
 def _insert_tasks(count: int) -> str:
     """An INSERT of ``count`` tasks (one of ``ROWS_PER_STATEMENT``): the columns they share
-    bound once (``?1`` to ``?11``), then rowid, id, function id and arguments of each (a
+    bound once (``?1`` to ``?13``), then rowid, id, function id and arguments of each (a
     multi-row statement costs 40% less than a statement per row)."""
     rows = ",".join(["(?,?,?,?)"] * count)
     return ("INSERT INTO tasks (rowid, id, function_id, args, owner, endpoint_id, task_group_id, state, created, "
-            "retries, walltime, priority, resource_spec, dispatched, dispatch_count) "
-            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 "
+            "retries, walltime, priority, resource_spec, dispatched, dispatch_count, route_id, route_reason) "
+            "SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
             f"FROM (VALUES {rows})")
 
 
@@ -103,7 +106,7 @@ def new_task_ids(count: int) -> list[str]:
     return [f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:]}" for t in texts]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(RoutingMethods, Store):
     """The store in one SQLite file (WAL mode); one connection per thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
@@ -409,17 +412,25 @@ class SQLiteStore(Store):
         return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
-    def _insert(self, owner: str, tasks: NewTasks, state: str) -> tuple[str, list[str], bool] | None:
-        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's."""
+    def _insert(self, owner: str, tasks: NewTasks, state: str, route_id: str | None = None,
+                placed: Sequence[Placement] = ()) -> tuple[str, list[str], bool] | None:
+        """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's.
+        ``placed``: the first tasks go, in these numbers, to these endpoints, ``dispatched``
+        (a group's batch placed at submit); the rest are ``state`` on ``tasks.endpoint_id``."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
         spec = json.dumps(tasks.resource_spec) if tasks.resource_spec is not None else None
         now = time.time()
-        sent = count if state == DISPATCHED else 0
+        segments: list[tuple[int, int, str, str, str | None]] = []
+        start = 0
+        for placement in placed:
+            segments.append((start, start + placement.count, placement.endpoint_id, DISPATCHED, placement.reason))
+            start += placement.count
+        if start < count:
+            segments.append((start, count, tasks.endpoint_id, state, None))
+        sent = sum(end - begin for begin, end, _, seg_state, _ in segments if seg_state == DISPATCHED)
         digest = batches.content_digest(tasks) if tasks.batch_id is not None else b""
-        shared = (owner, tasks.endpoint_id, group_id, state, now, tasks.retries, tasks.walltime, tasks.priority, spec,
-                  now if sent else None, 1 if sent else 0)
         with self._write() as db:
             if tasks.batch_id is not None:
                 seen = batches.find(db, tasks.batch_id)
@@ -433,10 +444,17 @@ class SQLiteStore(Store):
             db.execute("UPDATE task_groups SET task_count = task_count + ?, sent_count = sent_count + ?, updated = ? "
                        "WHERE id = ?", (count, sent, now, group_id))
             first = next_task_rowids(db, count)
-            for start, end in row_chunks(count):
-                db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
-                    range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
-                    tasks.payloads[start:end]))))
+            for begin, finish, endpoint_id, seg_state, reason in segments:
+                dispatched = seg_state == DISPATCHED
+                shared = (owner, endpoint_id, group_id, seg_state, now, tasks.retries, tasks.walltime, tasks.priority,
+                          spec, now if dispatched else None, 1 if dispatched else 0, route_id, reason)
+                for start, end in row_chunks(finish - begin):
+                    start, end = start + begin, end + begin
+                    db.execute(_insert_tasks(end - start), shared + tuple(itertools.chain.from_iterable(zip(
+                        range(first + start, first + end), task_ids[start:end], tasks.function_ids[start:end],
+                        tasks.payloads[start:end]))))
+            if placed:
+                routes.count_placed(db, group_id, {p.endpoint_id: p.count for p in placed})
             if tasks.batch_id is not None:
                 batches.remember(db, tasks.batch_id, owner, group_id, first, count, now, digest)
         return group_id, task_ids, True
@@ -498,24 +516,26 @@ class SQLiteStore(Store):
         results = list(results)
         by_id = {r[0]: r for r in results if isinstance(r[0], str)}
         ids = list(by_id)
-        found: list[tuple[int, str, str, str]] = []
+        found: list[tuple[int, str, str, str, float | None]] = []
         with self._write() as db:
             for chunk in _chunks(ids):
                 found += db.execute(
-                    f"SELECT rowid, id, task_group_id, state FROM tasks WHERE id IN ({_marks(len(chunk))}) "
+                    f"SELECT rowid, id, task_group_id, state, dispatched FROM tasks WHERE id IN ({_marks(len(chunk))}) "
                     f"AND +endpoint_id = ? AND +{_IN_UNFINISHED}", (*chunk, endpoint_id)).fetchall()
                 # the unary + keep SQLite on the id index: by (endpoint, state) it walked every
                 # unfinished task of the endpoint for each chunk (81 us a result at 100k unfinished)
             found.sort()
             per_group: dict[str, list[tuple[int, task_groups.Result]]] = defaultdict(list)
             unsent: Counter[str] = Counter()
-            for rowid, task_id, group_id, state in found:
+            for rowid, task_id, group_id, state, _ in found:
                 per_group[group_id].append((rowid, by_id[task_id]))
                 if state in _UNSENT:  # a stale result (of a run before a retry): it still counts
                     unsent[group_id] += 1
             for group_id, finished in per_group.items():
                 task_groups.finish(db, group_id, finished, unsent[group_id], now)
-        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group))
+        sent = [now - f[4] for f in found if f[4] is not None]
+        return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group),
+                             sum(sent) / len(sent) if sent else None)
 
     def task_group_owner(self, task_group_id: str) -> str | None:
         with self._read() as db:

@@ -237,7 +237,7 @@ def test_fabric_bench_lists_every_command(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         fabric_cli.main(["bench", "--help"])
     shown = capsys.readouterr().out
-    for command in ("endpoint", "service", "peers", "scale", "micro", "all", "plot"):
+    for command in ("endpoint", "service", "peers", "scale", "micro", "routing", "all", "plot"):
         assert command in shown
     assert fabric_cli.main(["bench"]) == 2
 
@@ -246,6 +246,7 @@ def test_fabric_bench_lists_every_command(capsys: pytest.CaptureFixture[str]) ->
     (["bench", "peers", "--systems", "slurm"], "invalid choice"),
     (["bench", "endpoint", "--workers", "1,x"], "--workers: expected an integer"),
     (["bench", "scale", "--managers", "0"], "must be at least 1"),
+    (["bench", "routing", "--modes", "random"], "invalid choice"),
 ])
 def test_bad_bench_arguments_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:

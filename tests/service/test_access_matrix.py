@@ -40,6 +40,12 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/endpoints/{endpoint_id}/sharing"): (200, 403, 404),
     ("put", "/v1/endpoints/{endpoint_id}/sharing"): (200, 403, 404),
     ("put", "/v1/endpoints/{endpoint_id}/allowed_functions"): (200, 403, 404),
+    ("post", "/v1/endpoint_groups"): (201, 201, 404),  # bob groups alice's endpoint shared with him
+    ("get", "/v1/endpoint_groups"): (200, 200, 200),
+    ("get", "/v1/endpoint_groups/{endpoint_group_id}"): (200, 200, 404),
+    ("delete", "/v1/endpoint_groups/{endpoint_group_id}"): (204, 403, 404),
+    ("get", "/v1/endpoint_groups/{endpoint_group_id}/sharing"): (200, 403, 404),
+    ("put", "/v1/endpoint_groups/{endpoint_group_id}/sharing"): (200, 403, 404),
     ("post", "/v1/groups"): (201, 201, 201),
     ("get", "/v1/groups"): (200, 200, 200),
     ("get", "/v1/groups/{group_id}"): (200, 200, 404),
@@ -79,6 +85,11 @@ class World:
         ok(alice.post(f"/v1/groups/{self.group_id}/members", json_body={"users": [names["shared"]]}))
         ok(alice.call("PUT", f"/v1/endpoints/{self.endpoint_id}/sharing", json_body={"groups": [self.group_id]}))
         ok(alice.call("PUT", f"/v1/functions/{self.function_id}/sharing", json_body={"users": [names["shared"]]}))
+        made = alice.post("/v1/endpoint_groups", json_body={"name": f"fleet-{tag}", "endpoint_ids": [self.endpoint_id]})
+        assert made.status == 201, made
+        self.endpoint_group_id = made.json()["endpoint_group_id"]
+        ok(alice.call("PUT", f"/v1/endpoint_groups/{self.endpoint_group_id}/sharing",
+                      json_body={"groups": [self.group_id]}))
         submitted = alice.submit(self.batch())
         assert submitted.status == 201, submitted
         self.task_group_id = submitted.json()["task_group_id"]
@@ -93,7 +104,7 @@ class World:
             token_id = self.service.add_user(self.names["owner"]).partition(".")[0]
         return template.format(function_id=self.function_id, endpoint_id=self.endpoint_id, group_id=self.group_id,
                                task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"],
-                               token_id=token_id)
+                               token_id=token_id, endpoint_group_id=self.endpoint_group_id)
 
     def body(self, method: str, template: str) -> dict[str, Any]:
         """The request's body, if it has one (a valid one: the matrix is about who, not what)."""
@@ -105,6 +116,8 @@ class World:
             "/v1/functions": {"body": base64.b64encode(self.function_body).decode(), "name": "again"},
             "/v1/endpoints": {"name": self.endpoint_name},
             "/v1/groups": {"name": f"another-{uuid.uuid4().hex[:6]}"},
+            "/v1/endpoint_groups": {"name": f"another-{uuid.uuid4().hex[:6]}", "endpoint_ids": [self.endpoint_id]},
+            "/v1/endpoint_groups/{endpoint_group_id}/sharing": {"public": True},
             "/v1/functions/{function_id}/sharing": {"public": True},
             "/v1/endpoints/{endpoint_id}/sharing": {"public": True},
             "/v1/endpoints/{endpoint_id}/allowed_functions": {"allowed_functions": [self.function_id]},

@@ -75,6 +75,8 @@ class World:
     pulses: int = 0
     batch_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))  # fixed: replays are exact
     unknown_group: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    endpoint_group: str = ""  # the fuzzer's endpoint group (of endpoint_id), and the keeper's
+    kept_endpoint_group: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +99,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             assert reply.status == 201, reply
             groups.append(reply.json()["task_group_id"])
         kept_user_group = keeper.post("/v1/groups", json_body={"name": "kept"}).json()["group_id"]
+        kept_endpoint_group = keeper.post("/v1/endpoint_groups", json_body={
+            "name": "kept", "endpoint_ids": [keeper_endpoint]}).json()["endpoint_group_id"]
+        endpoint_group = api.post("/v1/endpoint_groups", json_body={
+            "name": "fuzzers", "endpoint_ids": [endpoint_id]}).json()["endpoint_group_id"]
         yield World(service, api, endpoint_id, function_id, groups[0], groups[1], keeper, kept.json()["task_group_id"],
                     spare_endpoint=api.register_endpoint("spare")["endpoint_id"],
                     user_group=api.post("/v1/groups", json_body={"name": "fuzzers"}).json()["group_id"],
-                    kept_endpoint=keeper_endpoint, kept_user_group=kept_user_group, pulses=1)
+                    kept_endpoint=keeper_endpoint, kept_user_group=kept_user_group, pulses=1,
+                    endpoint_group=endpoint_group, kept_endpoint_group=kept_endpoint_group)
         assert group_counts(keeper, kept.json()["task_group_id"]) == (KEPT_TASKS, KEPT_TASKS)
         private = {"public": False, "users": [], "groups": []}
         assert keeper.get(f"/v1/endpoints/{keeper_endpoint}/sharing").json() == private
         assert keeper.get(f"/v1/endpoints/{keeper_endpoint}").json()["allowed_functions"] is None
         assert keeper.get(f"/v1/functions/{keeper.register_function(BODY)}/sharing").json() == private
         assert keeper.get(f"/v1/groups/{kept_user_group}").json()["members"] == ["keeper"]
+        assert keeper.get(f"/v1/endpoint_groups/{kept_endpoint_group}").json()["endpoint_ids"] == [keeper_endpoint]
+        assert keeper.get(f"/v1/endpoint_groups/{kept_endpoint_group}/sharing").json() == private
     finally:
         log = service.read_log()
         assert service.stop() == 0
@@ -142,6 +151,9 @@ def templates(world: World) -> dict[str, dict[str, Any]]:
         "/v1/functions/{function}/sharing": {"public": False, "users": ["keeper"], "groups": [world.user_group]},
         "/v1/groups": {"name": "team"},
         "/v1/groups/{user_group}/members": {"users": ["keeper"]},
+        "/v1/endpoint_groups": {"name": "fleet", "endpoint_ids": [world.endpoint_id]},
+        "/v1/endpoint_groups/{endpoint_group}/sharing": {"public": False, "users": ["keeper"],
+                                                         "groups": [world.user_group]},
         "/v1/results": {"groups": {world.own_group: 0, world.kept_group: 0}, "wait": 0.01, "limit": 10,
                         "watcher": "fuzzer"},
     }
@@ -151,7 +163,8 @@ ROUTES = [("POST", "/v1/batches"), ("POST", "/v1/functions"), ("POST", "/v1/endp
           ("POST", "/v1/task_groups/{group}/cancel"), ("POST", "/v1/task_groups/{group}/retry"),
           ("PUT", "/v1/endpoints/{endpoint}/sharing"), ("PUT", "/v1/endpoints/{endpoint}/allowed_functions"),
           ("PUT", "/v1/functions/{function}/sharing"), ("POST", "/v1/groups"),
-          ("POST", "/v1/groups/{user_group}/members"), ("POST", "/v1/results")]
+          ("POST", "/v1/groups/{user_group}/members"), ("POST", "/v1/endpoint_groups"),
+          ("PUT", "/v1/endpoint_groups/{endpoint_group}/sharing"), ("POST", "/v1/results")]
 
 
 def ids(world: World) -> dict[str, list[str]]:
@@ -160,7 +173,8 @@ def ids(world: World) -> dict[str, list[str]]:
     return {"group": [world.own_group, world.kept_group, world.unknown_group],
             "endpoint": [world.spare_endpoint, world.kept_endpoint, unknown],
             "function": [world.function_id, "0" * 64, unknown],  # the keeper holds the same id: its own record
-            "user_group": [world.user_group, world.kept_user_group, unknown]}
+            "user_group": [world.user_group, world.kept_user_group, unknown],
+            "endpoint_group": [world.endpoint_group, world.kept_endpoint_group, unknown]}
 
 
 @st.composite
@@ -280,7 +294,7 @@ def test_the_fuzzed_routes_are_every_route_with_a_body(world: World) -> None:
     with_body = {(method.upper(), path) for path, operations in spec["paths"].items()
                  for method in operations if method in ("post", "put")}
     placeholders = {"{task_group_id}": "{group}", "{endpoint_id}": "{endpoint}", "{function_id}": "{function}",
-                    "{group_id}": "{user_group}"}
+                    "{group_id}": "{user_group}", "{endpoint_group_id}": "{endpoint_group}"}
     for name, short in placeholders.items():
         with_body = {(method, path.replace(name, short)) for method, path in with_body}
     assert with_body == set(ROUTES)

@@ -20,7 +20,7 @@ from service.store import (DISPATCHED, FAILED, RECEIVED, RUNNING, SUCCESS, WAITI
                            SQLiteStore)
 from service.store import purge as purging
 from service.store import task_groups
-from service.store.schema import CANCELLED, IN_UNFINISHED
+from service.store.schema import CANCELLED, IN_UNFINISHED, ROUTING_VERSION, SCHEMA_VERSION
 
 TTL = 1000.0
 
@@ -245,8 +245,21 @@ def test_counters_agree_with_rows_whatever_happens(store: SQLiteStore) -> None:
         check_counters(store, group)
 
 
+def _drop_routing(path: Path) -> None:
+    """Make a store of the version before routing: its tables and the tasks' route columns, gone."""
+    db = sqlite3.connect(path)
+    for table in ("endpoint_groups", "endpoint_reports", "routes", "placements"):
+        db.execute(f"DROP TABLE {table}")
+    for column in ("route_id", "route_reason"):
+        db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(ROUTING_VERSION - 1),))
+    db.commit()
+    db.close()
+
+
 def _drop_version_4(path: Path, secret_key: str = "") -> None:
     """Make a version 3 store: endpoints' secret keys (all ``secret_key``) back, tokens' names gone."""
+    _drop_routing(path)
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE endpoints ADD COLUMN secret_key TEXT NOT NULL DEFAULT ''")
     db.execute("UPDATE endpoints SET secret_key = ?", (secret_key,))
@@ -297,7 +310,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     finally:
         store.close()
     db = sqlite3.connect(tmp_path / "fabric.db")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     db.close()
 
 
@@ -315,6 +328,23 @@ def test_a_version_2_store_is_migrated_and_can_share(tmp_path: Path) -> None:
         assert store.endpoint_access(bob.user_id, endpoint.endpoint_id) is None
         store.set_sharing("endpoint", endpoint.endpoint_id, alice.user_id, [f"user:{bob.user_id}"])
         assert store.endpoint_access(bob.user_id, endpoint.endpoint_id)[1] == "shared"  # type: ignore[index]
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_routing_is_migrated_and_routes(tmp_path: Path) -> None:
+    old = SQLiteStore(tmp_path / "fabric.db")
+    group, ids = add(old, 2)
+    old.close()
+    _drop_routing(tmp_path / "fabric.db")
+    store = SQLiteStore(tmp_path / "fabric.db")
+    try:
+        assert store.get_task("a", ids[0]).route_id is None  # type: ignore[union-attr]
+        added = store.add_routed("a", NewTasks("", ["f"], [b"a"], task_group_id=group), "g", {"policy": "x"},
+                                 ["e1"])
+        assert added is not None
+        assert [t.task_id for t in store.take_routed(added.route_id, "e1", 5, "why", 1.0)] == added.task_ids
+        assert store.placements(group) == {"e1": 1}
     finally:
         store.close()
 

@@ -39,3 +39,15 @@ def unless_missing(path: str, value: int) -> int:
     if not os.path.exists(path):
         raise FileNotFoundError(path)
     return value
+
+
+def where(path: str, value: int, seconds: float) -> tuple[int, str]:
+    """Sleep ``seconds`` plus the endpoint's ``FABRIC_TEST_DELAY``, log ``value`` and the
+    endpoint's ``FABRIC_TEST_NAME`` to ``path`` (one line per execution), return both."""
+    import os
+
+    time.sleep(seconds + float(os.environ.get("FABRIC_TEST_DELAY", "0")))
+    name = os.environ.get("FABRIC_TEST_NAME", "?")
+    with open(path, "a") as log:
+        log.write(f"{value} {name}\n")
+    return value, name

@@ -233,14 +233,15 @@ CLUSTER_SETTINGS = {"heartbeat_period": 0.2, "heartbeat_threshold": 2.0, "rate_l
 class EndpointProcess:
     """``python -m interchange`` in service mode for a registered endpoint: what `fabric endpoint start` runs."""
 
-    def __init__(self, registration: dict[str, Any], spool: Path, workers: int = 2, **settings: Any) -> None:
+    def __init__(self, registration: dict[str, Any], spool: Path, workers: int = 2, *,
+                 env: dict[str, str] | None = None, **settings: Any) -> None:
         config = InterchangeConfig(
             upstream_address=registration["forwarder_address"], endpoint_id=registration["endpoint_id"],
             upstream_server_key=registration["server_public_key"], upstream_public_key=registration["public_key"],
             upstream_secret_key=registration["secret_key"], spool_dir=str(spool), exit_with_upstream=False,
             workers_per_manager=workers, heartbeat_period=0.2, heartbeat_threshold=2.0, **settings)
         self.process = subprocess.Popen([sys.executable, "-m", "interchange", "--config", config.to_json()],
-                                        env=child_environment())  # workers import sdk_functions
+                                        env=child_environment(env))  # workers import sdk_functions
 
     def kill(self) -> None:
         """SIGKILL the interchange; returns once its managers and workers, which follow it
