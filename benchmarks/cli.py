@@ -226,6 +226,19 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
     _add_output(parser, "300 tasks per mode, at most 2,000 dispatch-cost tasks, 1 repeat")
 
 
+def add_flows_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chains", type=at_least(1), default=20,
+                        help="three-step chains measured each way (default: 20)")
+    parser.add_argument("--memo-samples", type=at_least(1), default=50, help="memoized calls timed (default: 50)")
+    parser.add_argument("--shared-tasks", type=at_least(1), default=200,
+                        help="tasks given the same 10 MB value (default: 200)")
+    parser.add_argument("--workers", type=int_list(1), default=[2], help="workers per manager (default: 2)")
+    parser.add_argument("--managers", type=at_least(1), default=1, help="local managers (default: 1)")
+    parser.add_argument("--prefetch", type=at_least(0), default=None,
+                        help="tasks each manager holds beyond one per worker (default: adaptive)")
+    parser.add_argument("--log-level", default=None, help="the service's and endpoint's log level")
+
+
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "endpoint": ("benchmarks.endpoint",
                  "the endpoint path: throughput, latency, start-up, peak RSS per process; kinds and worker counts swept",
@@ -236,6 +249,9 @@ COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
     "peers": ("benchmarks.peers",
               "side by side, same workload and machine: fabric, ProcessPoolExecutor, Dask, Ray, Parsl HTEX",
               add_peers_arguments),
+    "flows": ("benchmarks.flows",
+              "pipelines through the service: dependencies vs client-driven steps, memo hits, one 10 MB value "
+              "for many tasks", add_flows_arguments),
     "scale": ("benchmarks.scale",
               "the interchange scheduler driven by 10 to 10,000 simulated managers: dispatch and heartbeat cost",
               add_scale_arguments),
@@ -258,6 +274,10 @@ DESCRIPTIONS = {
              "(processes), Ray (local), concurrent.futures.ProcessPoolExecutor (no network: the lower bound). "
              "Writes record.json (each system's version and configuration, every figure) and report.md with "
              "ratios ours / peer taken within the same round.",
+    "flows": "Pipelines through a real service and endpoint: a three-step chain released by the service (futures "
+             "as arguments) against the same steps driven by the client, ms per step; memoization hit and miss "
+             "latency; one 10 MB value (fabric.data.put) given to many tasks: tasks/s, uploads, fetches per node, "
+             "the service's peak RSS. Prints one JSON line.",
     "scale": "Drive the real interchange Scheduler (handle/flush, no sockets) with an event-level simulation of "
              "many managers: registration, dispatch of a large queue, results freeing capacity, heartbeats and "
              "expiry. Reports dispatch rate and heartbeat cost per manager count and where the curve bends.",

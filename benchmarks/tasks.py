@@ -48,3 +48,13 @@ def sleep_where(seconds: float) -> str:
 
     time.sleep(seconds + float(os.environ.get("FABRIC_BENCH_DELAY", "0")))
     return os.environ.get("FABRIC_BENCH_ENDPOINT", "?")
+
+
+def increment(value: int) -> int:
+    """``value + 1``: one step of a pipeline (the benchmark of dependencies)."""
+    return value + 1
+
+
+def length(payload: bytes) -> int:
+    """The size of a (referenced) argument: the benchmark of data by reference."""
+    return len(payload)

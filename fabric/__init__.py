@@ -23,11 +23,12 @@ from fabric.errors import (AuthError, BatchGone, EndpointError, EndpointShutdown
                            FunctionNotAllowed, InvalidRequest, ManagerLost, NoEligibleEndpoint, NotFound,
                            PayloadTooLarge, ProtocolError, RateLimited, RemoteExecutionError, SerializationError,
                            ServiceError, ServiceInternalError, ServiceUnavailable, TaskCancelled, TaskError,
-                           TaskPending, TaskTimeout, WorkerLost)
+                           TaskPending, TaskTimeout, WorkerLost, DependencyFailed)
 
 if TYPE_CHECKING:
     from sdk.client import Client
     from sdk.endpoint import Endpoint, EndpointStatus
+    from fabric.dependencies import NotAFabricFuture, TaskRef
     from sdk.executor import Executor
 
 __version__ = "0.1.0"
@@ -36,12 +37,12 @@ __all__ = [
     "AuthError", "BatchGone", "Client", "Endpoint", "EndpointError", "EndpointShutdown", "EndpointStatus", "Executor",
     "FabricError", "Forbidden", "FunctionNotAllowed", "InvalidRequest", "ManagerLost", "NoEligibleEndpoint",
     "NotFound", "PayloadTooLarge", "ProtocolError", "RateLimited", "RemoteExecutionError", "SerializationError",
-    "ServiceError", "ServiceInternalError", "ServiceUnavailable", "TaskCancelled", "TaskError", "TaskPending",
-    "TaskTimeout", "WorkerLost", "__version__",
+    "ServiceError", "ServiceInternalError", "ServiceUnavailable", "TaskCancelled", "TaskError", "DependencyFailed",
+    "NotAFabricFuture", "TaskRef", "TaskPending", "TaskTimeout", "WorkerLost", "__version__",
 ]
 
 _LAZY = {"Client": "sdk.client", "Endpoint": "sdk.endpoint", "EndpointStatus": "sdk.endpoint",
-         "Executor": "sdk.executor"}
+         "Executor": "sdk.executor", "NotAFabricFuture": "fabric.dependencies", "TaskRef": "fabric.dependencies"}
 
 
 def __getattr__(name: str) -> Any:

@@ -11,9 +11,10 @@
     fabric endpoint logs|restart|delete NAME, fabric endpoint whoami   (endpoint.logs, endpoint.lifecycle)
     fabric completion bash                                             (fabric.completion)
     fabric service start|add-user|status ...                           (service.cli)
-    fabric bench endpoint|service|peers|scale|micro|all|plot ...       (benchmarks.cli)
+    fabric trigger create|list|delete|watch ...                        (endpoint.trigger_cli)
+    fabric bench endpoint|service|flows|peers|scale|micro|all|plot ... (benchmarks.cli)
 
-The role commands (``ROLE_COMMANDS``: endpoint, service, bench) belong to their packages:
+The role commands (``ROLE_COMMANDS``: endpoint, service, trigger, bench) belong to their packages:
 this parser only names them, and ``main`` hands the rest of the command line to the
 role's own ``main(argv, prog)``, imported when the command runs. So only ``argparse`` is
 imported up front and ``fabric --help`` stays fast. Bad arguments exit with status 2
@@ -35,6 +36,8 @@ ROLE_COMMANDS = {
     "endpoint": ("endpoint.cli", "run and inspect endpoints: run-local, configure, start, stop, restart, list, "
                                  "status, logs, delete, whoami (see fabric endpoint --help)"),
     "service": ("service.cli", "run the service: fabric service start|add-user|status (see fabric service --help)"),
+    "trigger": ("endpoint.trigger_cli", "process files as they arrive: fabric trigger create|list|delete|watch "
+                                        "(see fabric trigger --help)"),
     "bench": ("benchmarks.cli", "run the benchmark suite (the same as python -m benchmarks; see fabric bench --help)"),
 }
 """Command -> (the module whose ``main(argv, prog)`` runs it, its line in ``fabric --help``)."""

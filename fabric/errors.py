@@ -28,6 +28,7 @@
         ├── WorkerLost           the worker process died while running the task
         ├── ManagerLost          the manager (node) running the task disappeared
         ├── TaskCancelled        the task was cancelled before it ran
+        ├── DependencyFailed     an input of the task (a future passed as an argument) failed
         └── FunctionNotAllowed   the endpoint's own allow-list refused the task's function
 
 Task errors cross process boundaries as plain data (``to_wire`` / ``from_wire``), never
@@ -268,3 +269,15 @@ class FunctionNotAllowed(TaskError):
 
     def __str__(self) -> str:
         return f"function {self.function_id} is not allowed on this endpoint (task {self.task_id})"
+
+
+class DependencyFailed(TaskError):
+    """The task never ran: an input (a task whose future was passed as an argument) failed."""
+
+    fields = ("task_id", "input_id", "reason")
+    task_id: Any
+    input_id: str | None
+    reason: str | None
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} did not run: its input task {self.input_id} failed ({self.reason})"

@@ -13,6 +13,9 @@ header      strategy            used for
 ``0x02``    ``DillData``        data that needs dill (lambdas, ``__main__`` classes)
 ``0x03``    ``DillCode``        functions (dill: by reference if importable, else by value)
 ``0x04``    ``SourceCode``      functions dill cannot handle: their source text, re-executed
+``0x10``    ``WithInputs``      arguments with their inputs' results, made by the service for a
+                                task with dependencies (``fabric.dependencies``, registered
+                                when that module is imported, as the worker does)
 ==========  ==================  ===================================================
 
 A function's id is the BLAKE2b-128 hash of its serialized body, so registering the same

@@ -33,6 +33,7 @@ import enum
 import random
 import threading
 import time
+import urllib.parse
 import uuid
 import zlib
 from urllib.parse import quote, urlencode
@@ -328,7 +329,8 @@ class Client:
                      task_group_id: str | None = None, retries: int = 0,
                      resource_spec: dict[str, Any] | None = None, batch_id: str | None = None,
                      endpoint_group: str | None = None, routing: dict[str, Any] | None = None,
-                     python_version: str | None = None) -> SubmittedBatch:
+                     python_version: str | None = None, depends_on: Sequence[Sequence[str]] | None = None,
+                     memoize: bool | float | None = None) -> SubmittedBatch:
         """Submit tasks in one request: ``arguments`` are serialized ``(args, kwargs)`` payloads
         (``fabric.serialize.serialize_arguments``), one per task; ``function_ids`` one id for
         all, or one per task. Safe to retry: the batch carries ``batch_id`` (new if None).
@@ -336,7 +338,9 @@ class Client:
         ``endpoint_group`` instead of ``endpoint_id``: the service picks a member per task,
         by ``routing`` (``{"policy", "requires", "weights", "near"}``, see the README);
         ``NoEligibleEndpoint`` if no member meets ``requires``. ``python_version``: the
-        answer's ``warnings`` say if the workers run another Python."""
+        answer's ``warnings`` say if the workers run another Python. ``depends_on``: per
+        task, the ids of the tasks its arguments refer to (``fabric.dependencies``); it runs
+        once they finished. ``memoize``: True or a ttl in seconds (``sdk.memo``)."""
         if (endpoint_id is None) == (endpoint_group is None):
             raise ValueError("submit to an endpoint_id or to an endpoint_group")
         body: dict[str, Any] = {"args": list(arguments), "batch_id": batch_id or str(uuid.uuid4()),
@@ -357,6 +361,10 @@ class Client:
             body["task_group_id"] = task_group_id
         if resource_spec is not None:
             body["resource_spec"] = resource_spec
+        if depends_on is not None:
+            body["depends_on"] = [list(ids) for ids in depends_on]
+        if memoize is not None and memoize is not False:
+            body["memoize"] = True if memoize is True else {"ttl": float(memoize)}
         encoded, headers = compress(msgpack.packb(body, use_bin_type=True))
         reply = self._json("POST", "/v1/batches", body=encoded, headers={"Content-Type": MSGPACK, **headers})
         return SubmittedBatch(reply["task_group_id"], list(reply["task_ids"]), tuple(reply.get("warnings", ())))
@@ -412,6 +420,42 @@ class Client:
         if not ok:
             raise value
         return value
+
+    def create_trigger(self, endpoint_id: str, function_id: str, directory: str, *, pattern: str = "*",
+                       max_per_minute: int = 600) -> dict[str, Any]:
+        """New files in ``directory`` (matching ``pattern``) at the endpoint each start the function
+        once, with the file's path (run ``fabric trigger watch`` beside the endpoint)."""
+        return self._json("POST", "/v1/triggers", json={
+            "endpoint_id": endpoint_id, "function_id": function_id, "directory": directory, "pattern": pattern,
+            "max_per_minute": max_per_minute})
+
+    def list_triggers(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"endpoint_id": endpoint_id} if endpoint_id else None
+        return list(self._json("GET", "/v1/triggers", params=params)["triggers"])
+
+    def delete_trigger(self, trigger_id: str) -> None:
+        self._json("DELETE", "/v1/triggers/" + urllib.parse.quote(trigger_id, safe=""))
+
+    def put_blob(self, digest: str, data: bytes) -> dict[str, Any]:
+        """Store bytes in the service's data store under their SHA-256 (``fabric.data``):
+        ``{"hash", "size", "capability"}``."""
+        return self._json("PUT", f"/v1/blobs/{digest}", body=data,
+                          headers={"Content-Type": "application/octet-stream"})
+
+    def blob_info(self, digest: str) -> dict[str, Any] | None:
+        """What the service holds for you under this hash (``size``, ``downloads``, ``capability``), or None."""
+        try:
+            return self._json("GET", f"/v1/blobs/{digest}/info")
+        except NotFound:
+            return None
+
+    def forget(self, function: str | Callable[..., Any] | None = None) -> int:
+        """Forget your memoized results (``sdk.memo``) of one function (a callable, or its id), or
+        of all; returns how many were forgotten."""
+        if function is None:
+            return int(self._json("DELETE", "/v1/memo")["forgotten"])
+        function_id = function if isinstance(function, str) else serialize_function(function)[0]
+        return int(self._json("DELETE", "/v1/memo?function_id=" + urllib.parse.quote(function_id, safe=""))["forgotten"])
 
     def get_task_group(self, task_group_id: str) -> dict[str, Any]:
         """How many tasks the group has: ``tasks``, ``success``, ``failed``, ``pending``;

@@ -42,11 +42,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fabric.errors import BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge
+from fabric import data
+from fabric.dependencies import NotAFabricFuture, collect_inputs, reduce_task_ref
+from fabric.errors import BatchGone, FabricError, Forbidden, NotFound, PayloadTooLarge, SerializationError
 from fabric.serialize import serialize_arguments, serialize_function
 from sdk.client import Client, function_name
 from sdk.credentials import resolve
 from sdk.futures import TaskFuture
+from sdk.memo import memo_option
 from sdk.offline import OFFLINE_WARNING_AFTER, OfflineWatch
 from sdk.progress import Progress
 
@@ -94,13 +97,18 @@ class ServiceTaskFuture(TaskFuture):
             self._endpoint_id = self._client.get_task(self.task_id).get("endpoint_id")
         return self._endpoint_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """As an argument of another task: a reference to this task (``fabric.dependencies``)."""
+        return reduce_task_ref(wait_for_task_id(self))
+
 
 @dataclasses.dataclass(slots=True)
 class _Queued:
     future: ServiceTaskFuture
     function_id: str
     payload: bytes
-    options: tuple[int, tuple[tuple[str, Any], ...] | None]  # (retries, resource spec items)
+    options: tuple[int, tuple[tuple[str, Any], ...] | None, bool | float | None]  # (retries, spec items, memoize)
+    inputs: list[str]  # ids of the tasks its arguments refer to (fabric.dependencies)
 
 
 class Executor(concurrent.futures.Executor):
@@ -116,7 +124,9 @@ class Executor(concurrent.futures.Executor):
 
     ``task_group_id``: the group to add tasks to (None: a new one). ``resource_spec``
     (e.g. ``{"walltime": 60, "priority": 1}``) and ``retries`` apply to tasks submitted
-    while they are set. ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
+    while they are set. ``memoize``: True (or a ttl in seconds) answers a call repeated with
+    the same arguments from its earlier result, without running it (``sdk.memo``; functions
+    marked with ``sdk.memo.memoize`` are memoized either way). ``batch_tasks`` / ``batch_bytes`` bound one upload; ``progress``
     shows a progress bar (None: when stderr is a terminal or in a notebook).
     ``offline_warning_after``: seconds the endpoint may be offline while tasks wait before
     the executor warns, once, naming it (``sdk.offline``; None: never).
@@ -128,7 +138,8 @@ class Executor(concurrent.futures.Executor):
                  max_queued_tasks: int = 100_000, progress: bool | None = None,
                  endpoint_group: str | None = None, policy: str | None = None,
                  requires: dict[str, Any] | None = None, weights: dict[str, float] | None = None,
-                 near: str | None = None, offline_warning_after: float | None = OFFLINE_WARNING_AFTER) -> None:
+                 near: str | None = None, memoize: bool | float = False,
+                 offline_warning_after: float | None = OFFLINE_WARNING_AFTER) -> None:
         if endpoint_id is not None and endpoint_group is not None:
             raise ValueError("an executor runs on an endpoint_id or an endpoint_group, not both")
         self.endpoint_id = endpoint_id
@@ -140,6 +151,7 @@ class Executor(concurrent.futures.Executor):
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.resource_spec = resource_spec
         self.retries = retries
+        self.memoize = memoize
         self.batch_tasks, self.batch_bytes, self.max_queued_tasks = batch_tasks, batch_bytes, max_queued_tasks
         self._lock = threading.Condition()
         self._queue: deque[_Queued] = deque()
@@ -168,7 +180,7 @@ class Executor(concurrent.futures.Executor):
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future's ``task_id`` is set once uploaded."""
         if self.endpoint_id is None and self.endpoint_group is None:
             raise ValueError("the executor has no endpoint_id (nor endpoint_group)")
-        return self._enqueue(self._function_id(fn), args, kwargs)
+        return self._enqueue(self._function_id(fn), args, kwargs, memo_option(fn, self.memoize))
 
     def submit_to_registered_function(self, function_id: str, args: Iterable[Any] = (),
                                       kwargs: dict[str, Any] | None = None) -> ServiceTaskFuture:
@@ -178,10 +190,19 @@ class Executor(concurrent.futures.Executor):
             raise ValueError("the executor has no endpoint_id (nor endpoint_group)")
         if not isinstance(function_id, str) or not function_id:
             raise TypeError("function_id must be a function id (a non-empty string)")
-        return self._enqueue(function_id, tuple(args), kwargs or {})
+        return self._enqueue(function_id, tuple(args), kwargs or {}, memo_option(None, self.memoize))
 
-    def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ServiceTaskFuture:
-        payload = serialize_arguments(args, kwargs)
+    def _enqueue(self, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 memoize: bool | float | None = None) -> ServiceTaskFuture:
+        with collect_inputs() as inputs:  # futures among the arguments become references to their tasks
+            try:
+                payload = serialize_arguments(args, kwargs)
+            except SerializationError as exc:
+                if isinstance(exc.__cause__, NotAFabricFuture):
+                    raise exc.__cause__ from None
+                raise
+        if len(payload) > data.THRESHOLD:  # sent once to the data store; a reference rides in the task
+            payload = data.by_reference(payload, self.client)
         spec = tuple(sorted(self.resource_spec.items())) if self.resource_spec else None
         future = ServiceTaskFuture()
         with self._lock:
@@ -189,7 +210,7 @@ class Executor(concurrent.futures.Executor):
                 raise RuntimeError("cannot submit to an executor that is shut down")
             while len(self._queue) >= self.max_queued_tasks and not self._closing:
                 self._lock.wait()
-            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec)))
+            self._queue.append(_Queued(future, function_id, payload, (self.retries, spec, memoize), inputs))
             if len(self._queue) == 1:  # the submitter waits only for an empty queue to fill
                 self._lock.notify_all()
         return future
@@ -266,13 +287,14 @@ class Executor(concurrent.futures.Executor):
         """Upload a batch; an oversized one is split, and only the tasks too big on their own fail."""
         if not batch:
             return
-        retries, spec = batch[0].options
+        retries, spec, memoize = batch[0].options
         try:
             submitted = self.client.submit_batch(
                 self.endpoint_id, [q.function_id for q in batch], [q.payload for q in batch],
                 task_group_id=self.task_group_id, retries=retries, resource_spec=dict(spec) if spec else None,
                 endpoint_group=self.endpoint_group, routing=self.routing,
-                python_version=None if self._python_checked else platform.python_version())
+                python_version=None if self._python_checked else platform.python_version(),
+                depends_on=[q.inputs for q in batch] if any(q.inputs for q in batch) else None, memoize=memoize)
             self._python_checked = True
             for warning in submitted.warnings:
                 warnings.warn(warning, RuntimeWarning, stacklevel=1)
@@ -465,6 +487,18 @@ class Executor(concurrent.futures.Executor):
         self.client.results_watcher().unwatch(self)
         self.progress.close()
         _live_executors.discard(self)
+
+
+def wait_for_task_id(future: ServiceTaskFuture, timeout: float = 300.0) -> str:
+    """The future's task id, once its upload named it (a task submitted just before)."""
+    deadline = time.monotonic() + timeout
+    while future.task_id is None:
+        if future.done():  # failed (or cancelled) before the service named a task
+            raise ValueError(f"{future!r} has no task to depend on: its submission failed")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{future!r} was not uploaded within {timeout} s")
+        time.sleep(0.005)
+    return future.task_id
 
 
 def _resolve(future: ServiceTaskFuture, ok: bool, value: Any) -> None:

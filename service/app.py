@@ -84,6 +84,8 @@ def _openapi() -> Response:
 def _authenticate() -> None:
     g.request_id = uuid.uuid4().hex
     set_request_id(g.request_id)  # on every log line of this request (fabric.logs)
+    if request.endpoint in ("blobs.fetch", "blobs.upload") and "capability" in request.args:
+        return  # a worker's fetch or result: the capability is checked by the view (service.api.blobs)
     if request.endpoint in dashboard.PUBLIC_VIEWS:
         return  # the dashboard's page and script: no data, the token is sent by its script
     if request.endpoint == "metrics.metrics_view" and services().config.metrics_public:

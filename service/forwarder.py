@@ -408,6 +408,8 @@ class Forwarder:
             session.outstanding = max(0, session.outstanding - len(outcome.committed))
             with self._lock:
                 self._woken.add(endpoint_id)
+        for released in outcome.released:  # dependents of these results now wait for their endpoints
+            self.tasks_added(released)
 
     # -- sessions and dispatch ---------------------------------------------------------
     def open_session(self, endpoint_id: str, identity: bytes, registration: InterchangeRegistration | None,

@@ -21,7 +21,8 @@ COMMON_ERRORS = (401, 429)
 _MEDIA = {"json": "application/json", "msgpack": "application/msgpack"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing or unknown bearer token", 404: "No such resource for this user",
                413: "Payload, batch or request too large (decompressed, for a compressed body)",
-               415: "Unsupported Content-Encoding", 429: "Rate limit exceeded"}
+               415: "Unsupported Content-Encoding", 429: "Rate limit exceeded",
+               507: "No room left on the service's disk (nothing of the upload was kept)"}
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 

@@ -13,7 +13,11 @@ DISPATCHED = "dispatched"
 RUNNING = "running"
 SUCCESS = "success"
 FAILED = "failed"
-STATES = (RECEIVED, WAITING, DISPATCHED, RUNNING, SUCCESS, FAILED)
+WAITING_FOR_INPUTS = "waiting-for-dependencies"
+"""A task whose inputs (tasks passed as arguments) are unfinished: it waits in the store, not
+for an endpoint (``service.store.dependencies``); not in ``UNFINISHED``, which lists the states
+an endpoint deals with."""
+STATES = (RECEIVED, WAITING, WAITING_FOR_INPUTS, DISPATCHED, RUNNING, SUCCESS, FAILED)
 UNFINISHED = (RECEIVED, WAITING, DISPATCHED, RUNNING)
 
 
@@ -131,6 +135,7 @@ class TaskRecord:
     seq: int | None
     route_id: str | None = None  # submitted to an endpoint group: the route that placed it
     route_reason: str | None = None  # why it went where it did (or was moved)
+    memo_hit: int = 0  # 1: answered from the memo, never ran
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,6 +163,7 @@ class GroupCounts:
     waiting: int = 0
     running: int = 0
     cancelled: int = 0
+    memo_hits: int = 0  # of the ``success`` ones, answered from the memo (never ran)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +172,7 @@ class CommitOutcome:
     ignored: int
     task_groups: set[str]
     round_trip: float | None = None  # mean seconds from dispatch to this commit of the committed tasks
+    released: set[str] = dataclasses.field(default_factory=set)  # endpoints with dependents now waiting
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

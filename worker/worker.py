@@ -36,6 +36,8 @@ from fabric.errors import PayloadTooLarge, SerializationError
 from fabric.process import exit_with_parent, parent_alive
 from fabric.protocol import (MAX_BATCH_BYTES, RESULT_OK, RESULT_REMOTE_ERROR, FunctionDefinitions, ResultBatch,
                              Shutdown, TaskBatch, WorkerReady)
+from fabric import data
+from fabric import dependencies  # noqa: F401 - registers the WithInputs strategy (arguments with inputs)
 from fabric.serialize import deserialize, serialize
 from fabric.streams import MessageStream
 
@@ -142,8 +144,9 @@ class Worker:
     def run(self, task: protocol.Task) -> tuple[Any, int, bytes]:
         try:
             fn = self.function(task.function_id)
-            args, kwargs = deserialize(task.payload)
-            result = serialize(fn(*args, **kwargs))
+            with data.result_sink():  # a task given references may return a large result by reference
+                args, kwargs = deserialize(task.payload)
+                result = data.result_by_reference(serialize(fn(*args, **kwargs)))
             if len(result) > self.max_result_bytes:
                 raise PayloadTooLarge(len(result), self.max_result_bytes, "result")
             return task.task_id, RESULT_OK, result

@@ -14,6 +14,11 @@ A batch body is a msgpack map::
                                                    # retry of it adds nothing (same reply; 409
                                                    # if its content differs, 410 once its
                                                    # tasks were purged: service.store.batches)
+     "depends_on": [[str, ...], ...],              # optional: per task, the ids of tasks whose
+                                                   # results its arguments refer to; it waits
+                                                   # for them (service.api.dependencies)
+     "memoize": true | {"ttl": s},                 # optional: answer from earlier results of
+                                                   # the same call (service.api.memo)
      "retries": int,                               # optional, default 0
      "resource_spec": {"walltime": s, "priority": n, ...}}   # optional, applies to every task
 
@@ -51,7 +56,7 @@ from typing import Any
 from flask import Blueprint
 
 from service import routing
-from service.api import endpoint_groups
+from service.api import dependencies, endpoint_groups, memo
 from service.api.common import b64encode, current_user, field, msgpack_body, services, uuid_text
 from service.errors import FunctionNotAllowed, InvalidField, NoEligibleEndpoint, NotFound, PayloadTooLarge
 from service.records import ROUTE_PREFIX
@@ -142,7 +147,13 @@ def submit_batch() -> tuple[dict[str, Any], int]:
         if allowed is not None and function_id not in allowed:
             raise FunctionNotAllowed(f"endpoint {tasks.endpoint_id!r} does not allow function {function_id!r}")
     count = len(tasks.payloads)
-    if parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
+    inputs = dependencies.depends_on(data, count) if "depends_on" in data else None
+    memoize_ttl = memo.memoize_ttl(data) if "memoize" in data else None
+    if inputs is not None:
+        added = dependencies.submit_dependent(parts, owner, tasks, inputs)
+    elif memoize_ttl is not None:
+        added = memo.submit_memoized(parts, owner, tasks, memoize_ttl)
+    elif parts.dispatcher.reserve(tasks.endpoint_id, count):  # dispatch at submit (see service.events)
         dispatched = None
         try:
             dispatched = parts.store.add_dispatched(owner, tasks)
@@ -176,6 +187,9 @@ def _submit_routed(owner: str, data: dict[str, Any], tasks: NewTasks,
                    python: str | None) -> tuple[dict[str, Any], int]:
     """A batch for an endpoint group: stored under a route over the eligible members."""
     parts = services()
+    for option in ("depends_on", "memoize"):
+        if option in data:  # dependencies and the memo are kept per endpoint so far
+            raise InvalidField(option, "is not supported with an endpoint_group yet: submit to an endpoint_id")
     group_id = field(data, "endpoint_group", str)
     try:
         spec = routing.RoutingSpec.parse(data.get("routing"))
@@ -227,4 +241,4 @@ def get_task(task_id: str) -> dict[str, Any]:
             "route_reason": record.route_reason, "task_group_id": record.task_group_id, "created": record.created,
             "dispatched": record.dispatched, "started": record.started, "completed": record.completed,
             "retries": record.retries, "resource_spec": record.resource_spec, "result_kind": record.result_kind,
-            "result": b64encode(record.result), "error": record.error}
+            "result": b64encode(record.result), "error": record.error, "memoized": bool(record.memo_hit)}

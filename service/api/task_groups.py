@@ -79,7 +79,7 @@ def task_group(task_group_id: str) -> dict[str, Any]:
         raise NotFound(f"no task group {task_group_id!r}")
     reply = {"task_group_id": task_group_id, "tasks": counts.tasks, "success": counts.success,
              "failed": counts.failed, "pending": counts.pending, "waiting": counts.waiting,
-             "running": counts.running, "cancelled": counts.cancelled}
+             "running": counts.running, "cancelled": counts.cancelled, "memo_hits": counts.memo_hits}
     placements = services().store.placements(task_group_id)
     if placements:
         reply["endpoints"] = placements

@@ -175,6 +175,36 @@ class Store(abc.ABC):
         went out with the first request, or are re-sent when their endpoint reconnects)."""
 
     @abc.abstractmethod
+    def add_dependent_tasks(self, owner: str, tasks: NewTasks,
+                            inputs: Sequence[Sequence[str]]) -> tuple[str, list[str], set[str]] | None:
+        """``add_tasks`` of tasks with inputs (``inputs[i]``: the ids of the owner's tasks task i
+        waits for; see ``service.store.dependencies``): they wait for their inputs, and those
+        whose inputs are all finished are released in the same transaction. Also answers the
+        endpoints with tasks released. Raises ``DependencyNotFound`` (nothing stored)."""
+
+    @abc.abstractmethod
+    def add_memoized_tasks(self, owner: str, tasks: NewTasks, state: str,
+                           ttl: float) -> tuple[str, list[str], int] | None:
+        """``add_tasks`` of memoized tasks (``service.store.memo``): those whose (owner, function
+        id, hash of the arguments) has an unexpired result finish with it at once; the others
+        wait in ``state`` and remember a success for ``ttl`` seconds. (group id, task ids, hits)."""
+
+    @abc.abstractmethod
+    def create_trigger(self, owner: str, endpoint_id: str, function_id: str, directory: str, pattern: str,
+                       max_per_minute: int) -> dict[str, Any]:
+        """A new trigger (``service.store.triggers``): its record."""
+
+    @abc.abstractmethod
+    def list_triggers(self, owner: str, endpoint_id: str | None) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def delete_trigger(self, owner: str, trigger_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def forget(self, owner: str, function_id: str | None) -> int:
+        """Drop the owner's memoized results (of one function, or all); how many."""
+
+    @abc.abstractmethod
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` task ids of the group in submission order after a cursor; (ids, next cursor)."""
 

@@ -28,13 +28,15 @@ from typing import Any
 from fabric.protocol import RESULT_TASK_ERROR
 from service.errors import StoreError
 from service.records import DISPATCHED, RUNNING, UNFINISHED
-from service.store import batches
+from service.store import batches, pipeline_schema
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ROUTING_VERSION = 5
 """The version that added routing (``_migrate_routing``), on top of version 4 (no stored secret keys, named tokens)."""
+PIPELINES_VERSION = 6
+"""The version that added dependencies, memoization and triggers (``service.store.pipeline_schema``)."""
 CHUNK = 500  # ids per "IN (...)" query, well below SQLite's parameter limit
 
 _TABLES = """
@@ -70,13 +72,15 @@ CREATE TABLE IF NOT EXISTS task_groups (
     finished_count INTEGER NOT NULL DEFAULT 0, cancelled_count INTEGER NOT NULL DEFAULT 0,
     sent_count INTEGER NOT NULL DEFAULT 0, acked_seq INTEGER NOT NULL DEFAULT 0,
     purged_seq INTEGER NOT NULL DEFAULT 0, purged_count INTEGER NOT NULL DEFAULT 0,
-    purged_failed INTEGER NOT NULL DEFAULT 0, updated REAL, oldest_result REAL);
+    purged_failed INTEGER NOT NULL DEFAULT 0, updated REAL, oldest_result REAL,
+    memo_hits INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, function_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
     task_group_id TEXT NOT NULL, state TEXT NOT NULL, args BLOB, result_kind INTEGER, result BLOB,
     error TEXT, created REAL NOT NULL, dispatched REAL, started REAL, completed REAL,
     retries INTEGER NOT NULL DEFAULT 0, walltime REAL, priority INTEGER NOT NULL DEFAULT 0,
-    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER, route_id TEXT, route_reason TEXT);
+    resource_spec TEXT, dispatch_count INTEGER NOT NULL DEFAULT 0, seq INTEGER, route_id TEXT, route_reason TEXT,
+    memo_hit INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, task_group_id TEXT NOT NULL, first_task INTEGER NOT NULL,
     task_count INTEGER NOT NULL, created REAL NOT NULL);
@@ -91,7 +95,7 @@ CREATE TABLE IF NOT EXISTS routes (
 CREATE TABLE IF NOT EXISTS placements (
     task_group_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (task_group_id, endpoint_id)) WITHOUT ROWID;
-""" + batches.TABLE + ";"
+""" + batches.TABLE + ";" + pipeline_schema.TABLE + ";" + pipeline_schema.MEMO_TABLES + ";" + pipeline_schema.TRIGGER_TABLE + ";"
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id);
@@ -190,6 +194,11 @@ def create_or_migrate(db: sqlite3.Connection, path: str) -> int:
     if version == ROUTING_VERSION - 1:
         _migrate_routing(db)
         version = ROUTING_VERSION
+    if version == PIPELINES_VERSION - 1:
+        pipeline_schema.migrate_add_task_inputs(db)
+        pipeline_schema.migrate_add_memo(db)
+        pipeline_schema.migrate_add_triggers(db)
+        version = PIPELINES_VERSION
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is not {SCHEMA_VERSION}")

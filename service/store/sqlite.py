@@ -19,11 +19,11 @@ from typing import Any
 
 from fabric.protocol import Task
 from service.errors import StoreError
-from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, CancelOutcome, CommitOutcome,
-                             EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
+from service.records import (DISPATCHED, RECEIVED, RUNNING, UNFINISHED, UNSET, WAITING, WAITING_FOR_INPUTS,
+                             CancelOutcome, CommitOutcome, EndpointRecord, FunctionRecord, GroupCounts, GroupRecord, NewTasks, PurgeOutcome,
                              ResultPage, RetryOutcome, Sharing, TaskRecord, TokenRecord, Unset, User, UserRecord)
 from service.routing import Placement
-from service.store import access, batches
+from service.store import access, batches, dependencies, memo, triggers
 from service.store import purge as purging
 from service.store import routes
 from service.store.routing_methods import RoutingMethods
@@ -45,7 +45,8 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 _TASK_COLUMNS = ("id, owner, function_id, endpoint_id, task_group_id, state, result_kind, result, error, created, "
-                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, route_id, route_reason")
+                 "dispatched, started, completed, retries, resource_spec, dispatch_count, seq, route_id, route_reason, "
+                 "memo_hit")
 _ENDPOINT_COLUMNS = ("id, owner, name, public_key, created, connected, last_heartbeat, hostname, pid, managers, "
                      "workers, interchange_queued, interchange_outstanding, allowed_functions")
 _FUNCTION_COLUMNS = "id, owner, name, description, body, created"
@@ -412,11 +413,54 @@ class SQLiteStore(RoutingMethods, Store):
         return group_id, task_ids, [Task(task_id, function_id, payloads[i], walltime, retries, priority)
                                     for i, (task_id, function_id) in enumerate(zip(task_ids, tasks.function_ids))]
 
+    def add_dependent_tasks(self, owner: str, tasks: NewTasks,
+                            inputs: Sequence[Sequence[str]]) -> tuple[str, list[str], set[str]] | None:
+        released: set[str] = set()
+
+        def add_inputs(db: sqlite3.Connection, task_ids: list[str], now: float) -> None:
+            released.update(dependencies.add_inputs(db, owner, task_ids, inputs, now))
+
+        added = self._insert(owner, tasks, WAITING_FOR_INPUTS, also=add_inputs)
+        return None if added is None else (added[0], added[1], released)
+
+    def add_memoized_tasks(self, owner: str, tasks: NewTasks, state: str,
+                           ttl: float) -> tuple[str, list[str], int] | None:
+        hashes = [memo.args_hash(payload) for payload in tasks.payloads]
+        hits = 0
+
+        def answer(db: sqlite3.Connection, task_ids: list[str], now: float) -> None:
+            nonlocal hits
+            group_id = db.execute("SELECT task_group_id FROM tasks WHERE id = ?", (task_ids[0],)).fetchone()[0]
+            hits = memo.answer(db, owner, group_id, task_ids, tasks.function_ids, hashes, ttl, now)
+
+        added = self._insert(owner, tasks, state, also=answer)
+        return None if added is None else (added[0], added[1], hits)
+
+    def create_trigger(self, owner: str, endpoint_id: str, function_id: str, directory: str, pattern: str,
+                       max_per_minute: int) -> dict[str, Any]:
+        with self._write() as db:
+            return triggers.create(db, owner, endpoint_id, function_id, directory, pattern, max_per_minute)
+
+    def list_triggers(self, owner: str, endpoint_id: str | None) -> list[dict[str, Any]]:
+        with self._read() as db:
+            return triggers.listed(db, owner, endpoint_id)
+
+    def delete_trigger(self, owner: str, trigger_id: str) -> bool:
+        with self._write() as db:
+            return triggers.delete(db, owner, trigger_id)
+
+    def forget(self, owner: str, function_id: str | None) -> int:
+        with self._write() as db:
+            return memo.forget(db, owner, function_id, time.time())
+
     def _insert(self, owner: str, tasks: NewTasks, state: str, route_id: str | None = None,
-                placed: Sequence[Placement] = ()) -> tuple[str, list[str], bool] | None:
+                placed: Sequence[Placement] = (),
+                also: Callable[[sqlite3.Connection, list[str], float], None] | None = None,
+                ) -> tuple[str, list[str], bool] | None:
         """(group id, task ids, whether they are new: not a batch id seen before), None if not the owner's.
         ``placed``: the first tasks go, in these numbers, to these endpoints, ``dispatched``
-        (a group's batch placed at submit); the rest are ``state`` on ``tasks.endpoint_id``."""
+        (a group's batch placed at submit); the rest are ``state`` on ``tasks.endpoint_id``.
+        ``also(db, task ids, now)`` runs in the same transaction once the tasks are inserted."""
         count = len(tasks.payloads)
         task_ids = new_task_ids(count)
         group_id = tasks.task_group_id or str(uuid.uuid4())
@@ -457,6 +501,8 @@ class SQLiteStore(RoutingMethods, Store):
                 routes.count_placed(db, group_id, {p.endpoint_id: p.count for p in placed})
             if tasks.batch_id is not None:
                 batches.remember(db, tasks.batch_id, owner, group_id, first, count, now, digest)
+            if also is not None:
+                also(db, task_ids, now)
         return group_id, task_ids, True
 
     def group_task_ids(self, task_group_id: str, after: int, limit: int) -> tuple[list[str], int]:
@@ -533,9 +579,13 @@ class SQLiteStore(RoutingMethods, Store):
                     unsent[group_id] += 1
             for group_id, finished in per_group.items():
                 task_groups.finish(db, group_id, finished, unsent[group_id], now)
+            released: set[str] = set()
+            if found:  # each an empty-table probe for tasks neither memoized nor depended on
+                memo.remember(db, [f[1] for f in found], now)
+                released = dependencies.release(db, [f[1] for f in found], now)
         sent = [now - f[4] for f in found if f[4] is not None]
         return CommitOutcome([f[1] for f in found], len(results) - len(found), set(per_group),
-                             sum(sent) / len(sent) if sent else None)
+                             sum(sent) / len(sent) if sent else None, released)
 
     def task_group_owner(self, task_group_id: str) -> str | None:
         with self._read() as db:

@@ -16,7 +16,7 @@ import urllib.parse
 from typing import Any
 
 from service.errors import StoreError
-from service.records import FAILED, STATES, SUCCESS, UNFINISHED
+from service.records import FAILED, STATES, SUCCESS, UNFINISHED, WAITING_FOR_INPUTS
 from service.store.schema import IN_UNFINISHED, SCHEMA_VERSION
 
 FILE_SUFFIXES = ("", "-wal", "-shm")
@@ -88,6 +88,7 @@ def _read(db: sqlite3.Connection, path: str, sizes: dict[str, int], now: float,
     tasks = dict.fromkeys(STATES, 0)
     tasks.update(db.execute(f"SELECT state, count(*) FROM tasks WHERE {IN_UNFINISHED} GROUP BY state").fetchall())
     tasks[SUCCESS], tasks[FAILED] = int(finished - failed), int(failed)
+    tasks[WAITING_FOR_INPUTS] = db.execute("SELECT count(DISTINCT task_id) FROM task_inputs").fetchone()[0]
     oldest: float | None = None
     for (endpoint_id,) in db.execute("SELECT id FROM endpoints").fetchall():
         for state in UNFINISHED:  # each an index range in insertion order: its first is its oldest

@@ -19,8 +19,8 @@ from typing import Any
 
 from fabric.errors import TaskCancelled
 from fabric.protocol import RESULT_OK, task_error_result
-from service.records import (DISPATCHED, FAILED, RECEIVED, SUCCESS, WAITING, CancelOutcome, GroupCounts,
-                             RetryOutcome)
+from service.records import (DISPATCHED, FAILED, RECEIVED, SUCCESS, WAITING, WAITING_FOR_INPUTS, CancelOutcome,
+                             GroupCounts, RetryOutcome)
 from service.store.schema import CANCELLED_PREFIX, ROWS_PER_STATEMENT, is_cancellation, row_chunks
 
 Write = Callable[[], AbstractContextManager[sqlite3.Connection]]
@@ -74,13 +74,13 @@ def _set_successes(count: int) -> str:
 
 
 def counts(db: sqlite3.Connection, task_group_id: str) -> GroupCounts | None:
-    row = db.execute("SELECT task_count, finished_count, failed_count, cancelled_count, sent_count FROM task_groups "
-                     "WHERE id = ?", (task_group_id,)).fetchone()
+    row = db.execute("SELECT task_count, finished_count, failed_count, cancelled_count, sent_count, memo_hits "
+                     "FROM task_groups WHERE id = ?", (task_group_id,)).fetchone()
     if row is None:
         return None
-    tasks, finished, failed, cancelled, sent = row
+    tasks, finished, failed, cancelled, sent, memo_hits = row
     return GroupCounts(tasks=tasks, success=finished - failed, failed=failed, pending=tasks - finished,
-                       waiting=tasks - finished - sent, running=sent, cancelled=cancelled)
+                       waiting=tasks - finished - sent, running=sent, cancelled=cancelled, memo_hits=memo_hits)
 
 
 Row = tuple[int, str, str, str, Any, Any, int]
@@ -112,7 +112,7 @@ def cancel(write: Write, task_group_id: str, now: float) -> CancelOutcome:
         nonlocal cancelled
         unsent: list[tuple[int, Result]] = []
         for rowid, task_id, endpoint_id, state, *_ in rows:
-            if state == RECEIVED or state == WAITING:
+            if state == RECEIVED or state == WAITING or state == WAITING_FOR_INPUTS:
                 error = TaskCancelled(task_id=task_id)
                 _, kind, payload = task_error_result(task_id, error)
                 unsent.append((rowid, (task_id, kind, payload, f"{CANCELLED_PREFIX} {error}")))
@@ -121,6 +121,8 @@ def cancel(write: Write, task_group_id: str, now: float) -> CancelOutcome:
         if unsent:
             finish(db, task_group_id, unsent, len(unsent), now)
             cancelled += len(unsent)
+            from service.store import dependencies  # noqa: PLC0415 - it builds on this module
+            dependencies.release(db, [result[0] for _, result in unsent], now)  # their dependents fail
 
     _walk(write, task_group_id, step)
     return CancelOutcome(cancelled, dict(dispatched))

@@ -237,7 +237,7 @@ def test_fabric_bench_lists_every_command(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         fabric_cli.main(["bench", "--help"])
     shown = capsys.readouterr().out
-    for command in ("endpoint", "service", "peers", "scale", "micro", "routing", "all", "plot"):
+    for command in ("endpoint", "service", "flows", "peers", "scale", "micro", "routing", "all", "plot"):
         assert command in shown
     assert fabric_cli.main(["bench"]) == 2
 

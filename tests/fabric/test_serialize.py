@@ -285,8 +285,10 @@ def test_unknown_strategy_raises(header: int) -> None:
 
 
 def test_strategy_registry_holds_exactly_the_documented_headers() -> None:
+    import fabric.dependencies  # noqa: F401 - registers WithInputs, as the worker does
+
     assert {h: s.__name__ for h, s in Strategy.registry.items()} == {
-        0x80: "PickleData", 0x02: "DillData", 0x03: "DillCode", 0x04: "SourceCode"}
+        0x80: "PickleData", 0x02: "DillData", 0x03: "DillCode", 0x04: "SourceCode", 0x10: "WithInputs"}
 
 
 @pytest.mark.parametrize(

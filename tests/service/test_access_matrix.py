@@ -11,6 +11,7 @@ serves (its OpenAPI document), so a new route cannot ship without its row.
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -59,13 +60,20 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/task_groups/{task_group_id}/results"): (200, 404, 404),
     ("post", "/v1/task_groups/{task_group_id}/cancel"): (200, 404, 404),
     ("post", "/v1/task_groups/{task_group_id}/retry"): (200, 404, 404),
-    ("post", "/v1/results"): (200, 200, 200),
+    ("post", "/v1/results"): (200, 200, 200),  # another's group is answered as missing (test_service_long_polls)
+    ("delete", "/v1/memo"): (200, 200, 200),  # each forgets their own memo
+    ("put", "/v1/blobs/{digest}"): (201, 201, 201),  # each stores their own copy (the bytes are kept once)
+    ("get", "/v1/blobs/{digest}/info"): (200, 404, 404),
+    ("get", "/v1/blobs/{digest}"): (200, 404, 404),  # a worker holds a capability instead (test_e2e_data)
+    ("post", "/v1/triggers"): (201, 201, 404),  # bob reaches the endpoint and the function; carol neither
+    ("get", "/v1/triggers"): (200, 200, 200),
+    ("delete", "/v1/triggers/{trigger_id}"): (200, 404, 404),
     ("get", "/metrics"): (403, 403, 403),  # only the metrics_users setting's (test_service_metrics)
     ("get", "/v1/dashboard"): (200, 200, 200),  # each sees only their own (test_dashboard_browser)
     # the dashboard's page, script and style hold no data: served to anyone, token or not
     ("get", "/dashboard"): (200, 200, 200, 200, 200),
     ("get", "/dashboard/dashboard.js"): (200, 200, 200, 200, 200),
-    ("get", "/dashboard/dashboard.css"): (200, 200, 200, 200, 200),  # another's group is answered as missing (test_service_long_polls)
+    ("get", "/dashboard/dashboard.css"): (200, 200, 200, 200, 200),
 }
 
 
@@ -94,6 +102,16 @@ class World:
         assert submitted.status == 201, submitted
         self.task_group_id = submitted.json()["task_group_id"]
         self.task_id = submitted.json()["task_ids"][0]
+        self.blob = f"blob {tag}".encode()
+        self.digest = hashlib.sha256(self.blob).hexdigest()
+        stored = alice.call("PUT", f"/v1/blobs/{self.digest}", body=self.blob, content_type="application/octet-stream")
+        assert stored.status == 201, stored
+        trigger = alice.post("/v1/triggers", json_body=self.trigger())
+        assert trigger.status == 201, trigger
+        self.trigger_id = trigger.json()["trigger_id"]
+
+    def trigger(self) -> dict[str, Any]:
+        return {"endpoint_id": self.endpoint_id, "function_id": self.function_id, "directory": "/tmp"}
 
     def batch(self) -> dict[str, Any]:
         return {"endpoint_id": self.endpoint_id, "function_id": self.function_id, "args": [b"x"]}
@@ -104,12 +122,17 @@ class World:
             token_id = self.service.add_user(self.names["owner"]).partition(".")[0]
         return template.format(function_id=self.function_id, endpoint_id=self.endpoint_id, group_id=self.group_id,
                                task_id=self.task_id, task_group_id=self.task_group_id, user=self.names["shared"],
-                               token_id=token_id, endpoint_group_id=self.endpoint_group_id)
+                               token_id=token_id, endpoint_group_id=self.endpoint_group_id, digest=self.digest,
+                               trigger_id=self.trigger_id)
 
     def body(self, method: str, template: str) -> dict[str, Any]:
         """The request's body, if it has one (a valid one: the matrix is about who, not what)."""
         if template == "/v1/batches":
             return {"body": _msgpack(self.batch()), "content_type": "application/msgpack"}
+        if template == "/v1/blobs/{digest}" and method == "put":
+            return {"body": self.blob, "content_type": "application/octet-stream"}
+        if template == "/v1/triggers" and method == "post":
+            return {"json_body": self.trigger()}
         if template == "/v1/results":
             return {"body": _msgpack({"groups": {self.task_group_id: 0}}), "content_type": "application/msgpack"}
         bodies = {

@@ -130,7 +130,7 @@ def test_batches_are_stored_and_owned(alice: Api, bob: Api, submitted: dict[str,
     assert alice.get(f"/v1/endpoints/{submitted['endpoint']['endpoint_id']}").json()["waiting_tasks"] == 3
     counts = alice.get(f"/v1/task_groups/{group}").json()
     assert counts == {"task_group_id": group, "tasks": 3, "success": 0, "failed": 0, "pending": 3, "waiting": 3,
-                      "running": 0, "cancelled": 0}
+                      "running": 0, "cancelled": 0, "memo_hits": 0}
     page = alice.results(str(group), wait=0.2)  # nothing yet: an empty page after the wait
     assert (page["task_ids"], page["cursor"], page["pending"]) == ([], 0, 3)
     more = alice.submit(batch(submitted["endpoint"]["endpoint_id"], str(submitted["function_id"]), [b"d"],

@@ -94,7 +94,7 @@ def test_batches_past_max_outstanding_wait_and_keep_their_order(start_service: C
     # them; the forwarder fills the room from the store, in order
     assert [t.task_id for t in fake.wait_for_tasks(5)] == order[:5]
     assert counts(api, group) == {"tasks": 10, "success": 0, "failed": 0, "pending": 10, "waiting": 5,
-                                  "running": 5, "cancelled": 0}
+                                  "running": 5, "cancelled": 0, "memo_hits": 0}
     answered = 0
     while answered < 10:
         tasks = fake.wait_for_tasks(answered + 1)
@@ -103,7 +103,7 @@ def test_batches_past_max_outstanding_wait_and_keep_their_order(start_service: C
     assert [t.task_id for t in fake.tasks()] == order  # sent in submission order, each once
     assert len(api.all_results(group, 10)) == 10
     assert counts(api, group) == {"tasks": 10, "success": 10, "failed": 0, "pending": 0, "waiting": 0,
-                                  "running": 0, "cancelled": 0}
+                                  "running": 0, "cancelled": 0, "memo_hits": 0}
     later = submit(api, endpoint, function_id, [b"later"], task_group_id=group)["task_ids"]
     assert [t.task_id for t in fake.wait_for_tasks(11)][10:] == later  # the backlog is drained: at submit again
 
@@ -169,4 +169,4 @@ def test_tasks_stored_dispatched_but_never_sent_go_out_with_the_next_session(
     results = api.all_results(sent["task_group_id"], 4)
     assert sorted(p for _, p in results.values()) == [b"done:waited", b"done:x", b"done:y", b"done:z"]
     assert counts(api, sent["task_group_id"]) == {"tasks": 4, "success": 4, "failed": 0, "pending": 0,
-                                                  "waiting": 0, "running": 0, "cancelled": 0}
+                                                  "waiting": 0, "running": 0, "cancelled": 0, "memo_hits": 0}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import hashlib
 import http.client
 import json
 import uuid
@@ -156,6 +157,9 @@ def templates(world: World) -> dict[str, dict[str, Any]]:
                                                          "groups": [world.user_group]},
         "/v1/results": {"groups": {world.own_group: 0, world.kept_group: 0}, "wait": 0.01, "limit": 10,
                         "watcher": "fuzzer"},
+        "/v1/triggers": {"endpoint_id": world.endpoint_id, "function_id": world.function_id, "directory": "/tmp",
+                         "pattern": "*.h5", "max_per_minute": 60},
+        "/v1/blobs/{digest}": {"any": "bytes"},  # the body is the blob: whatever arrives is hashed and checked
     }
 
 
@@ -164,7 +168,8 @@ ROUTES = [("POST", "/v1/batches"), ("POST", "/v1/functions"), ("POST", "/v1/endp
           ("PUT", "/v1/endpoints/{endpoint}/sharing"), ("PUT", "/v1/endpoints/{endpoint}/allowed_functions"),
           ("PUT", "/v1/functions/{function}/sharing"), ("POST", "/v1/groups"),
           ("POST", "/v1/groups/{user_group}/members"), ("POST", "/v1/endpoint_groups"),
-          ("PUT", "/v1/endpoint_groups/{endpoint_group}/sharing"), ("POST", "/v1/results")]
+          ("PUT", "/v1/endpoint_groups/{endpoint_group}/sharing"), ("POST", "/v1/results"), ("POST", "/v1/triggers"),
+          ("PUT", "/v1/blobs/{digest}")]
 
 
 def ids(world: World) -> dict[str, list[str]]:
@@ -174,7 +179,8 @@ def ids(world: World) -> dict[str, list[str]]:
             "endpoint": [world.spare_endpoint, world.kept_endpoint, unknown],
             "function": [world.function_id, "0" * 64, unknown],  # the keeper holds the same id: its own record
             "user_group": [world.user_group, world.kept_user_group, unknown],
-            "endpoint_group": [world.endpoint_group, world.kept_endpoint_group, unknown]}
+            "endpoint_group": [world.endpoint_group, world.kept_endpoint_group, unknown],
+            "digest": [hashlib.sha256(b"").hexdigest(), "0" * 64, unknown]}
 
 
 @st.composite
@@ -294,7 +300,7 @@ def test_the_fuzzed_routes_are_every_route_with_a_body(world: World) -> None:
     with_body = {(method.upper(), path) for path, operations in spec["paths"].items()
                  for method in operations if method in ("post", "put")}
     placeholders = {"{task_group_id}": "{group}", "{endpoint_id}": "{endpoint}", "{function_id}": "{function}",
-                    "{group_id}": "{user_group}", "{endpoint_group_id}": "{endpoint_group}"}
+                    "{group_id}": "{user_group}", "{endpoint_group_id}": "{endpoint_group}"}  # {digest} keeps its name
     for name, short in placeholders.items():
         with_body = {(method, path.replace(name, short)) for method, path in with_body}
     assert with_body == set(ROUTES)

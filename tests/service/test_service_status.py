@@ -13,7 +13,7 @@ from typing import Any
 from tests.support import TIMEOUT
 from tests.support.service import Api, ServiceProcess
 
-STATES = ("received", "waiting-for-endpoint", "dispatched", "running", "success", "failed")
+STATES = ("received", "waiting-for-endpoint", "waiting-for-dependencies", "dispatched", "running", "success", "failed")
 
 
 def status(data_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:

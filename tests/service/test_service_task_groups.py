@@ -78,7 +78,7 @@ def test_cancel_fails_unsent_tasks_and_asks_the_endpoint_to_drop_dispatched_ones
     fake.send(ResultBatch(started=[ids[0]]))
     poll_until(lambda: api.get(f"/v1/tasks/{ids[0]}").json()["state"] == "running", "a running task")
     assert counts(api, group) == {"tasks": 10, "success": 0, "failed": 0, "pending": 10, "waiting": 7,
-                                  "running": 3, "cancelled": 0}
+                                  "running": 3, "cancelled": 0, "memo_hits": 0}
 
     reply = api.post(f"/v1/task_groups/{group}/cancel")
     assert reply.status == 200 and reply.json() == {"cancelled": 7, "cancel_requested": 2}, reply
@@ -95,7 +95,7 @@ def test_cancel_fails_unsent_tasks_and_asks_the_endpoint_to_drop_dispatched_ones
         error = TaskError.from_wire(msgpack.unpackb(payload))
         assert kind == RESULT_TASK_ERROR and isinstance(error, fabric.TaskCancelled) and error.task_id == task_id
     assert counts(api, group) == {"tasks": 10, "success": 1, "failed": 9, "pending": 0, "waiting": 0,
-                                  "running": 0, "cancelled": 9}
+                                  "running": 0, "cancelled": 9, "memo_hits": 0}
     assert fake.pump() is not None and len(fake.tasks()) == 3  # nothing cancelled was sent after all
     again = api.post(f"/v1/task_groups/{group}/cancel")
     assert again.status == 200 and again.json() == {"cancelled": 0, "cancel_requested": 0}
@@ -134,14 +134,14 @@ def test_retry_runs_only_the_failed_tasks_again(service: ServiceProcess, api: Ap
     reply = api.post(f"/v1/task_groups/{group}/retry")
     assert reply.status == 200 and reply.json() == {"retried": 1}, reply  # not the cancelled one
     assert counts(api, group) == {"tasks": 3, "success": 1, "failed": 1, "pending": 1, "waiting": 0,
-                                  "running": 1, "cancelled": 1}
+                                  "running": 1, "cancelled": 1, "memo_hits": 0}
     again = fake.wait_for_tasks(4)[3]
     assert (again.task_id, bytes(again.payload)) == (ids[0], b"a")  # the same task, with its arguments
     fake.send(ResultBatch.build([(ids[0], RESULT_OK, b"second time")]))
     page = api.results(group, after=3, wait=5.0)  # the old cursor goes on: a new seq
     assert (page["task_ids"], page["payloads"], page["cursor"], page["pending"]) == ([ids[0]], [b"second time"], 4, 0)
     assert counts(api, group) == {"tasks": 3, "success": 2, "failed": 1, "pending": 0, "waiting": 0,
-                                  "running": 0, "cancelled": 1}
+                                  "running": 0, "cancelled": 1, "memo_hits": 0}
     assert api.post(f"/v1/task_groups/{group}/retry").json() == {"retried": 0}
 
 
@@ -181,7 +181,7 @@ def test_fetched_results_are_purged_so_the_store_stays_small(service: ServicePro
         poll_until(lambda: api.get(f"/v1/tasks/{ids[-1]}").status == 404, "the fetched results to be purged")
         assert api.get(f"/v1/tasks/{ids[0]}").status == 404
         assert counts(api, group) == {"tasks": 300, "success": 300, "failed": 0, "pending": 0, "waiting": 0,
-                                      "running": 0, "cancelled": 0}  # the group's counts stay
+                                      "running": 0, "cancelled": 0, "memo_hits": 0}  # the group's counts stay
         sizes.append(database.stat().st_size)
     assert sizes[-1] < 2 * sizes[0] and sizes[-1] < 4 * 300 * 16384 / 2, sizes  # freed pages are used again
 

@@ -51,3 +51,48 @@ def where(path: str, value: int, seconds: float) -> tuple[int, str]:
     with open(path, "a") as log:
         log.write(f"{value} {name}\n")
     return value, name
+
+
+def _log_step(path: str, step: str) -> None:
+    with open(path, "a") as log:
+        log.write(f"{step}\n")
+
+
+def extract(path: str, name: str, n: int, gate: str | None = None) -> list[int]:
+    """A pipeline's first step: ``range(n)`` (once ``gate`` exists, if given); logs ``extract-<name>``."""
+    if gate is not None:
+        wait_for(gate)
+    _log_step(path, f"extract-{name}")
+    return list(range(n))
+
+
+def infer(path: str, name: str, data: list[int]) -> list[int]:
+    """A pipeline's middle step: doubles each value; logs ``infer-<name>``."""
+    _log_step(path, f"infer-{name}")
+    return [2 * x for x in data]
+
+
+def aggregate(path: str, parts: dict[str, list[list[int]]]) -> int:
+    """A pipeline's last step: the sum of every value in ``parts``; logs ``aggregate``."""
+    _log_step(path, "aggregate")
+    return sum(sum(values) for part in parts.values() for values in part)
+
+
+def size_of(value: bytes) -> int:
+    """How many bytes a (referenced) argument has once it arrived."""
+    return len(value)
+
+
+def reversed_bytes(value: bytes) -> bytes:
+    """The argument's bytes reversed: a large result made from a large argument."""
+    return value[::-1]
+
+
+def record_file(path: str) -> int:
+    """A trigger's function: appends ``<name> <size>`` to ``runs.log`` beside the watched directory."""
+    import os
+
+    size = os.path.getsize(path)
+    with open(os.path.join(os.path.dirname(os.path.dirname(path)), "runs.log"), "a") as log:
+        log.write(f"{os.path.basename(path)} {size}\n")
+    return size
