@@ -1,5 +1,7 @@
 """``fabric endpoint run-local|configure|start|stop|list|status``: endpoints that connect out to a service.
 
+(``logs`` is in ``endpoint.logs``; ``restart``, ``delete`` and ``whoami`` in ``endpoint.lifecycle``.)
+
 ``run-local`` is the demo (``endpoint.demo``). ``configure`` writes an endpoint's
 ``config.json`` (``endpoint.home`` has the folder's layout). ``start`` registers the
 endpoint with the service (the same name keeps its id and
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from endpoint.exits import describe as describe_exit
+from endpoint.exits import diagnose
 from endpoint.home import (DAEMON_MODULE, NAME_PATTERN, EndpointPaths, EndpointSettings, claim_pid_file,
                            endpoint_process, read_json, release_pid_file, start_lock, stored_registration, write_json)
 from fabric.config import PROVIDER_KINDS, InterchangeConfig, ProviderConfig, ScalingConfig
@@ -158,13 +162,14 @@ def refuse_if_running(paths: EndpointPaths) -> None:
                             f"stop it with `fabric endpoint stop {paths.name}`")
 
 
-def spawn_daemon(paths: EndpointPaths, log_level: str | None) -> subprocess.Popen[bytes]:
+def spawn_daemon(paths: EndpointPaths, log_level: str | None, log_format: str = "text") -> subprocess.Popen[bytes]:
     """Start the daemon in its own session, output appended to the log, stdin from /dev/null."""
     from fabric.process import child_environment
 
     command = [sys.executable, "-m", DAEMON_MODULE, str(paths.directory)]
     if log_level:
         command += ["--log-level", log_level]
+    command += ["--log-format", log_format]
     with open(paths.log, "ab") as log:
         return subprocess.Popen(command, env=child_environment(), cwd=paths.directory, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
@@ -265,14 +270,14 @@ def start_command(options: argparse.Namespace) -> int:
             _claim_pid_file(paths, os.getpid())
         else:
             offset = paths.log.stat().st_size if paths.log.exists() else 0
-            process = spawn_daemon(paths, options.log_level)
+            process = spawn_daemon(paths, options.log_level, options.log_format)
             try:
                 _claim_pid_file(paths, process.pid)
             except EndpointError:
                 _end_spawned(process)
                 raise
     if options.foreground:
-        return _run_foreground(paths, options.log_level)
+        return _run_foreground(paths, options.log_level, options.log_format)
     return _wait_for_daemon(paths, settings, registration["endpoint_id"], process, offset)
 
 
@@ -283,11 +288,11 @@ def _claim_pid_file(paths: EndpointPaths, pid: int) -> None:
             raise EndpointError(f"endpoint {paths.name} is starting elsewhere ({paths.pid_file})")
 
 
-def _run_foreground(paths: EndpointPaths, log_level: str | None) -> int:
+def _run_foreground(paths: EndpointPaths, log_level: str | None, log_format: str) -> int:
     from endpoint.daemon import serve
-    from fabric.process import configure_logging
+    from fabric.logs import configure
 
-    configure_logging(log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
+    configure(log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO", log_format)
     try:
         return serve(paths, detached=False)
     finally:
@@ -371,6 +376,7 @@ def status_command(options: argparse.Namespace) -> int:
     paths = EndpointPaths.of(options.name)
     settings = EndpointSettings.load(paths)
     registration = stored_registration(paths) or {}
+    had_pid_file = paths.pid_file.exists()
     process = endpoint_process(paths)
     report: dict[str, Any] = {
         "name": paths.name, "endpoint_id": registration.get("endpoint_id"),
@@ -385,6 +391,8 @@ def status_command(options: argparse.Namespace) -> int:
             report["service"] = service_view(settings, report["endpoint_id"], retry_for=0.0)
         except (EndpointError, ConfigError) as exc:
             report["service_error"] = str(exc)
+    report["diagnosis"] = diagnose(paths, process is not None, had_pid_file and process is None,
+                                   (report["service"] or {}).get("status"))
     if options.json:
         print(json.dumps(report, indent=2))
     else:
@@ -402,7 +410,15 @@ def _status_text(report: dict[str, Any]) -> str:
     view = report["service"]
     if view is None:
         lines.append(f"service view: unavailable: {report['service_error']}")
-        return "\n".join(lines)
+    else:
+        lines += _service_lines(report, view)
+    if report["diagnosis"]:
+        lines.append(describe_exit(report["diagnosis"]))
+    return "\n".join(lines)
+
+
+def _service_lines(report: dict[str, Any], view: dict[str, Any]) -> list[str]:
+    lines = []
     heard = view.get("last_heartbeat")
     heartbeat = f"{max(0.0, time.time() - heard):.1f} s ago" if heard else "never"
     reported = "" if view.get("status") == "online" else " (last reported)"
@@ -412,7 +428,7 @@ def _status_text(report: dict[str, Any]) -> str:
     if "allowed_functions" in view and _differ(view["allowed_functions"], report["allowed_functions"]):
         lines.append(f"service list: {_allowed_text(view['allowed_functions'])} (not the configured one: "
                      f"`fabric endpoint start` sends that)")
-    return "\n".join(lines)
+    return lines
 
 
 _SANDBOX_TEXT = {None: "workers hide the fabric home if the system allows it (auto)",
@@ -435,12 +451,14 @@ def _differ(first: list[str] | None, second: list[str] | None) -> bool:
 # -- the parser ----------------------------------------------------------------------------
 def build_parser(prog: str = "fabric endpoint") -> argparse.ArgumentParser:
     """``fabric endpoint``'s parser: run-local (``endpoint.demo``), configure, start, stop, list, status."""
-    from endpoint import demo
+    from endpoint import demo, lifecycle, logs
 
     parser = argparse.ArgumentParser(prog=prog, description="Run and inspect endpoints.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     demo.add_command(actions)
     add_commands(actions)
+    logs.add_command(actions)
+    lifecycle.add_commands(actions)
     parser.set_defaults(handler=None, parser=parser)
     return parser
 
@@ -504,6 +522,9 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
     start.add_argument("--foreground", action="store_true", help="run in this process, logging to stderr")
     start.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                        help="the endpoint's log level (default: FABRIC_LOG_LEVEL or INFO)")
+    start.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="text lines (default) or JSON lines; the daemon's log rotates at FABRIC_LOG_MAX_BYTES "
+                            "(default 10 MiB), FABRIC_LOG_BACKUPS files kept (default 5)")
     add("stop", stop_command, "stop a running endpoint",
         f"Send the endpoint SIGTERM, wait up to {STOP_TIMEOUT:.0f} s for it and its managers, then kill them.")
     add("list", list_command, "list the configured endpoints",

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from endpoint.exits import clear_exit, exit_kind, record_exit
 from endpoint.home import DAEMON_MODULE, EndpointPaths, EndpointSettings, release_pid_file, stored_registration
 from fabric.errors import ConfigError
 
@@ -46,12 +47,16 @@ def serve(paths: EndpointPaths, *, detached: bool) -> int:
     config = settings.interchange_config(registration, str(paths.spool))
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    clear_exit(paths)
     logger.info("endpoint %s (%s) starting, pid %d: service %s, forwarder %s", paths.name, config.endpoint_id,
                 os.getpid(), settings.service_url, config.upstream_address)
     try:
         reason = run_interchange(config, exit_with_parent=not detached)
     except _Stop as stop:
         reason = f"stopped by {stop}"
+        record_exit(paths, "stopped", reason)
+    else:  # the interchange may have caught the signal itself ("terminated by SIGTERM")
+        record_exit(paths, exit_kind(reason), reason)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -61,20 +66,23 @@ def serve(paths: EndpointPaths, *, detached: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m endpoint.daemon DIR``: the endpoint daemon ``start`` spawns."""
-    from fabric.process import configure_logging
+    from fabric.logs import configure
 
     parser = argparse.ArgumentParser(prog=f"python -m {DAEMON_MODULE}", description="Run an endpoint daemon.")
     parser.add_argument("directory", help="the endpoint's folder (fabric_home()/endpoints/NAME)")
     parser.add_argument("--log-level", default=None, type=str.upper)
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
     options = parser.parse_args(argv)
-    configure_logging(options.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
     os.environ.pop("FABRIC_TOKEN", None)  # registered already: the daemon never needs the owner's token
     directory = Path(options.directory).absolute()
     paths = EndpointPaths.of(directory.name, directory.parent.parent)
+    configure(options.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO", options.log_format,
+              path=paths.log)  # rotating (fabric.logs); stdout and stderr still go to the log too
     try:
         return serve(paths, detached=True)
-    except Exception:
+    except Exception as exc:
         logger.exception("endpoint %s failed", paths.name)
+        record_exit(paths, "crashed", f"{type(exc).__name__}: {exc}")
         return 1
     finally:
         release_pid_file(paths, os.getpid())

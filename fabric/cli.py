@@ -8,6 +8,8 @@
     fabric logout
     fabric endpoint run-local --workers 2 --tasks 5000                 (endpoint.demo)
     fabric endpoint configure|start|stop|list|status NAME ...          (endpoint.cli)
+    fabric endpoint logs|restart|delete NAME, fabric endpoint whoami   (endpoint.logs, endpoint.lifecycle)
+    fabric completion bash                                             (fabric.completion)
     fabric service start|add-user|status ...                           (service.cli)
     fabric trigger create|list|delete|watch ...                        (endpoint.trigger_cli)
     fabric bench endpoint|service|flows|peers|scale|micro|all|plot ... (benchmarks.cli)
@@ -26,11 +28,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from fabric import completion
+
 PROG = "fabric"
 
 ROLE_COMMANDS = {
-    "endpoint": ("endpoint.cli", "run and inspect endpoints: run-local, configure, start, stop, list, status "
-                                 "(see fabric endpoint --help)"),
+    "endpoint": ("endpoint.cli", "run and inspect endpoints: run-local, configure, start, stop, restart, list, "
+                                 "status, logs, delete, whoami (see fabric endpoint --help)"),
     "service": ("service.cli", "run the service: fabric service start|add-user|status (see fabric service --help)"),
     "trigger": ("endpoint.trigger_cli", "process files as they arrive: fabric trigger create|list|delete|watch "
                                         "(see fabric trigger --help)"),
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in ROLE_COMMANDS.items():
         commands.add_parser(name, help=help_text, add_help=False)
     _add_login(commands)
+    completion.add_command(commands)
     parser.set_defaults(handler=None, parser=parser)
     return parser
 

@@ -93,6 +93,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
     if origin is dict:
         return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # ``tuple[str, ...]``: any length
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
     if origin is tuple:
         return (isinstance(value, (list, tuple)) and len(value) == len(args)
                 and all(_matches(v, a) for v, a in zip(value, args)))

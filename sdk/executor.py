@@ -62,6 +62,7 @@ from sdk.client import Client, function_name
 from sdk.credentials import resolve
 from sdk.futures import TaskFuture
 from sdk.memo import memo_option
+from sdk.offline import OFFLINE_WARNING_AFTER, OfflineWatch
 from sdk.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ class Executor(concurrent.futures.Executor):
     ``sdk.memo.memoize`` are memoized either way).
     ``allow_pickled_results``: unpickle results (and remote exceptions) from an endpoint you
     do not own; its owner can then run any code in this process (see the module's text).
+    ``offline_warning_after``: seconds the endpoint may be offline while tasks wait before
+    the executor warns, once, naming it (``sdk.offline``; None: never).
     """
 
     def __init__(self, endpoint_id: str | None = None, client: Client | None = None, *,
@@ -155,7 +158,8 @@ class Executor(concurrent.futures.Executor):
                  endpoint_group: str | None = None, policy: str | None = None,
                  requires: dict[str, Any] | None = None, weights: dict[str, float] | None = None,
                  near: str | None = None, memoize: bool | float = False,
-                 allow_pickled_results: bool = False) -> None:
+                 allow_pickled_results: bool = False,
+                 offline_warning_after: float | None = OFFLINE_WARNING_AFTER) -> None:
         if endpoint_id is not None and endpoint_group is not None:
             raise ValueError("an executor runs on an endpoint_id or an endpoint_group, not both")
         self.endpoint_id = endpoint_id
@@ -186,6 +190,8 @@ class Executor(concurrent.futures.Executor):
         self._closing = False
         self._stopped = False
         self.progress = Progress(progress)
+        self._offline = (OfflineWatch(self.client, endpoint_id, offline_warning_after)
+                         if endpoint_id is not None and offline_warning_after is not None else None)
         self._submitter = threading.Thread(target=self._submit_loop, name="fabric-executor-submit", daemon=True)
         self._submitter.start()
         _live_executors.add(self)
@@ -430,6 +436,11 @@ class Executor(concurrent.futures.Executor):
         for future, ok, value in resolved:  # outside the lock: callbacks run here
             _resolve(future, ok, value)
         self.progress.add_done(len(resolved))
+
+    def _check_endpoint(self) -> None:
+        """Called by the result watcher after each poll: warn if the endpoint is offline too long."""
+        if self._offline is not None:
+            self._offline.check(len(self._futures) + len(self._queue))
 
     def _fail_all(self, exc: Exception) -> None:
         with self._lock:

@@ -48,6 +48,9 @@ class Watched(Protocol):
 
     def _fail_all(self, exc: Exception) -> None: ...
 
+    def _check_endpoint(self) -> None:
+        """After a poll: warn if its endpoint has been offline too long (``sdk.offline``)."""
+
 
 class ResultWatcher:
     """The result-watching thread(s) of one client (see the module docstring)."""
@@ -104,6 +107,9 @@ class ResultWatcher:
                 if pause:
                     time.sleep(pause)
                 pause = self._poll_once(wanted, pause)
+                for polled in wanted.values():
+                    for executor, _, _ in polled:
+                        executor._check_endpoint()
                 with self._lock:
                     if number != self._current:
                         reason = "replaced"

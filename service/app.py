@@ -18,6 +18,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fabric.rest import ErrorType, Oversized
+from fabric.logs import set_request_id
 from fabric.untrusted import printable
 from service.api import BLUEPRINTS
 from service.api.common import Services, services
@@ -26,6 +27,8 @@ from service.config import ServiceConfig
 from service.errors import HTTPError, HTTPRateLimited, HTTPUnauthorized, StoreError
 from service.events import Dispatcher, NoDispatcher, ResultSignal
 from service.keys import server_keys
+from service import dashboard
+from service.metrics import install as install_metrics
 from service.openapi import build_spec, operation
 from service.polls import PollSlots
 from service.store import SQLiteStore, Store
@@ -62,11 +65,15 @@ def create_app(config: ServiceConfig, *, store: Store | None = None, identity: I
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.add_url_rule(f"{API_PREFIX}/openapi.json", "openapi", _openapi)
     app.before_request(_authenticate)
+    app.teardown_request(_forget_request_id)
     app.after_request(_tag_response)
     app.register_error_handler(HTTPError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _internal_error)
+    install_metrics(app)
+    app.register_blueprint(dashboard.pages)
+    app.register_blueprint(dashboard.api, url_prefix=API_PREFIX)
     app.extensions["fabric_openapi"] = build_spec(app)  # fails here if a route is undescribed
     return app
 
@@ -78,8 +85,13 @@ def _openapi() -> Response:
 
 def _authenticate() -> None:
     g.request_id = uuid.uuid4().hex
+    set_request_id(g.request_id)  # on every log line of this request (fabric.logs)
     if request.endpoint in ("blobs.fetch", "blobs.upload") and "capability" in request.args:
         return  # a worker's fetch or result: the capability is checked by the view (service.api.blobs)
+    if request.endpoint in dashboard.PUBLIC_VIEWS:
+        return  # the dashboard's page and script: no data, the token is sent by its script
+    if request.endpoint == "metrics.metrics_view" and services().config.metrics_public:
+        return  # an open /metrics (the metrics_public setting): a scraper needs no token
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPUnauthorized("send an 'Authorization: Bearer <token>' header")
@@ -91,6 +103,10 @@ def _authenticate() -> None:
     wait = limiter.wait_time(user.user_id) if request.endpoint in CHARGED_ON_ANSWER else limiter.acquire(user.user_id)
     if wait > 0:
         raise HTTPRateLimited(wait)
+
+
+def _forget_request_id(error: BaseException | None) -> None:
+    set_request_id(None)
 
 
 def _tag_response(response: Response) -> Response:

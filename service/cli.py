@@ -63,6 +63,8 @@ def build_parser(prog: str = "fabric service") -> argparse.ArgumentParser:
     _data_dir(start)
     start.add_argument("--config", default=None, help="JSON file of further settings (ServiceConfig fields)")
     start.add_argument("--log-level", default=None, help="logging level (default: FABRIC_LOG_LEVEL or INFO)")
+    start.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines (default) or JSON lines with the request id on every line of a request")
     start.add_argument("--exit-with-parent", action="store_true",
                        help="stop (as on SIGTERM) when the process that started this one exits (Linux): for "
                             "tests, benchmarks and supervisors that must never leave a service behind")
@@ -310,10 +312,10 @@ def _size(count: int) -> str:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from fabric.process import configure_logging
+    from fabric.logs import configure
     from service.server import Service
 
-    configure_logging(args.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO")
+    configure(args.log_level or os.environ.get("FABRIC_LOG_LEVEL") or "INFO", args.log_format)
     if args.exit_with_parent:
         from fabric.process import exit_with_parent
 

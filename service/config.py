@@ -71,6 +71,9 @@ class ServiceConfig(JsonConfig):
     ``FABRIC_GLOBUS_CLIENT_SECRET`` too). A token must carry ``globus_required_scope``
     (None: ``https://auth.globus.org/scopes/<client id>/all``); answers are cached for
     ``globus_cache_seconds`` (0: ask every time).
+
+    Metrics (``service.metrics``): ``GET /metrics`` is read by the users named in
+    ``metrics_users`` with their token, or by anyone when ``metrics_public`` is true.
     """
 
     data_dir: str
@@ -107,6 +110,8 @@ class ServiceConfig(JsonConfig):
     globus_client_secret: str | None = dataclasses.field(default=None, repr=False)
     globus_required_scope: str | None = None
     globus_cache_seconds: float = 30.0
+    metrics_users: tuple[str, ...] = ()
+    metrics_public: bool = False
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -140,6 +145,12 @@ class ServiceConfig(JsonConfig):
         if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
             raise ConfigError(f"sqlite_synchronous must be one of {SYNCHRONOUS_MODES}")
         self._check_identity()
+        if isinstance(self.metrics_users, list):  # from JSON
+            object.__setattr__(self, "metrics_users", tuple(self.metrics_users))
+        if not isinstance(self.metrics_users, tuple) or not all(isinstance(n, str) for n in self.metrics_users):
+            raise ConfigError(f"metrics_users must be a list of user names, got {self.metrics_users!r}")
+        if not isinstance(self.metrics_public, bool):
+            raise ConfigError(f"metrics_public must be true or false, got {self.metrics_public!r}")
 
     def _check_identity(self) -> None:
         if self.identity not in IDENTITY_PROVIDERS:

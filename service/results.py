@@ -22,7 +22,7 @@ def error_text(kind: int, payload: Any) -> str | None:
     if kind == protocol.RESULT_OK:
         return None
     try:
-        data = msgpack.unpackb(payload, raw=False, max_bin_len=1, strict_map_key=False)
+        data = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     except Exception:  # noqa: BLE001 - any malformed payload just has no description
         return "the task failed (unreadable error payload)"
     if not isinstance(data, dict):

@@ -22,8 +22,9 @@ from tests.support.service import Api, ServiceProcess
 ROLES = ("owner", "shared", "stranger", "no token", "bad token")
 UNAUTHORIZED = (401, 401)
 
-# (method, OpenAPI path): (owner, shared, stranger); no token and a bad token are always 401.
-MATRIX: dict[tuple[str, str], tuple[int, int, int]] = {
+# (method, OpenAPI path): (owner, shared, stranger); no token and a bad token are 401 unless a
+# row names all five roles.
+MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/auth/whoami"): (200, 200, 200),
     ("get", "/v1/auth/tokens"): (200, 200, 200),
     ("delete", "/v1/auth/tokens/{token_id}"): (204, 404, 404),  # alice's token: only alice revokes it
@@ -67,6 +68,12 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int]] = {
     ("post", "/v1/triggers"): (201, 201, 404),  # bob reaches the endpoint and the function; carol neither
     ("get", "/v1/triggers"): (200, 200, 200),
     ("delete", "/v1/triggers/{trigger_id}"): (200, 404, 404),
+    ("get", "/metrics"): (403, 403, 403),  # only the metrics_users setting's (test_service_metrics)
+    ("get", "/v1/dashboard"): (200, 200, 200),  # each sees only their own (test_dashboard_browser)
+    # the dashboard's page, script and style hold no data: served to anyone, token or not
+    ("get", "/dashboard"): (200, 200, 200, 200, 200),
+    ("get", "/dashboard/dashboard.js"): (200, 200, 200, 200, 200),
+    ("get", "/dashboard/dashboard.css"): (200, 200, 200, 200, 200),
 }
 
 
@@ -180,7 +187,8 @@ def test_access(service: ServiceProcess, users: tuple[dict[str, Api], dict[str, 
                 route: tuple[str, str]) -> None:
     apis, names = users
     method, template = route
-    expected = dict(zip(ROLES, (*MATRIX[route], *UNAUTHORIZED)))
+    cells = MATRIX[route]
+    expected = dict(zip(ROLES, cells if len(cells) == len(ROLES) else (*cells, *UNAUTHORIZED)))
     got = {}
     for role in ROLES:
         world = World(service, apis, names)

@@ -83,7 +83,8 @@ def test_registered_keys_connect_and_tasks_round_trip(service: ServiceProcess, a
 
     fake.send(ResultBatch(started=[tasks[0].task_id]))
     poll_until(lambda: api.get(f"/v1/tasks/{tasks[0].task_id}").json()["state"] == "running", "a running task")
-    error = {"remote_type": "builtins.ValueError", "message": "bad input", "traceback": "..."}
+    error = {"remote_type": "builtins.ValueError", "message": "bad input", "traceback": "...",
+             "exception": b"\x80\x05 pickled bytes, as a worker sends them (never unpickled here)"}
     fake.send(ResultBatch.build([(tasks[0].task_id, RESULT_REMOTE_ERROR, msgpack.packb(error))]))
     answer(fake, tasks[1:])
     results = api.all_results(submitted["task_group_id"], 20)
