@@ -176,12 +176,5 @@ class Executor(FabricExecutor):
         _user_endpoint_config(user_endpoint_config)
         self.user_endpoint_config = user_endpoint_config
         super().__init__(None if endpoint_id is None else str(endpoint_id), client, task_group_id=task_group_id,
-                         resource_spec=resource_specification or options.pop("resource_spec", None), **options)
-
-    @property
-    def resource_specification(self) -> dict[str, Any] | None:
-        return self.resource_spec
-
-    @resource_specification.setter
-    def resource_specification(self, value: dict[str, Any] | None) -> None:
-        self.resource_spec = value
+                         resource_specification=resource_specification or options.pop("resource_spec", None),
+                         **options)
