@@ -63,15 +63,14 @@ class RateLimiter:
 
     def wait_time(self, user_id: str, now: float | None = None) -> float:
         """What ``acquire`` would answer, without taking a token."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(user_id, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+        return self._take(user_id, now, take=False)
 
     def acquire(self, user_id: str, now: float | None = None) -> float:
+        return self._take(user_id, now, take=True)
+
+    def _take(self, user_id: str, now: float | None, *, take: bool) -> float:
+        """Refill ``user_id``'s bucket to ``now``; with ``take``, spend a token if there is one.
+        Returns 0.0 when a request may go ahead, else the seconds until one could."""
         if self.rate <= 0:
             return 0.0
         now = time.monotonic() if now is None else now
@@ -79,7 +78,9 @@ class RateLimiter:
             tokens, last = self._buckets.get(user_id, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens < 1.0:
-                self._buckets[user_id] = (tokens, now)
+                if take:
+                    self._buckets[user_id] = (tokens, now)
                 return (1.0 - tokens) / self.rate
-            self._buckets[user_id] = (tokens - 1.0, now)
+            if take:
+                self._buckets[user_id] = (tokens - 1.0, now)
             return 0.0
