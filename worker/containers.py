@@ -66,6 +66,10 @@ def container_command(config: ContainerConfig, environ: Mapping[str, str]) -> li
             command.append("--network=none")
         for key, value in env.items():
             command += ["--env", f"{key}={value}"]
+        if config.rootfs == "/:O":  # the node's root: our code and interpreter under /tmp are hidden by the
+            for path in _import_paths(env):  # private /tmp, so bind them back (read-only), as bubblewrap does
+                if path.startswith("/tmp/"):
+                    command += ["-v", f"{path}:{path}:ro"]
         for bind in config.binds:
             command += ["-v", bind]
         command += config.options
